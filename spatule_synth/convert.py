@@ -1,0 +1,135 @@
+"""``convert``: labelImg folders -> TFRecord shards + ``label_map.pbtxt`` + manifest.
+
+For the real labelled photos users evaluate (or fine-tune) on. Output layout::
+
+    OUT/annotations/NAME.record[-SSSSS-of-NNNNN]   examples, round-robin over the shards
+    OUT/annotations/label_map.pbtxt                the label map the ids refer to
+    OUT/manifest.json                              config, versions, counts, problems, examples
+
+Images whose XML has no object, and images with no XML, are written as negatives (no boxes) unless
+``keep_negatives`` is off. Source ids are 1, 2, 3, ... in the sorted input order.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+
+from absl import logging
+from tqdm import tqdm
+
+from spatule_synth.config import ConvertConfig
+from spatule_synth.images import bytes_for_record
+from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
+from spatule_synth.labelimg import LabelledImage, find_pairs, load_labelled_image
+from spatule_synth.manifest import write_manifest
+from spatule_synth.output_dir import check_output_dir, prepare_output_dir
+from spatule_synth.problems import ProblemLog
+from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
+
+
+@dataclasses.dataclass
+class ConvertResult:
+    """What a convert run did, for the summary and the manifest."""
+
+    output_dir: str
+    shard_paths: list[str]
+    label_map_path: str
+    manifest_path: str = ""
+    pairs_found: int = 0
+    examples: list[dict] = dataclasses.field(default_factory=list)
+    negatives_dropped: int = 0
+    objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    problems: ProblemLog = dataclasses.field(default_factory=ProblemLog)
+
+    @property
+    def negatives_written(self) -> int:
+        return sum(1 for example in self.examples if not example["objects"])
+
+    def summary(self) -> str:
+        """The one-screen end-of-run summary."""
+        lines = [f"convert: {len(self.examples)} examples written from {self.pairs_found} images found "
+                 f"({self.negatives_written} negatives without objects"
+                 + (f", {self.negatives_dropped} negatives left out" if self.negatives_dropped else "")
+                 + ")"]
+        for name, count in sorted(self.objects_per_class.items()):
+            lines.append(f"  objects of class {name!r}: {count}")
+        problem_lines = self.problems.summary_lines()
+        lines.append(f"  problems: {len(self.problems.problems)}")
+        lines += ["  " + line for line in problem_lines]
+        lines += [f"  records: {path}" for path in self.shard_paths]
+        lines += [f"  label map: {self.label_map_path}", f"  manifest: {self.manifest_path}"]
+        return "\n".join(lines)
+
+
+def record_for(labelled: LabelledImage, source_id: int) -> RecordImage:
+    """The TFRecord example of one validated photo."""
+    image = labelled.image
+    encoded, image_format = bytes_for_record(labelled.file_bytes, image)
+    objects = tuple(
+        RecordObject.from_box(obj.box, image.width, image.height, class_text=obj.name,
+                              class_label=obj.class_id, difficult=obj.difficult,
+                              truncated=obj.truncated, view=obj.pose)
+        for obj in labelled.objects)
+    return RecordImage(encoded=encoded, image_format=image_format,
+                       filename=os.path.basename(labelled.source.image_path),
+                       source_id=str(source_id), height=image.height, width=image.width,
+                       objects=objects)
+
+
+def run_convert(config: ConvertConfig) -> ConvertResult:
+    """Convert the labelImg folders of ``config``; raises `RunStopped` under ``on_error='fail'``."""
+    input_dirs = config.input_dirs + config.annotation_dirs
+    check_output_dir(config.output_dir, config.overwrite, input_dirs)
+    label_map = read_label_map(config.label_map_path)
+    problems = ProblemLog(config.on_error)
+    pairs = find_pairs(config.input_dirs, config.annotation_dirs, problems)
+    if not pairs:
+        logging.warning("no images found in %s", ", ".join(config.input_dirs))
+    prepare_output_dir(config.output_dir, config.overwrite, input_dirs)
+    annotations_dir = os.path.join(config.output_dir, "annotations")
+    os.makedirs(annotations_dir, exist_ok=True)
+    prefix = os.path.join(annotations_dir, config.record_name)
+    with ShardedRecordWriter(prefix, config.num_shards) as writer:
+        result = ConvertResult(config.output_dir, writer.paths,
+                               os.path.join(annotations_dir, "label_map.pbtxt"),
+                               pairs_found=len(pairs), problems=problems)
+        for pair in tqdm(pairs, desc="convert", unit="img", disable=None):
+            labelled = load_labelled_image(pair, label_map, problems)
+            if labelled is None:
+                continue
+            if not labelled.objects and not config.keep_negatives:
+                result.negatives_dropped += 1
+                continue
+            record = record_for(labelled, source_id=len(result.examples) + 1)
+            writer.write(record)
+            result.objects_per_class.update(obj.name for obj in labelled.objects)
+            result.examples.append(_example_entry(labelled, record))
+    write_label_map(label_map, result.label_map_path)
+    result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
+    return result
+
+
+def _example_entry(labelled: LabelledImage, record: RecordImage) -> dict:
+    return {"source_id": record.source_id, "image": labelled.source.image_path,
+            "xml": labelled.source.xml_path, "width": record.width, "height": record.height,
+            "objects": [{"name": obj.name, "object_index": obj.object_index,
+                         "box": [obj.box.xmin, obj.box.ymin, obj.box.xmax, obj.box.ymax]}
+                        for obj in labelled.objects]}
+
+
+def _manifest(config: ConvertConfig, label_map: LabelMap, result: ConvertResult) -> dict:
+    return {
+        "mode": "convert",
+        "config": config.as_json(),
+        "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],
+        "counts": {"images_found": result.pairs_found, "examples": len(result.examples),
+                   "negatives_written": result.negatives_written,
+                   "negatives_dropped": result.negatives_dropped,
+                   "objects_per_class": dict(sorted(result.objects_per_class.items())),
+                   "problems": result.problems.counts()},
+        "records": [os.path.relpath(path, config.output_dir) for path in result.shard_paths],
+        "problems": result.problems.as_json(),
+        "examples": result.examples,
+    }

@@ -1,0 +1,165 @@
+"""Reading photos the way the annotator saw them, and encoding pixels for the outputs.
+
+`read_image` decodes once and returns 8-bit RGB pixels with the EXIF orientation already applied
+(labelImg >= 1.8.4 draws boxes on the rotated image), whatever the source: grayscale, palette,
+RGBA (alpha dropped), CMYK, 16-bit and 32-bit images all become ``uint8`` arrays of shape
+``(height, width, 3)``. Any decoding failure becomes `ImageReadError` with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from spatule_synth.boxes import Box
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+EXIF_ORIENTATION_TAG = 0x0112
+# EXIF orientations whose display swaps width and height.
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+JPEG_QUALITY = 95
+
+
+class ImageReadError(ValueError):
+    """The file is not a decodable image; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """Pixels as displayed (EXIF orientation applied), with what is needed to reuse the file."""
+
+    pixels: np.ndarray  # (height, width, 3) uint8 RGB
+    file_format: str  # Pillow's name: "JPEG", "PNG", ...
+    file_mode: str  # Pillow mode of the file before conversion: "RGB", "L", "CMYK", "I;16", ...
+    orientation: int  # EXIF orientation of the file, 1 when absent
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def raw_size(self) -> tuple[int, int]:
+        """``(width, height)`` as stored in the file, before the EXIF rotation."""
+        if self.orientation in TRANSPOSING_ORIENTATIONS:
+            return self.height, self.width
+        return self.width, self.height
+
+    @property
+    def file_decodes_as_is(self) -> bool:
+        """True when TensorFlow's decoders read the file's bytes as these very pixels.
+
+        TensorFlow ignores EXIF orientation and alpha, and only JPEG/PNG are safe for every
+        OD API decoder, so anything else must be re-encoded from `pixels`.
+        """
+        return (self.file_format in ("JPEG", "PNG") and self.file_mode in ("RGB", "L")
+                and self.orientation == 1)
+
+
+def is_image_file(path: str) -> bool:
+    """An image by its extension (any case), ignoring hidden files such as macOS ``._`` forks."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: str) -> DecodedImage:
+    """Decode ``path`` to 8-bit RGB with the EXIF orientation applied; `ImageReadError` if not."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise ImageReadError(f"cannot read file: {error.strerror or error}") from error
+    return decode_image(data)
+
+
+def decode_image(data: bytes) -> DecodedImage:
+    """Decode encoded image bytes (see `read_image`)."""
+    if not data:
+        raise ImageReadError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+            file_format, file_mode = image.format or "unknown", image.mode
+            if orientation not in range(1, 9):
+                orientation = 1
+            image = ImageOps.exif_transpose(image) if orientation != 1 else image
+            pixels = _to_rgb8(image)
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error,
+            Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageReadError(f"cannot decode image: {error}") from error
+    return DecodedImage(pixels=pixels, file_format=file_format, file_mode=file_mode,
+                        orientation=orientation)
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode to a contiguous ``uint8`` RGB array."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image)
+        if image.mode == "F" and values.size and float(np.nanmax(values)) <= 1.0:
+            values = values * 255.0  # float images in [0, 1]
+        elif image.mode != "F" and values.size and int(values.max()) > 255:
+            values = values / 257.0  # 16-bit range onto 8-bit
+        gray = np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """RGB ``uint8`` pixels to baseline JPEG bytes (4:2:0, no EXIF: nothing to mis-rotate)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """RGB or single-channel ``uint8`` pixels to PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bytes_for_record(file_bytes: bytes, image: DecodedImage) -> tuple[bytes, str]:
+    """Encoded bytes and format (``"jpeg"``/``"png"``) that decode to ``image.pixels``' frame.
+
+    The original file is kept when TensorFlow decodes it to the same pixels (no loss, no work);
+    otherwise JPEG sources are re-encoded as JPEG and everything else as lossless PNG.
+    """
+    if image.file_decodes_as_is:
+        return file_bytes, "jpeg" if image.file_format == "JPEG" else "png"
+    if image.file_format == "JPEG":
+        return encode_jpeg(image.pixels), "jpeg"
+    return encode_png(image.pixels), "png"
+
+
+def box_in_display_frame(box: Box, orientation: int, raw_size: tuple[int, int]) -> Box:
+    """Move a box drawn on the stored (un-rotated) image into the EXIF-rotated display frame.
+
+    ``raw_size`` is ``(width, height)`` of the stored image. Orientation numbers follow the EXIF
+    standard (the same table as Pillow's `ImageOps.exif_transpose`).
+    """
+    width, height = raw_size
+
+    def display(x: float, y: float) -> tuple[float, float]:
+        return {
+            1: (x, y), 2: (width - x, y), 3: (width - x, height - y), 4: (x, height - y),
+            5: (y, x), 6: (height - y, x), 7: (height - y, width - x), 8: (y, width - x),
+        }[orientation]
+
+    (x0, y0), (x1, y1) = display(box.xmin, box.ymin), display(box.xmax, box.ymax)
+    return Box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))

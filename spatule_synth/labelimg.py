@@ -1,0 +1,189 @@
+"""labelImg folders: pair each image with its XML, then load both validated against each other.
+
+Pairing is by stem (file name without extension), as labelImg does: the XML may sit beside its
+image or in a separate annotations folder (labelImg's "Change Save Dir"). The ``<path>`` and
+``<folder>`` of the XML are ignored: they describe the annotator's machine. Every problem found is
+reported to a `ProblemLog` (see `spatule_synth.problems` for the kinds) and the input is skipped or
+the object dropped; nothing is silently changed.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from typing import Sequence
+
+from spatule_synth.boxes import Box
+from spatule_synth.images import DecodedImage, ImageReadError, box_in_display_frame, decode_image, \
+    is_image_file, TRANSPOSING_ORIENTATIONS
+from spatule_synth.label_map import LabelMap
+from spatule_synth.problems import Problem, ProblemLog
+from spatule_synth.voc import VocAnnotation, VocFormatError, read_voc
+
+
+class InputDirError(ValueError):
+    """An input folder cannot be used at all (missing, not a folder)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourcePair:
+    """An image file and the XML that labels it (None: the image has no XML)."""
+
+    image_path: str
+    xml_path: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledObject:
+    """A validated object: a class of the label map and a box inside its image."""
+
+    name: str
+    class_id: int
+    box: Box
+    object_index: int  # position of the <object> in its XML, for messages and provenance
+    difficult: bool = False
+    truncated: bool = False
+    pose: str = "Unspecified"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabelledImage:
+    """A decoded photo with its validated objects (empty for a background/negative photo)."""
+
+    source: SourcePair
+    file_bytes: bytes
+    image: DecodedImage
+    objects: tuple[LabelledObject, ...]
+    annotation: VocAnnotation | None
+
+
+def find_pairs(input_dirs: Sequence[str], annotation_dirs: Sequence[str],
+               problems: ProblemLog) -> list[SourcePair]:
+    """Pair images and XML files of each input folder (sorted, so runs are reproducible).
+
+    ``annotation_dirs`` is empty (XML beside the images) or gives one annotations folder per input
+    folder. XML without an image, and stems shared by several images or several XML files of one
+    folder, are reported and skipped.
+    """
+    if annotation_dirs and len(annotation_dirs) != len(input_dirs):
+        raise InputDirError(f"--annotation_dirs names {len(annotation_dirs)} folders for "
+                            f"{len(input_dirs)} --input_dirs; give one per input folder or none")
+    pairs = []
+    for index, image_dir in enumerate(input_dirs):
+        xml_dirs = [image_dir] + ([annotation_dirs[index]] if annotation_dirs else [])
+        pairs.extend(_pairs_in_folder(image_dir, xml_dirs, problems))
+    return pairs
+
+
+def _list_dir(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        raise InputDirError(f"input folder {folder} does not exist or is not a folder")
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                  if os.path.isfile(os.path.join(folder, name)))
+
+
+def _pairs_in_folder(image_dir: str, xml_dirs: list[str], problems: ProblemLog) -> list[SourcePair]:
+    images: dict[str, list[str]] = collections.defaultdict(list)
+    xmls: dict[str, list[str]] = collections.defaultdict(list)
+    for path in _list_dir(image_dir):
+        if is_image_file(path):
+            images[_stem(path)].append(path)
+    for xml_dir in dict.fromkeys(xml_dirs):
+        for path in _list_dir(xml_dir):
+            name = os.path.basename(path)
+            if name.lower().endswith(".xml") and not name.startswith("."):
+                xmls[_stem(path)].append(path)
+    pairs = []
+    for stem in sorted(set(images) | set(xmls)):
+        clash = next((files for files in (images[stem], xmls[stem]) if len(files) > 1), None)
+        if clash:
+            names = ", ".join(clash)
+            problems.report(Problem("duplicate_stem", clash[0], f"stem {stem!r} is shared by {names}; "
+                                    "cannot tell which image an XML labels, all skipped"))
+        elif not images[stem]:
+            problems.report(Problem("missing_image", xmls[stem][0],
+                                    f"no image named {stem}.* in {image_dir}; XML skipped"))
+        else:
+            pairs.append(SourcePair(images[stem][0], xmls[stem][0] if xmls[stem] else None))
+    return pairs
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def load_labelled_image(pair: SourcePair, label_map: LabelMap,
+                        problems: ProblemLog) -> LabelledImage | None:
+    """Read, decode and validate one pair; None (reported) if the image must be skipped."""
+    annotation = None
+    xml_problems: list[Problem] = []
+    if pair.xml_path is not None:
+        def bad_object(index: int, name: str | None, reason: str) -> None:
+            xml_problems.append(Problem("box_invalid", pair.xml_path, reason + "; object dropped",
+                                        index, name))
+        try:
+            annotation = read_voc(pair.xml_path, on_bad_object=bad_object)
+        except VocFormatError as error:
+            problems.report(Problem("malformed_xml", pair.xml_path,
+                                    str(error).removeprefix(f"{pair.xml_path}: ") + "; image skipped"))
+            return None
+    try:
+        with open(pair.image_path, "rb") as handle:
+            file_bytes = handle.read()
+        image = decode_image(file_bytes)
+    except (OSError, ImageReadError) as error:
+        problems.report(Problem("unreadable_image", pair.image_path, f"{error}; image skipped"))
+        return None
+    for problem in xml_problems:
+        problems.report(problem)
+    objects = _validated_objects(pair, annotation, image, label_map, problems) if annotation else ()
+    return LabelledImage(pair, file_bytes, image, objects, annotation)
+
+
+def _validated_objects(pair: SourcePair, annotation: VocAnnotation, image: DecodedImage,
+                       label_map: LabelMap, problems: ProblemLog) -> tuple[LabelledObject, ...]:
+    xml = pair.xml_path or pair.image_path
+    in_raw_frame = _boxes_in_raw_frame(xml, annotation, image, problems)
+    objects = []
+    for index, obj in enumerate(annotation.objects):
+        box = box_in_display_frame(obj.box, image.orientation, image.raw_size) if in_raw_frame else obj.box
+        clipped = box.clipped_to(image.width, image.height)
+        if clipped is None:
+            problems.report(Problem("box_outside", xml, f"box ({box}) lies entirely outside the "
+                                    f"{image.width}x{image.height} image; object dropped", index, obj.name))
+            continue
+        class_id = label_map.id_of(obj.name)
+        if class_id is None:
+            problems.report(Problem("unknown_class", xml, label_map.unknown_class_reason(obj.name)
+                                    + "; object dropped", index, obj.name))
+            continue
+        if clipped != box:
+            problems.report(Problem("box_clipped", xml, f"box ({box}) goes beyond the "
+                                    f"{image.width}x{image.height} image; clipped to ({clipped})",
+                                    index, obj.name))
+        objects.append(LabelledObject(obj.name, class_id, clipped, index, obj.difficult,
+                                      obj.truncated, obj.pose))
+    return tuple(objects)
+
+
+def _boxes_in_raw_frame(xml: str, annotation: VocAnnotation, image: DecodedImage,
+                        problems: ProblemLog) -> bool:
+    """Compare the XML <size> with the decoded image; True if boxes were drawn un-rotated.
+
+    labelImg >= 1.8.4 shows photos EXIF-rotated and writes the rotated size; older versions wrote
+    the stored size and drew on the un-rotated pixels. A rotated photo whose XML holds the stored
+    size is therefore labelled in the stored frame, and its boxes are moved into the rotated one.
+    """
+    declared = (annotation.width, annotation.height)
+    if None in declared or declared == (image.width, image.height):
+        return False
+    if image.orientation in TRANSPOSING_ORIENTATIONS and declared == image.raw_size:
+        problems.report(Problem("exif_frame", xml, f"XML <size> {declared[0]}x{declared[1]} is the "
+                                f"un-rotated size of an image with EXIF orientation {image.orientation}: "
+                                "boxes were drawn on the un-rotated image (labelImg < 1.8.4) and are "
+                                f"moved to the displayed {image.width}x{image.height} frame"))
+        return True
+    problems.report(Problem("size_mismatch", xml, f"XML <size> says {declared[0]}x{declared[1]} but "
+                            f"the image decodes to {image.width}x{image.height}; using the decoded size"))
+    return False

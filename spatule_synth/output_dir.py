@@ -1,0 +1,96 @@
+"""Output directories and files that are never half-written and never clobber the user's data.
+
+* `atomic_write_bytes` writes to a temporary name in the same folder and renames it into place, so a
+  file under its final name is always complete.
+* `prepare_output_dir` refuses an existing non-empty directory unless ``overwrite`` is set, and even
+  then only deletes a directory that spatule_synth created (it carries `MARKER_NAME`) and that holds
+  none of the run's inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import IO, Iterator, Sequence
+
+MARKER_NAME = ".spatule_synth_output"
+
+
+def _file_mode() -> int:
+    """Permissions of a plainly created file (tempfile would make it private, 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
+class OutputDirError(RuntimeError):
+    """The output directory cannot be used as asked; the message says what to do."""
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_open(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str) -> Iterator[IO[bytes]]:
+    """A binary file handle whose content appears under ``path`` only when the block succeeds."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path),
+                                         delete=False)
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, _FILE_MODE)
+        os.replace(handle.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
+def temporary_path(path: str) -> str:
+    """A sibling name for writing ``path`` with a library that wants a path, not a handle."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+
+
+def check_output_dir(path: str, overwrite: bool, input_dirs: Sequence[str] = ()) -> None:
+    """Raise `OutputDirError` unless `prepare_output_dir` may use ``path``; changes nothing."""
+    output = os.path.realpath(path)
+    for input_dir in input_dirs:
+        if _is_within(os.path.realpath(input_dir), output):
+            raise OutputDirError(f"output directory {path} contains the input directory {input_dir}; "
+                                 "choose an output directory that holds none of the inputs")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise OutputDirError(f"output directory {path} is an existing file")
+    if os.path.isdir(output) and os.listdir(output):
+        if not overwrite:
+            raise OutputDirError(f"output directory {path} already exists and is not empty; "
+                                 "pass --overwrite to replace it, or choose another --output_dir")
+        if not os.path.exists(os.path.join(output, MARKER_NAME)):
+            raise OutputDirError(f"output directory {path} was not created by spatule_synth "
+                                 f"(no {MARKER_NAME} file in it); refusing to delete it even with "
+                                 "--overwrite: remove it yourself or choose another --output_dir")
+
+
+def prepare_output_dir(path: str, overwrite: bool, input_dirs: Sequence[str] = ()) -> None:
+    """Create ``path`` (marked as ours); replace it only if ``overwrite`` and it is safe to."""
+    check_output_dir(path, overwrite, input_dirs)
+    if os.path.isdir(path) and os.listdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, MARKER_NAME), "w", encoding="utf-8") as marker:
+        marker.write("Created by spatule_synth; --overwrite may delete this directory.\n")
+
+
+def _is_within(child: str, parent: str) -> bool:
+    return os.path.commonpath([child, parent]) == parent

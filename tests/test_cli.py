@@ -1,0 +1,64 @@
+"""The command line as a user runs it: exit status, summary and one-line errors (no tracebacks)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import add_photo
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(*flags):
+    return subprocess.run([sys.executable, os.path.join(REPO, "generate.py"), *flags],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_convert_prints_a_summary(quirks_dir, tmp_path):
+    done = run("--mode=convert", f"--input_dirs={quirks_dir / 'photos'}",
+               f"--annotation_dirs={quirks_dir / 'saved_xml'}", f"--output_dir={tmp_path / 'out'}",
+               "--num_shards=2")
+    assert done.returncode == 0, done.stderr
+    assert "convert: 7 examples written from 7 images found (2 negatives without objects)" in done.stdout
+    assert "objects of class 'tag': 5" in done.stdout
+    assert "1  XML whose image is missing (skipped)" in done.stdout
+    assert "IMAG0399.xml: no image named IMAG0399.*" in done.stderr
+    assert sorted(os.listdir(tmp_path / "out" / "annotations")) == [
+        "label_map.pbtxt", "real.record-00000-of-00002", "real.record-00001-of-00002"]
+
+
+def test_flagfile_presets_work(quirks_dir, tmp_path):
+    flagfile = tmp_path / "mine.flags"
+    flagfile.write_text(f"# python generate.py --flagfile={flagfile}\n--mode=convert\n"
+                        f"--input_dirs={quirks_dir / 'photos'}\n--output_dir={tmp_path / 'out'}\n")
+    done = run(f"--flagfile={flagfile}", "--record_name=eval")
+    assert done.returncode == 0, done.stderr
+    assert os.path.exists(tmp_path / "out" / "annotations" / "eval.record")
+
+
+@pytest.mark.parametrize("make_flags, message", [
+    (lambda d: [f"--input_dirs={d / 'in'}", "--on_error=fail"],
+     "b.xml, object #0 ('bird'): class 'bird' is not in the label map (classes: tag); object dropped "
+     "(stopped by --on_error=fail)"),
+    (lambda d: [f"--input_dirs={d / 'nowhere'}"], "does not exist or is not a folder"),
+    (lambda d: [f"--input_dirs={d / 'in'}", f"--label_map={d / 'bad.pbtxt'}"],
+     "bad.pbtxt: duplicate id 1 (id 1 'tag', id 1 'bird')"),
+    (lambda d: [f"--input_dirs={d / 'in'}", f"--label_map={d / 'none.pbtxt'}"],
+     "none.pbtxt: cannot read label map: No such file or directory"),
+])
+def test_user_errors_end_with_one_error_line_and_status_1(tmp_path, make_flags, message):
+    add_photo(tmp_path / "in", "b.jpg", [("bird", 1, 2, 9, 9)])
+    (tmp_path / "bad.pbtxt").write_text("item { id: 1 name: 'tag' } item { id: 1 name: 'bird' }")
+    done = run("--mode=convert", f"--output_dir={tmp_path / 'out'}", *make_flags(tmp_path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert message in done.stderr.strip().splitlines()[-1]
+
+
+def test_missing_required_flag_is_a_usage_error():
+    done = run("--mode=convert", "--output_dir=/tmp/never")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "--input_dirs is required for --mode=convert" in done.stderr

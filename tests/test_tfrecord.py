@@ -1,0 +1,109 @@
+import glob
+import hashlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
+
+from spatule_synth.boxes import Box
+from spatule_synth.images import encode_jpeg, encode_png
+from spatule_synth.tfrecord import FEATURE_SPEC, KEYS, RecordImage, RecordObject, ShardedRecordWriter, \
+    read_records, shard_glob, shard_paths, to_example
+from conftest import noise_photo
+
+WIDTH, HEIGHT = 64, 48
+
+
+def sample_record(source_id="7", with_masks=False):
+    pixels = noise_photo(WIDTH, HEIGHT)
+    boxes = [Box(3, 4, 20, 30), Box(0, 0, WIDTH, HEIGHT)]
+    objects = []
+    for index, box in enumerate(boxes):
+        mask = None
+        if with_masks:
+            plane = np.zeros((HEIGHT, WIDTH), np.uint8)
+            plane[int(box.ymin):int(box.ymax), int(box.xmin):int(box.xmax)] = 1
+            mask = encode_png(plane)
+        objects.append(RecordObject.from_box(box, WIDTH, HEIGHT, class_text=["tag", "bird"][index],
+                                             class_label=index + 1, difficult=index == 1,
+                                             truncated=index == 1, view="Left", mask_png=mask))
+    return RecordImage(encoded=encode_jpeg(pixels), image_format="jpeg", filename="IMAG0488 (2).JPG",
+                       source_id=source_id, height=HEIGHT, width=WIDTH, objects=tuple(objects))
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_round_trip_through_files(tmp_path, with_masks):
+    records = [sample_record(str(i), with_masks) for i in range(1, 6)]
+    with ShardedRecordWriter(str(tmp_path / "train"), 2) as writer:
+        for record in records:
+            writer.write(record)
+    read = list(read_records(writer.paths))
+    # Round-robin: shard 0 holds examples 0, 2, 4 and shard 1 holds 1, 3.
+    assert [r.source_id for r in read] == ["1", "3", "5", "2", "4"]
+    assert sorted(read, key=lambda r: r.source_id) == records
+
+
+def test_parse_single_example_reads_the_od_api_keys():
+    record = sample_record()
+    parsed = tf.io.parse_single_example(to_example(record).SerializeToString(), FEATURE_SPEC)
+    dense = lambda key: tf.sparse.to_dense(parsed[key]).numpy().tolist()
+    assert dense(KEYS.XMIN) == pytest.approx([3 / WIDTH, 0.0])
+    assert dense(KEYS.YMAX) == pytest.approx([30 / HEIGHT, 1.0])
+    assert dense(KEYS.CLASS_TEXT) == [b"tag", b"bird"] and dense(KEYS.CLASS_LABEL) == [1, 2]
+    assert dense(KEYS.DIFFICULT) == [0, 1] and dense(KEYS.TRUNCATED) == [0, 1]
+    assert dense(KEYS.VIEW) == [b"Left", b"Left"]
+    assert parsed[KEYS.SHA256].numpy() == hashlib.sha256(record.encoded).hexdigest().encode()
+    assert parsed[KEYS.FILENAME].numpy() == b"IMAG0488 (2).JPG"
+    image = tf.io.decode_image(parsed[KEYS.ENCODED]).numpy()
+    assert image.shape == (HEIGHT, WIDTH, 3)
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_model_garden_decoder_reads_the_same_boxes_and_classes(with_masks):
+    record = sample_record(with_masks=with_masks)
+    decoded = TfExampleDecoder(include_mask=with_masks).decode(
+        tf.constant(to_example(record).SerializeToString()))
+    expected = [[o.ymin, o.xmin, o.ymax, o.xmax] for o in record.objects]  # Model Garden order
+    np.testing.assert_allclose(decoded["groundtruth_boxes"].numpy(), expected, rtol=0, atol=0)
+    assert decoded["groundtruth_classes"].numpy().tolist() == [1, 2]
+    assert decoded["groundtruth_is_crowd"].numpy().tolist() == [False, False]
+    assert decoded["source_id"].numpy() == b"7"
+    assert int(tf.strings.to_number(decoded["source_id"], tf.int64)) == 7  # Model Garden's cast
+    assert (int(decoded["height"]), int(decoded["width"])) == (HEIGHT, WIDTH)
+    assert decoded["image"].shape == (HEIGHT, WIDTH, 3)
+    if with_masks:
+        masks = decoded["groundtruth_instance_masks"].numpy()
+        assert masks.shape == (2, HEIGHT, WIDTH)
+        assert masks[0].sum() == record.objects[0].box(WIDTH, HEIGHT).area
+        assert masks[1].all()
+
+
+def test_shard_names_follow_the_od_api_tools():
+    assert shard_paths("out/train", 1) == ["out/train.record"]
+    assert shard_paths("out/train", 4)[1] == "out/train.record-00001-of-00004"
+    assert shard_glob("out/train", 4) == "out/train.record-?????-of-00004"
+
+
+def test_shard_glob_matches_exactly_the_shards(tmp_path):
+    with ShardedRecordWriter(str(tmp_path / "eval"), 3) as writer:
+        writer.write(sample_record())
+    assert sorted(glob.glob(shard_glob(str(tmp_path / "eval"), 3))) == writer.paths
+
+
+def test_failed_writing_leaves_no_shard_under_its_final_name(tmp_path):
+    with pytest.raises(RuntimeError):
+        with ShardedRecordWriter(str(tmp_path / "train"), 2) as writer:
+            writer.write(sample_record())
+            raise RuntimeError("crash in the middle")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_numeric_source_ids_are_refused():
+    with pytest.raises(ValueError, match="source_id 'IMAG0488' must be a decimal number"):
+        to_example(sample_record(source_id="IMAG0488"))
+
+
+def test_boxes_outside_the_image_cannot_enter_a_record():
+    with pytest.raises(ValueError, match="lies outside the 64x48 image"):
+        RecordObject.from_box(Box(0, 0, 65, 10), WIDTH, HEIGHT, class_text="tag", class_label=1)
