@@ -7,7 +7,8 @@ For the real labelled photos users evaluate (or fine-tune) on. Output layout::
     OUT/manifest.json                              config, versions, counts, problems, examples
 
 Images whose XML has no object, and images with no XML, are written as negatives (no boxes) unless
-``keep_negatives`` is off. Source ids are 1, 2, 3, ... in the sorted input order.
+``keep_negatives`` is off. An image all of whose objects were dropped (bad boxes, unknown classes)
+is left out: its pixels still show those objects, so it is no negative. Source ids are 1, 2, 3, ... in the sorted input order.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ConvertResult:
     pairs_found: int = 0
     examples: list[dict] = dataclasses.field(default_factory=list)
     negatives_dropped: int = 0
+    emptied_images: int = 0  # every object dropped: neither a positive nor a true negative
     objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     problems: ProblemLog = dataclasses.field(default_factory=ProblemLog)
 
@@ -53,6 +55,9 @@ class ConvertResult:
                  f"({self.negatives_written} negatives without objects"
                  + (f", {self.negatives_dropped} negatives left out" if self.negatives_dropped else "")
                  + ")"]
+        if self.emptied_images:
+            lines.append(f"  images left out because every object in them was dropped: "
+                         f"{self.emptied_images} (a negative would teach the model to ignore them)")
         for name, count in sorted(self.objects_per_class.items()):
             lines.append(f"  objects of class {name!r}: {count}")
         problem_lines = self.problems.summary_lines()
@@ -99,6 +104,9 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
             labelled = load_labelled_image(pair, label_map, problems)
             if labelled is None:
                 continue
+            if not labelled.objects and labelled.dropped_objects:
+                result.emptied_images += 1  # its pixels still show the dropped objects
+                continue
             if not labelled.objects and not config.keep_negatives:
                 result.negatives_dropped += 1
                 continue
@@ -127,6 +135,7 @@ def _manifest(config: ConvertConfig, label_map: LabelMap, result: ConvertResult)
         "counts": {"images_found": result.pairs_found, "examples": len(result.examples),
                    "negatives_written": result.negatives_written,
                    "negatives_dropped": result.negatives_dropped,
+                   "emptied_images": result.emptied_images,
                    "objects_per_class": dict(sorted(result.objects_per_class.items())),
                    "problems": result.problems.counts()},
         "records": [os.path.relpath(path, config.output_dir) for path in result.shard_paths],

@@ -56,6 +56,15 @@ class LabelledImage:
     image: DecodedImage
     objects: tuple[LabelledObject, ...]
     annotation: VocAnnotation | None
+    dropped_objects: int = 0  # objects of the XML that were not kept (bad box, unknown class)
+
+    @property
+    def is_object_free(self) -> bool:
+        """True for a photo known to show no labelled object: no XML, or an XML with no <object>.
+
+        A photo whose objects were all dropped is not object-free: its pixels still show them.
+        """
+        return not self.objects and not self.dropped_objects
 
 
 def find_pairs(input_dirs: Sequence[str], annotation_dirs: Sequence[str],
@@ -138,7 +147,8 @@ def load_labelled_image(pair: SourcePair, label_map: LabelMap,
     for problem in xml_problems:
         problems.report(problem)
     objects = _validated_objects(pair, annotation, image, label_map, problems) if annotation else ()
-    return LabelledImage(pair, file_bytes, image, objects, annotation)
+    dropped = len(xml_problems) + (len(annotation.objects) - len(objects) if annotation else 0)
+    return LabelledImage(pair, file_bytes, image, objects, annotation, dropped)
 
 
 def _validated_objects(pair: SourcePair, annotation: VocAnnotation, image: DecodedImage,

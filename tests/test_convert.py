@@ -226,3 +226,13 @@ def test_overwrite_never_deletes_a_folder_spatule_synth_did_not_make(quirks_dir,
 def test_output_dir_holding_the_inputs_is_refused(quirks_dir):
     with pytest.raises(OutputDirError, match="contains the input directory"):
         convert([quirks_dir / "photos"], quirks_dir, overwrite=True)
+
+
+def test_image_whose_every_object_was_dropped_is_not_written_as_a_negative(tmp_path):
+    folder = tmp_path / "in"
+    add_photo(folder, "only_birds.jpg", [("bird", 1, 2, 9, 9)])
+    add_photo(folder, "empty.jpg", [])
+    result = convert([folder], tmp_path / "out")
+    assert [e["image"] for e in result.examples] == [str(folder / "empty.jpg")]
+    assert result.emptied_images == 1
+    assert "images left out because every object in them was dropped: 1" in result.summary()
