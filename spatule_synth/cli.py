@@ -13,17 +13,20 @@ import sys
 
 from absl import app, flags
 
-from spatule_synth.config import DEFAULT_LABEL_MAP, ConvertConfig
+from spatule_synth.config import BLEND_MODES, DEFAULT_LABEL_MAP, IDENTITY_MODES, ConvertConfig, \
+    GenerateConfig
 from spatule_synth.problems import ON_ERROR_CHOICES
 
-MODES = ("convert",)
+MODES = ("generate", "convert")
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("mode", "convert", MODES,
-                  "What to run. convert: labelImg folders -> TFRecords + label_map.pbtxt.")
+flags.DEFINE_enum("mode", "generate", MODES,
+                  "What to run. generate: synthetic images from labelled cutouts and object-free "
+                  "photos. convert: labelImg folders -> TFRecords + label_map.pbtxt.")
 flags.DEFINE_list("input_dirs", [], "labelImg folders (images, with their XML beside them unless "
-                  "--annotation_dirs is given). Not searched recursively.")
+                  "--annotation_dirs is given). Not searched recursively. generate: their objects "
+                  "become cutouts; their images with no object (or no XML) become backgrounds.")
 flags.DEFINE_list("annotation_dirs", [], "Optional: one folder of XML files per --input_dirs entry "
                   "(labelImg's 'Change Save Dir'). XML is matched to images by file stem.")
 flags.DEFINE_string("label_map", DEFAULT_LABEL_MAP, "label_map.pbtxt whose names the VOC <name> "
@@ -38,6 +41,41 @@ flags.DEFINE_boolean("keep_negatives", True, "convert: keep images without objec
                      "<object>, or no XML) as negative examples.")
 flags.DEFINE_enum("on_error", "skip", ON_ERROR_CHOICES, "Bad input: 'skip' warns, skips the "
                   "image or object and counts it in the summary; 'fail' stops at the first one.")
+# generate
+flags.DEFINE_list("background_dirs", [], "generate: extra folders of object-free photos.")
+flags.DEFINE_integer("num_images", 1000, "generate: synthetic images in all (train + eval).",
+                     lower_bound=1)
+flags.DEFINE_float("eval_fraction", 0.2, "generate: share of identities, of background photos and "
+                   "of images that go to eval.", lower_bound=0, upper_bound=1)
+flags.DEFINE_integer("canvas_size", 640, "generate: side of the square output images, in pixels. "
+                     "Backgrounds are cropped at full resolution (smaller ones upscaled).",
+                     lower_bound=16)
+flags.DEFINE_list("objects_per_image", ["1", "3"], "generate: min,max objects per image.")
+flags.DEFINE_float("negative_fraction", 0.0, "generate: share of images with no object "
+                   "(XML without <object>, examples without boxes).", lower_bound=0, upper_bound=1)
+flags.DEFINE_list("blend", ["seamless_normal"], "generate: blend modes among "
+                  f"{', '.join(BLEND_MODES)}; with several, each object draws one.")
+flags.DEFINE_list("scale_range", ["1", "1"], "generate: min,max scale factor of the cutouts "
+                  "(1,1 keeps objects at their photographed size).")
+flags.DEFINE_float("max_overlap", 0.0, "generate: largest overlap between two pasted regions, as "
+                   "a share of the smaller one; covered parts leave the boxes.",
+                   lower_bound=0, upper_bound=1)
+flags.DEFINE_boolean("allow_truncation", False, "generate: let objects cross the canvas edge "
+                     "(their boxes are clipped and marked truncated).")
+flags.DEFINE_enum("identity", "image", IDENTITY_MODES, "generate: what one identity is (it never "
+                  "appears in both splits): 'image' = all objects of one photo, 'object' = each "
+                  "object, 'regex' = --identity_regex over the file name.")
+flags.DEFINE_string("identity_regex", "", "generate: with --identity=regex, a regular expression "
+                    "searched in the photo's file name; its first group (or whole match) is the "
+                    "identity.")
+flags.DEFINE_boolean("share_backgrounds", False, "generate: let train and eval crop the same "
+                     "background photos (by default each photo belongs to one split).")
+flags.DEFINE_integer("seed", 0, "generate: random seed; same flags and seed give the same bytes.")
+flags.DEFINE_integer("num_workers", 0, "generate: worker processes (0 = all cores).", lower_bound=0)
+flags.DEFINE_integer("jpeg_quality", 95, "generate: JPEG quality of the output images.",
+                     lower_bound=1, upper_bound=100)
+flags.DEFINE_integer("cache_mb", 1024, "generate: memory budget per worker for decoded "
+                     "background photos.", lower_bound=1)
 
 
 def _require(name: str) -> None:
@@ -58,20 +96,57 @@ def convert_config() -> ConvertConfig:
         keep_negatives=FLAGS.keep_negatives, overwrite=FLAGS.overwrite, on_error=FLAGS.on_error)
 
 
+def _pair(name: str, kind: type) -> tuple:
+    values = FLAGS[name].value
+    try:
+        if len(values) != 2:
+            raise ValueError
+        return tuple(kind(value) for value in values)
+    except ValueError:
+        raise app.UsageError(f"--{name} takes min,max (two numbers), got {','.join(values)!r}") from None
+
+
+def generate_config() -> GenerateConfig:
+    """The validated `GenerateConfig` of the parsed flags."""
+    _require("input_dirs")
+    _require("output_dir")
+    try:
+        return GenerateConfig(
+            input_dirs=tuple(FLAGS.input_dirs), annotation_dirs=tuple(FLAGS.annotation_dirs),
+            background_dirs=tuple(FLAGS.background_dirs), label_map_path=FLAGS.label_map,
+            output_dir=FLAGS.output_dir, num_images=FLAGS.num_images,
+            eval_fraction=FLAGS.eval_fraction, canvas_size=FLAGS.canvas_size,
+            objects_per_image=_pair("objects_per_image", int),
+            negative_fraction=FLAGS.negative_fraction, blend=tuple(FLAGS.blend),
+            scale_range=_pair("scale_range", float), max_overlap=FLAGS.max_overlap,
+            allow_truncation=FLAGS.allow_truncation, identity=FLAGS.identity,
+            identity_regex=FLAGS.identity_regex, share_backgrounds=FLAGS.share_backgrounds,
+            seed=FLAGS.seed, num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
+            jpeg_quality=FLAGS.jpeg_quality, cache_mb=FLAGS.cache_mb, overwrite=FLAGS.overwrite,
+            on_error=FLAGS.on_error)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+
+
 def main(argv: list[str]) -> int:
     """Run the mode chosen by the flags; returns the process exit status."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = convert_config()
+    config = generate_config() if FLAGS.mode == "generate" else convert_config()
     # Imported here so that --help and flag errors answer without loading TensorFlow.
     from spatule_synth.convert import run_convert
     from spatule_synth.label_map import LabelMapError
     from spatule_synth.labelimg import InputDirError
     from spatule_synth.output_dir import OutputDirError
     from spatule_synth.problems import RunStopped
+    from spatule_synth.sources import SourceError
+    from spatule_synth.split import SplitError
+    from spatule_synth.synthesize import run_generate
+    run = run_generate if FLAGS.mode == "generate" else run_convert
     try:
-        result = run_convert(config)
-    except (LabelMapError, InputDirError, OutputDirError, RunStopped, OSError) as error:
+        result = run(config)
+    except (LabelMapError, InputDirError, OutputDirError, RunStopped, SourceError, SplitError,
+            OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(result.summary())

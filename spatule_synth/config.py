@@ -29,3 +29,66 @@ class ConvertConfig:
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
+
+
+BLEND_MODES = ("seamless_normal", "seamless_mixed", "feather", "alpha", "paste")
+IDENTITY_MODES = ("image", "object", "regex")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """Synthetic images: labelled cutouts pasted onto crops of object-free photos."""
+
+    input_dirs: tuple[str, ...]
+    output_dir: str
+    annotation_dirs: tuple[str, ...] = ()
+    background_dirs: tuple[str, ...] = ()
+    label_map_path: str = DEFAULT_LABEL_MAP
+    num_images: int = 100
+    eval_fraction: float = 0.2
+    canvas_size: int = 640
+    objects_per_image: tuple[int, int] = (1, 3)
+    negative_fraction: float = 0.0
+    blend: tuple[str, ...] = ("seamless_normal",)
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    max_overlap: float = 0.0
+    allow_truncation: bool = False
+    identity: str = "image"
+    identity_regex: str = ""
+    share_backgrounds: bool = False
+    seed: int = 0
+    num_workers: int = 0
+    num_shards: int = 1
+    jpeg_quality: int = 95
+    cache_mb: int = 1024
+    overwrite: bool = False
+    on_error: str = "skip"
+
+    def __post_init__(self) -> None:
+        lo, hi = self.objects_per_image
+        if not 0 <= lo <= hi:
+            raise ValueError(f"objects_per_image must be min,max with 0 <= min <= max, got {lo},{hi}")
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {self.scale_range}")
+        for name in ("eval_fraction", "negative_fraction", "max_overlap"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        unknown = [mode for mode in self.blend if mode not in BLEND_MODES]
+        if unknown or not self.blend:
+            raise ValueError(f"blend modes must be among {', '.join(BLEND_MODES)}, got {self.blend}")
+        if self.identity not in IDENTITY_MODES:
+            raise ValueError(f"identity must be one of {IDENTITY_MODES}, got {self.identity!r}")
+        if self.identity == "regex" and not self.identity_regex:
+            raise ValueError("identity=regex needs an identity_regex")
+        if self.canvas_size < 16 or self.num_images < 1 or self.num_shards < 1:
+            raise ValueError("canvas_size >= 16, num_images >= 1 and num_shards >= 1 are required")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
+
+    def as_json(self) -> dict:
+        """The settings that shape the data set. Execution-only settings (workers, cache) are left
+        out, so runs that differ only in those have identical manifests."""
+        settings = dataclasses.asdict(self)
+        for name in ("num_workers", "cache_mb"):
+            del settings[name]
+        return settings

@@ -32,14 +32,18 @@ class OutputDirError(RuntimeError):
     """The output directory cannot be used as asked; the message says what to do."""
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    with atomic_open(path) as handle:
+def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    ``durable=False`` skips the fsync: the file still appears whole or not at all when the process
+    dies, but not necessarily after a power cut (fine for bulk images; the manifest is durable).
+    """
+    with atomic_open(path, durable) as handle:
         handle.write(data)
 
 
 @contextlib.contextmanager
-def atomic_open(path: str) -> Iterator[IO[bytes]]:
+def atomic_open(path: str, durable: bool = True) -> Iterator[IO[bytes]]:
     """A binary file handle whose content appears under ``path`` only when the block succeeds."""
     folder = os.path.dirname(os.path.abspath(path))
     handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path),
@@ -48,7 +52,8 @@ def atomic_open(path: str) -> Iterator[IO[bytes]]:
         with handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(handle.name, _FILE_MODE)
         os.replace(handle.name, path)
     except BaseException:

@@ -26,6 +26,9 @@ KINDS: dict[str, tuple[str, bool]] = {
     "box_outside": ("object box entirely outside its image (dropped)", True),
     "box_clipped": ("object box partly outside its image (clipped to the image)", True),
     "unknown_class": ("object whose class is not in the label map (dropped)", True),
+    "identity_unmatched": ("object whose file name --identity_regex does not match (skipped)", True),
+    "cutout_too_large": ("object too large for the canvas (skipped)", True),
+    "background_small": ("background smaller than the canvas (upscaled to cover it)", False),
     "size_mismatch": ("XML <size> differs from the decoded image (decoded size used)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
 }

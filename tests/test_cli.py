@@ -68,7 +68,19 @@ def test_missing_required_flag_is_a_usage_error():
 def test_quickstart_demo_preset(tmp_path):
     """The README's first command, into a temporary directory instead of the workspace."""
     out = tmp_path / "demo"
-    done = run("--flagfile=configs/demo.flags", f"--output_dir={out}")
+    done = run("--flagfile=configs/demo.flags", f"--output_dir={out}", "--num_images=40")
+    assert done.returncode == 0, done.stderr
+    assert "train: 32 images (3 negatives)" in done.stdout
+    assert "eval: 8 images (0 negatives)" in done.stdout
+    assert sorted(os.listdir(out / "annotations")) == ["eval.record", "label_map.pbtxt", "train.record"]
+    assert len(os.listdir(out / "images" / "train")) == 64 and len(os.listdir(out / "images" / "eval")) == 16
+
+
+def test_demo_photos_convert_with_boxes_on_the_tags(tmp_path):
+    """Real-photo conversion of the demo data: every box sits on a ring, EXIF-rotated photo too."""
+    out = tmp_path / "real"
+    done = run("--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled,"
+               "spatule_synth/demo_data/backgrounds", f"--output_dir={out}")
     assert done.returncode == 0, done.stderr
     assert "convert: 12 examples written from 12 images found (6 negatives without objects)" in done.stdout
     assert "objects of class 'tag': 10" in done.stdout

@@ -1,0 +1,165 @@
+"""``generate``: labelled cutouts pasted onto crops of object-free photos, split by identity.
+
+Output layout (fixed)::
+
+    OUT/images/{train,eval}/NAME.jpg + NAME.xml    open the folder in labelImg: every box shows
+    OUT/annotations/label_map.pbtxt
+    OUT/annotations/{train,eval}.record[-SSSSS-of-NNNNN]
+    OUT/manifest.json     config, versions, counts, identities and cutouts per split, and per image
+                          its background (file + window), cutouts, boxes and blend modes
+
+Data flow: `read_sources` -> `split_keys` (identities, and background photos unless shared) ->
+per split `render_split` (plan + render + encode, on a process pool) -> the writers here.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+
+from absl import logging
+from tqdm import tqdm
+
+from spatule_synth.config import GenerateConfig
+from spatule_synth.execute import RenderedSample, render_split
+from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
+from spatule_synth.manifest import write_manifest
+from spatule_synth.output_dir import atomic_write_bytes, check_output_dir, prepare_output_dir
+from spatule_synth.plan import SplitPool
+from spatule_synth.problems import ProblemLog
+from spatule_synth.sources import SourceSet, read_sources
+from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
+from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
+from spatule_synth.voc import VocAnnotation, VocObject, voc_bytes
+
+
+@dataclasses.dataclass
+class GenerateResult:
+    output_dir: str
+    problems: ProblemLog
+    pools: dict[str, SplitPool]
+    images: dict[str, list[dict]] = dataclasses.field(default_factory=lambda: {s: [] for s in SPLITS})
+    records: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    manifest_path: str = ""
+
+    def objects_per_class(self, split: str) -> collections.Counter:
+        return collections.Counter(obj["class"] for image in self.images[split]
+                                   for obj in image["objects"])
+
+    def summary(self) -> str:
+        lines = []
+        for split in SPLITS:
+            images = self.images[split]
+            negatives = sum(1 for image in images if not image["objects"])
+            blends = collections.Counter(obj["blend"] for image in images for obj in image["objects"])
+            classes = ", ".join(f"{name}: {n}" for name, n in sorted(self.objects_per_class(split).items()))
+            lines.append(f"{split}: {len(images)} images ({negatives} negatives), objects: "
+                         f"{classes or 'none'}; from {len({c.identity for c in self.pools[split].cutouts})} "
+                         f"identities, {len(self.pools[split].backgrounds)} background photos")
+            if blends:
+                lines.append("  blend modes: " + ", ".join(f"{b}: {n}" for b, n in sorted(blends.items())))
+        lines.append(f"inputs skipped or noted: {len(self.problems.problems)}")
+        lines += ["  " + line for line in self.problems.summary_lines()]
+        lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
+        lines += [f"records: {path}" for split in SPLITS for path in self.records.get(split, [])]
+        lines.append(f"manifest: {self.manifest_path}")
+        return "\n".join(lines)
+
+
+def split_pools(config: GenerateConfig, sources: SourceSet) -> dict[str, SplitPool]:
+    """Each split's cutouts (by identity) and backgrounds (by photo, unless shared)."""
+    by_identity = split_keys((c.identity for c in sources.cutouts), config.eval_fraction,
+                             config.seed, "identities")
+    if config.share_backgrounds:
+        by_photo = {b.path: split for b in sources.backgrounds for split in SPLITS}
+    else:
+        by_photo = split_keys((b.path for b in sources.backgrounds), config.eval_fraction,
+                              config.seed, "background photos")
+    pools = {}
+    for split in SPLITS:
+        pools[split] = SplitPool(
+            split, tuple(c for c in sources.cutouts if by_identity[c.identity] == split),
+            tuple(b for b in sources.backgrounds
+                  if config.share_backgrounds or by_photo[b.path] == split))
+    return pools
+
+
+def run_generate(config: GenerateConfig) -> GenerateResult:
+    """Generate the data set of ``config`` (see the module docstring)."""
+    check_output_dir(config.output_dir, config.overwrite, config.input_dirs + config.background_dirs)
+    label_map = read_label_map(config.label_map_path)
+    problems = ProblemLog(config.on_error)
+    sources = read_sources(config, label_map, problems)
+    pools = split_pools(config, sources)
+    counts = images_per_split(config.num_images, config.eval_fraction)
+    for split in SPLITS:
+        if counts[split] and not (pools[split].backgrounds and
+                                  (pools[split].cutouts or config.objects_per_image[1] == 0)):
+            raise SplitError(f"the {split} split gets {counts[split]} images but no "
+                             f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
+    prepare_output_dir(config.output_dir, config.overwrite, config.input_dirs + config.background_dirs)
+    result = GenerateResult(config.output_dir, problems, pools)
+    next_source_id = 1
+    for split in SPLITS:
+        folder = os.path.join(config.output_dir, "images", split)
+        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
+        prefix = os.path.join(config.output_dir, "annotations", split)
+        with ShardedRecordWriter(prefix, config.num_shards) as writer:
+            samples = render_split(config, pools[split], counts[split])
+            for sample in tqdm(samples, total=counts[split], desc=split, unit="img", disable=None):
+                record = write_sample(sample, folder, str(next_source_id))
+                writer.write(record)
+                result.images[split].append(_image_entry(sample, pools[split], record.source_id))
+                next_source_id += 1
+        result.records[split] = writer.paths
+    write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
+    result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
+    logging.info("generated %d images", next_source_id - 1)
+    return result
+
+
+def write_sample(sample: RenderedSample, folder: str, source_id: str) -> RecordImage:
+    """Write ``NAME.jpg`` and ``NAME.xml`` into ``folder``; return the TFRecord example."""
+    name = sample.spec.name
+    size = sample.size
+    annotation = VocAnnotation(
+        filename=f"{name}.jpg", width=size, height=size, depth=3,
+        folder=os.path.basename(folder), path=None,
+        objects=tuple(VocObject(o.class_name, o.box, truncated=o.truncated) for o in sample.objects))
+    atomic_write_bytes(os.path.join(folder, f"{name}.jpg"), sample.jpeg, durable=False)
+    atomic_write_bytes(os.path.join(folder, f"{name}.xml"), voc_bytes(annotation), durable=False)
+    objects = tuple(RecordObject.from_box(o.box, size, size, class_text=o.class_name,
+                                          class_label=o.class_id, truncated=o.truncated)
+                    for o in sample.objects)
+    return RecordImage(encoded=sample.jpeg, image_format="jpeg", filename=f"{name}.jpg",
+                       source_id=source_id, height=size, width=size, objects=objects)
+
+
+def _image_entry(sample: RenderedSample, pool: SplitPool, source_id: str) -> dict:
+    background = pool.backgrounds[sample.spec.background]
+    return {"name": sample.spec.name, "source_id": source_id,
+            "background": {"file": background.path, "window": list(sample.spec.window)},
+            "objects": [{"class": o.class_name, "cutout": o.cutout_id, "blend": o.blend,
+                         "box": [o.box.xmin, o.box.ymin, o.box.xmax, o.box.ymax],
+                         "truncated": o.truncated} for o in sample.objects]}
+
+
+def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult) -> dict:
+    splits = {}
+    for split in SPLITS:
+        pool = result.pools[split]
+        splits[split] = {
+            "images": len(result.images[split]),
+            "negatives": sum(1 for image in result.images[split] if not image["objects"]),
+            "objects_per_class": dict(sorted(result.objects_per_class(split).items())),
+            "identities": sorted({c.identity for c in pool.cutouts}),
+            "cutouts": [c.cutout_id for c in pool.cutouts],
+            "backgrounds": [b.path for b in pool.backgrounds],
+            "records": [os.path.relpath(p, config.output_dir) for p in result.records.get(split, [])],
+        }
+    return {"mode": "generate", "config": config.as_json(), "seed": config.seed,
+            "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],
+            "splits": splits, "problems": result.problems.as_json(),
+            "images": {split: result.images[split] for split in SPLITS}}

@@ -1,0 +1,159 @@
+"""Render: boxes inside the canvas and tight on the pixels actually written, for every blend mode."""
+
+import numpy as np
+import pytest
+
+from spatule_synth.boxes import Box
+from spatule_synth.config import BLEND_MODES
+from spatule_synth.plan import Placement, SampleSpec, SplitPool, placed_size
+from spatule_synth.render import render, seamless_clone
+from spatule_synth.sources import CUTOUT_MARGIN as M, Cutout
+
+SIZE = 128
+W, H = 24 + 2 * M, 14 + 2 * M  # the pasted size of tag_cutout() at scale 1
+
+
+def tag_cutout(width=24, height=14):
+    """A flat white tag with dark characters, and a grey margin around it."""
+    pixels = np.full((height + 2 * M, width + 2 * M, 3), 128, np.uint8)
+    pixels[M:M + height, M:M + width] = 250
+    pixels[M + 3:M + height - 3, M + 3:M + width - 3:4] = 10
+    return Cutout("photo.jpg#0", "photo.jpg", "tag", 1, pixels,
+                  Box(M, M, M + width, M + height), "photo.jpg", 0)
+
+
+def at(x, y, blend, scale=1.0):
+    width, height = placed_size(tag_cutout(), scale)
+    return Placement(0, x, y, width, height, scale, blend)
+
+
+def dark_canvas(seed=0):
+    return np.random.default_rng(seed).integers(0, 50, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def render_one(placements, blend_canvas_seed=0, cutout=None):
+    pool = SplitPool("train", (cutout or tag_cutout(),), ())
+    canvas = dark_canvas(blend_canvas_seed)
+    before = canvas.copy()
+    sample = render(SampleSpec("train", 0, 0, (0, 0), tuple(placements)), pool, canvas)
+    return sample, before
+
+
+def assert_edges_at(pixels, box):
+    """Each side of ``box`` lies on the strongest brightness step near it (one pixel either way),
+    whatever the blend mode did to absolute colours (seamless cloning shifts them)."""
+    luminance = pixels.astype(float).mean(axis=-1)
+    x0, y0, x1, y1 = (int(v) for v in (box.xmin, box.ymin, box.xmax, box.ymax))
+    rows, cols = slice(y0 + 2, y1 - 2), slice(x0 + 2, x1 - 2)
+
+    def steps(lines):  # mean step between line k-1 and k, for the three candidate edges
+        return [abs(lines(k) - lines(k - 1)).mean() for k in (-1, 0, 1)]
+
+    sides = {"left": lambda k: luminance[rows, x0 + k], "right": lambda k: luminance[rows, x1 + k],
+             "top": lambda k: luminance[y0 + k, cols], "bottom": lambda k: luminance[y1 + k, cols]}
+    for side, lines in sides.items():
+        candidates = steps(lines)
+        assert candidates[1] == max(candidates) and candidates[1] > 30, (side, box, candidates)
+
+
+def contrast(pixels, box):
+    """Mean brightness inside ``box`` minus that of the 3-px ring around it."""
+    luminance = pixels.astype(float).mean(axis=-1)
+    x0, y0, x1, y1 = (int(v) for v in (box.xmin, box.ymin, box.xmax, box.ymax))
+    outer = luminance[y0 - 3:y1 + 3, x0 - 3:x1 + 3]
+    inner = luminance[y0:y1, x0:x1]
+    return inner.mean() - (outer.sum() - inner.sum()) / (outer.size - inner.size)
+
+
+def changed(before, after):
+    return (before != after).any(axis=-1)
+
+
+def box_of(mask):
+    rows, cols = np.nonzero(mask)
+    return Box(cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+
+
+@pytest.mark.parametrize("blend", BLEND_MODES)
+@pytest.mark.parametrize("x, y, scale", [(20, 30, 1.0), (0, 0, 1.0), (SIZE - W, SIZE - H, 1.0),
+                                         (0, SIZE - H, 1.0), (10, 10, 0.6), (5, 40, 1.7)])
+def test_box_is_the_written_object_inside_the_canvas(blend, x, y, scale):
+    placement = at(x, y, blend, scale)
+    sample, before = render_one([placement])
+    [obj] = sample.objects
+    assert obj.box.is_inside(SIZE, SIZE) and not obj.truncated
+    # The box is the object's box: the scaled object, CUTOUT_MARGIN inside the pasted rectangle.
+    assert obj.box == Box(x + M, y + M, x + placement.width - M, y + placement.height - M)
+    assert (obj.box.width, obj.box.height) == (round(24 * scale), round(14 * scale))
+    # Tight on the pixels: each edge of the box is where the object's edge is in the image ...
+    assert_edges_at(sample.pixels, obj.box)
+    # ... and nothing was written outside the pasted rectangle.
+    written = box_of(changed(before, sample.pixels))
+    assert written.xmin >= x and written.ymin >= y
+    assert written.xmax <= x + placement.width and written.ymax <= y + placement.height
+
+
+@pytest.mark.parametrize("flags", [1, 2])  # cv2.NORMAL_CLONE, cv2.MIXED_CLONE
+def test_seamless_writes_nothing_outside_the_region_it_reports(flags):
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        width, height = int(rng.integers(6, 40)), int(rng.integers(6, 40))
+        x, y = int(rng.integers(0, SIZE - width + 1)), int(rng.integers(0, SIZE - height + 1))
+        canvas = dark_canvas(2)
+        before = canvas.copy()
+        source = rng.integers(100, 256, (height, width, 3), dtype=np.uint8)
+        region = Box(*seamless_clone(canvas, source, x, y, flags))
+        written = box_of(changed(before, canvas))
+        assert region.xmin <= written.xmin and region.ymin <= written.ymin, (x, y, width, height)
+        assert written.xmax <= region.xmax and written.ymax <= region.ymax, (x, y, width, height)
+
+
+def test_seamless_region_is_exactly_what_a_bright_object_changes():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        width, height = int(rng.integers(6, 40)), int(rng.integers(6, 40))
+        x, y = int(rng.integers(0, SIZE - width + 1)), int(rng.integers(0, SIZE - height + 1))
+        canvas = dark_canvas(2)
+        before = canvas.copy()
+        region = seamless_clone(canvas, np.full((height, width, 3), 255, np.uint8), x, y, 1)
+        assert box_of(changed(before, canvas)) == Box(*region), (x, y, width, height)
+
+
+def test_flat_object_survives_seamless_cloning():
+    """cv2.seamlessClone ignores source gradients within 4 px of its mask edge: with a smaller
+    margin a flat white tag comes out as background. The cutout margin keeps it whole."""
+    for blend in ("seamless_normal", "seamless_mixed"):
+        sample, _ = render_one([at(30, 30, blend)])
+        [obj] = sample.objects
+        assert contrast(sample.pixels, obj.box) > 80, blend  # 250 on 128 in the cutout: 122
+
+
+@pytest.mark.parametrize("blend", BLEND_MODES)
+def test_truncated_objects_are_clipped_and_flagged(blend):
+    sample, before = render_one([at(-12, SIZE - 20, blend)])
+    [obj] = sample.objects
+    assert obj.truncated and obj.box.is_inside(SIZE, SIZE)
+    assert obj.box.xmin >= 0 and obj.box.ymax <= SIZE
+    assert box_of(changed(before, sample.pixels)).xmin >= 0
+
+
+def test_later_paste_takes_covered_pixels_out_of_earlier_boxes():
+    sample, _ = render_one([at(10, 10, "paste"), at(35, 10, "paste")])
+    first, second = sample.objects
+    assert first.box == Box(18, 18, 35, 32)  # its right part is under the second paste
+    assert second.box == Box(43, 18, 67, 32)
+
+
+def test_fully_covered_object_gets_no_label():
+    sample, _ = render_one([at(10, 10, "paste"), at(10, 10, "paste")])
+    assert len(sample.objects) == 1
+
+
+def test_every_seamless_composite_keeps_its_object():
+    """Guard for OpenCV 5.0.0, whose seamlessClone writes into the mask it is given: a mask
+    reused between calls would make every second composite lose its object, silently."""
+    placements = [at(2 + 42 * (i % 3), 2 + 32 * (i // 3), "seamless_normal") for i in range(6)]
+    sample, _ = render_one(placements)
+    assert len(sample.objects) == 6
+    for obj in sample.objects:
+        assert contrast(sample.pixels, obj.box) > 80, obj.box
