@@ -25,7 +25,7 @@ from spatule_synth.images import bytes_for_record
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.labelimg import LabelledImage, find_pairs, load_labelled_image
 from spatule_synth.manifest import write_manifest
-from spatule_synth.output_dir import check_output_dir, prepare_output_dir
+from spatule_synth.output_dir import check_output_dir, output_dir_for_run
 from spatule_synth.problems import ProblemLog
 from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
 
@@ -92,7 +92,12 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     pairs = find_pairs(config.input_dirs, config.annotation_dirs, problems)
     if not pairs:
         logging.warning("no images found in %s", ", ".join(config.input_dirs))
-    prepare_output_dir(config.output_dir, config.overwrite, input_dirs)
+    with output_dir_for_run(config.output_dir, config.overwrite, input_dirs):
+        return _convert_into(config, label_map, problems, pairs)
+
+
+def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemLog,
+                  pairs: list) -> ConvertResult:
     annotations_dir = os.path.join(config.output_dir, "annotations")
     os.makedirs(annotations_dir, exist_ok=True)
     prefix = os.path.join(annotations_dir, config.record_name)

@@ -19,7 +19,10 @@ from PIL import Image, ImageOps
 
 from spatule_synth.boxes import Box
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                            ".pgm", ".pbm"})
+# Formats whose file starts with a plain JPEG stream (MPO: multi-picture JPEG from many cameras).
+JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 EXIF_ORIENTATION_TAG = 0x0112
 # EXIF orientations whose display swaps width and height.
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -61,7 +64,7 @@ class DecodedImage:
         TensorFlow ignores EXIF orientation and alpha, and only JPEG/PNG are safe for every
         OD API decoder, so anything else must be re-encoded from `pixels`.
         """
-        return (self.file_format in ("JPEG", "PNG") and self.file_mode in ("RGB", "L")
+        return (self.file_format in JPEG_FORMATS | {"PNG"} and self.file_mode in ("RGB", "L")
                 and self.orientation == 1)
 
 
@@ -87,7 +90,7 @@ def decode_image(data: bytes) -> DecodedImage:
         raise ImageReadError("empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # big photos are fine
             image = Image.open(io.BytesIO(data))
             image.load()
             orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
@@ -99,7 +102,7 @@ def decode_image(data: bytes) -> DecodedImage:
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, TypeError, struct.error,
-            Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+            Image.DecompressionBombError) as error:
         raise ImageReadError(f"cannot decode image: {error}") from error
     return DecodedImage(pixels=pixels, file_format=file_format, file_mode=file_mode,
                         orientation=orientation)
@@ -141,8 +144,8 @@ def bytes_for_record(file_bytes: bytes, image: DecodedImage) -> tuple[bytes, str
     otherwise JPEG sources are re-encoded as JPEG and everything else as lossless PNG.
     """
     if image.file_decodes_as_is:
-        return file_bytes, "jpeg" if image.file_format == "JPEG" else "png"
-    if image.file_format == "JPEG":
+        return file_bytes, "jpeg" if image.file_format in JPEG_FORMATS else "png"
+    if image.file_format in JPEG_FORMATS:
         return encode_jpeg(image.pixels), "jpeg"
     return encode_png(image.pixels), "png"
 

@@ -1,7 +1,8 @@
 """labelImg folders: pair each image with its XML, then load both validated against each other.
 
-Pairing is by stem (file name without extension), as labelImg does: the XML may sit beside its
-image or in a separate annotations folder (labelImg's "Change Save Dir"). The ``<path>`` and
+Pairing is by stem (file name without extension, compared case-insensitively as on the Windows
+and macOS machines labelImg mostly runs on), as labelImg does: the XML may sit beside its image or
+in a separate annotations folder (labelImg's "Change Save Dir"). The ``<path>`` and
 ``<folder>`` of the XML are ignored: they describe the annotator's machine. Every problem found is
 reported to a `ProblemLog` (see `spatule_synth.problems` for the kinds) and the input is skipped or
 the object dropped; nothing is silently changed.
@@ -78,6 +79,13 @@ def find_pairs(input_dirs: Sequence[str], annotation_dirs: Sequence[str],
     if annotation_dirs and len(annotation_dirs) != len(input_dirs):
         raise InputDirError(f"--annotation_dirs names {len(annotation_dirs)} folders for "
                             f"{len(input_dirs)} --input_dirs; give one per input folder or none")
+    seen: dict[str, str] = {}
+    for folder in input_dirs:
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise InputDirError(f"input folder {folder} is given twice (also as {seen[real]}); "
+                                "its images would be counted twice")
+        seen[real] = folder
     pairs = []
     for index, image_dir in enumerate(input_dirs):
         xml_dirs = [image_dir] + ([annotation_dirs[index]] if annotation_dirs else [])
@@ -98,7 +106,7 @@ def _pairs_in_folder(image_dir: str, xml_dirs: list[str], problems: ProblemLog) 
     for path in _list_dir(image_dir):
         if is_image_file(path):
             images[_stem(path)].append(path)
-    for xml_dir in dict.fromkeys(xml_dirs):
+    for xml_dir in {os.path.realpath(d): d for d in xml_dirs}.values():
         for path in _list_dir(xml_dir):
             name = os.path.basename(path)
             if name.lower().endswith(".xml") and not name.startswith("."):
@@ -108,18 +116,26 @@ def _pairs_in_folder(image_dir: str, xml_dirs: list[str], problems: ProblemLog) 
         clash = next((files for files in (images[stem], xmls[stem]) if len(files) > 1), None)
         if clash:
             names = ", ".join(clash)
-            problems.report(Problem("duplicate_stem", clash[0], f"stem {stem!r} is shared by {names}; "
-                                    "cannot tell which image an XML labels, all skipped"))
+            problems.report(Problem("duplicate_stem", clash[0], f"stem {_name(clash[0])!r} is shared "
+                                    f"by {names}; cannot tell which image an XML labels, all skipped"))
         elif not images[stem]:
-            problems.report(Problem("missing_image", xmls[stem][0],
-                                    f"no image named {stem}.* in {image_dir}; XML skipped"))
+            problems.report(Problem("missing_image", xmls[stem][0], f"no image named "
+                                    f"{_name(xmls[stem][0])}.* in {image_dir}; XML skipped"))
         else:
+            if not xmls[stem]:
+                problems.report(Problem("no_xml", images[stem][0], "no XML file labels this image; "
+                                        "it is taken as a photo without objects"))
             pairs.append(SourcePair(images[stem][0], xmls[stem][0] if xmls[stem] else None))
     return pairs
 
 
-def _stem(path: str) -> str:
+def _name(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
+
+
+def _stem(path: str) -> str:
+    """The matching key of a file: its name without extension, case-folded."""
+    return _name(path).casefold()
 
 
 def load_labelled_image(pair: SourcePair, label_map: LabelMap,
@@ -156,12 +172,11 @@ def _validated_objects(pair: SourcePair, annotation: VocAnnotation, image: Decod
     xml = pair.xml_path or pair.image_path
     in_raw_frame = _boxes_in_raw_frame(xml, annotation, image, problems)
     objects = []
-    for index, obj in enumerate(annotation.objects):
+    for position, obj in enumerate(annotation.objects):
+        index = position if obj.position is None else obj.position
         box = box_in_display_frame(obj.box, image.orientation, image.raw_size) if in_raw_frame else obj.box
-        clipped = box.clipped_to(image.width, image.height)
+        clipped = _box_inside(box, image, xml, index, obj.name, problems)
         if clipped is None:
-            problems.report(Problem("box_outside", xml, f"box ({box}) lies entirely outside the "
-                                    f"{image.width}x{image.height} image; object dropped", index, obj.name))
             continue
         class_id = label_map.id_of(obj.name)
         if class_id is None:
@@ -175,6 +190,25 @@ def _validated_objects(pair: SourcePair, annotation: VocAnnotation, image: Decod
         objects.append(LabelledObject(obj.name, class_id, clipped, index, obj.difficult,
                                       obj.truncated, obj.pose))
     return tuple(objects)
+
+
+def _box_inside(box: Box, image: DecodedImage, xml: str, index: int, name: str,
+                problems: ProblemLog) -> Box | None:
+    """The box clipped to the image, or None (reported) if not a pixel of it is left."""
+    size = f"{image.width}x{image.height}"
+    if box.width < 1 or box.height < 1:
+        problems.report(Problem("box_invalid", xml, f"box ({box}) is less than one pixel wide or "
+                                "high; object dropped", index, name))
+        return None
+    clipped = box.clipped_to(image.width, image.height)
+    if clipped is None:
+        problems.report(Problem("box_outside", xml, f"box ({box}) lies entirely outside the {size} "
+                                "image; object dropped", index, name))
+    elif clipped.width < 1 or clipped.height < 1:
+        problems.report(Problem("box_outside", xml, f"box ({box}) leaves less than one pixel inside "
+                                f"the {size} image; object dropped", index, name))
+        clipped = None
+    return clipped
 
 
 def _boxes_in_raw_frame(xml: str, annotation: VocAnnotation, image: DecodedImage,

@@ -2,9 +2,9 @@
 
 * `atomic_write_bytes` writes to a temporary name in the same folder and renames it into place, so a
   file under its final name is always complete.
-* `prepare_output_dir` refuses an existing non-empty directory unless ``overwrite`` is set, and even
-  then only deletes a directory that spatule_synth created (it carries `MARKER_NAME`) and that holds
-  none of the run's inputs.
+* `output_dir_for_run` refuses an existing non-empty directory unless ``overwrite`` is set, and even
+  then only replaces a directory that spatule_synth created (it carries `MARKER_NAME`) and that
+  holds none of the run's inputs; the old directory is deleted only when the new run succeeds.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def temporary_path(path: str) -> str:
 
 
 def check_output_dir(path: str, overwrite: bool, input_dirs: Sequence[str] = ()) -> None:
-    """Raise `OutputDirError` unless `prepare_output_dir` may use ``path``; changes nothing."""
+    """Raise `OutputDirError` unless `output_dir_for_run` may use ``path``; changes nothing."""
     output = os.path.realpath(path)
     for input_dir in input_dirs:
         if _is_within(os.path.realpath(input_dir), output):
@@ -87,14 +87,30 @@ def check_output_dir(path: str, overwrite: bool, input_dirs: Sequence[str] = ())
                                  "--overwrite: remove it yourself or choose another --output_dir")
 
 
-def prepare_output_dir(path: str, overwrite: bool, input_dirs: Sequence[str] = ()) -> None:
-    """Create ``path`` (marked as ours); replace it only if ``overwrite`` and it is safe to."""
+@contextlib.contextmanager
+def output_dir_for_run(path: str, overwrite: bool, input_dirs: Sequence[str] = ()) -> Iterator[str]:
+    """Create ``path`` (marked as ours) for the duration of a run; yields it.
+
+    With ``overwrite``, an existing output is moved aside, deleted only once the run succeeds, and
+    put back if the run fails: a failed ``--overwrite`` run never costs the previous good output.
+    """
     check_output_dir(path, overwrite, input_dirs)
+    previous = None
     if os.path.isdir(path) and os.listdir(path):
-        shutil.rmtree(path)
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, MARKER_NAME), "w", encoding="utf-8") as marker:
-        marker.write("Created by spatule_synth; --overwrite may delete this directory.\n")
+        previous = f"{path.rstrip(os.sep)}.replaced-{os.getpid()}"
+        os.rename(path, previous)
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, MARKER_NAME), "w", encoding="utf-8") as marker:
+            marker.write("Created by spatule_synth; --overwrite may delete this directory.\n")
+        yield path
+    except BaseException:
+        if previous is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            os.rename(previous, path)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
 
 
 def _is_within(child: str, parent: str) -> bool:

@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "identity_unmatched": ("object whose file name --identity_regex does not match (skipped)", True),
     "cutout_too_large": ("object too large for the canvas (skipped)", True),
     "background_small": ("background smaller than the canvas (upscaled to cover it)", False),
+    "no_xml": ("image with no XML (taken as a photo without objects)", False),
     "size_mismatch": ("XML <size> differs from the decoded image (decoded size used)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
 }

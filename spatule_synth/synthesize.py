@@ -25,7 +25,7 @@ from spatule_synth.config import GenerateConfig
 from spatule_synth.execute import RenderedSample, render_split
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import write_manifest
-from spatule_synth.output_dir import atomic_write_bytes, check_output_dir, prepare_output_dir
+from spatule_synth.output_dir import atomic_write_bytes, check_output_dir, output_dir_for_run
 from spatule_synth.plan import SplitPool
 from spatule_synth.problems import ProblemLog
 from spatule_synth.sources import SourceSet, read_sources
@@ -98,7 +98,13 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
                                   (pools[split].cutouts or config.objects_per_image[1] == 0)):
             raise SplitError(f"the {split} split gets {counts[split]} images but no "
                              f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
-    prepare_output_dir(config.output_dir, config.overwrite, config.input_dirs + config.background_dirs)
+    with output_dir_for_run(config.output_dir, config.overwrite,
+                            config.input_dirs + config.background_dirs):
+        return _generate_into(config, label_map, problems, pools, counts)
+
+
+def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
+                   pools: dict[str, SplitPool], counts: dict[str, int]) -> GenerateResult:
     result = GenerateResult(config.output_dir, problems, pools)
     next_source_id = 1
     for split in SPLITS:

@@ -44,12 +44,13 @@ class KEYS:
     MASK = "image/object/mask"
 
 
+# Optional keys get defaults, so that examples written by the OD API's own tools read back too.
 FEATURE_SPEC = {
     KEYS.ENCODED: tf.io.FixedLenFeature((), tf.string),
-    KEYS.FORMAT: tf.io.FixedLenFeature((), tf.string),
-    KEYS.FILENAME: tf.io.FixedLenFeature((), tf.string),
-    KEYS.SOURCE_ID: tf.io.FixedLenFeature((), tf.string),
-    KEYS.SHA256: tf.io.FixedLenFeature((), tf.string),
+    KEYS.FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
+    KEYS.FILENAME: tf.io.FixedLenFeature((), tf.string, default_value=""),
+    KEYS.SOURCE_ID: tf.io.FixedLenFeature((), tf.string, default_value=""),
+    KEYS.SHA256: tf.io.FixedLenFeature((), tf.string, default_value=""),
     KEYS.HEIGHT: tf.io.FixedLenFeature((), tf.int64),
     KEYS.WIDTH: tf.io.FixedLenFeature((), tf.int64),
     KEYS.XMIN: tf.io.VarLenFeature(tf.float32),
@@ -63,6 +64,15 @@ FEATURE_SPEC = {
     KEYS.VIEW: tf.io.VarLenFeature(tf.string),
     KEYS.MASK: tf.io.VarLenFeature(tf.string),
 }
+
+
+def _text(value: str) -> bytes:
+    """UTF-8, keeping undecodable file-name bytes as they were (Python's surrogateescape)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _untext(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
 
 
 def _float32(value: float) -> float:
@@ -140,21 +150,21 @@ def to_example(record: RecordImage) -> tf.train.Example:
         raise ValueError(f"{record.filename}: either every object has a mask or none has")
     feature = {
         KEYS.ENCODED: _bytes([record.encoded]),
-        KEYS.FORMAT: _bytes([record.image_format.encode()]),
-        KEYS.FILENAME: _bytes([record.filename.encode()]),
-        KEYS.SOURCE_ID: _bytes([record.source_id.encode()]),
-        KEYS.SHA256: _bytes([record.sha256.encode()]),
+        KEYS.FORMAT: _bytes([_text(record.image_format)]),
+        KEYS.FILENAME: _bytes([_text(record.filename)]),
+        KEYS.SOURCE_ID: _bytes([_text(record.source_id)]),
+        KEYS.SHA256: _bytes([_text(record.sha256)]),
         KEYS.HEIGHT: _ints([record.height]),
         KEYS.WIDTH: _ints([record.width]),
         KEYS.XMIN: _floats(o.xmin for o in objects),
         KEYS.XMAX: _floats(o.xmax for o in objects),
         KEYS.YMIN: _floats(o.ymin for o in objects),
         KEYS.YMAX: _floats(o.ymax for o in objects),
-        KEYS.CLASS_TEXT: _bytes(o.class_text.encode() for o in objects),
+        KEYS.CLASS_TEXT: _bytes(_text(o.class_text) for o in objects),
         KEYS.CLASS_LABEL: _ints(o.class_label for o in objects),
         KEYS.DIFFICULT: _ints(int(o.difficult) for o in objects),
         KEYS.TRUNCATED: _ints(int(o.truncated) for o in objects),
-        KEYS.VIEW: _bytes(o.view.encode() for o in objects),
+        KEYS.VIEW: _bytes(_text(o.view) for o in objects),
     }
     if objects and masks[0] is not None:
         feature[KEYS.MASK] = _bytes(masks)
@@ -166,17 +176,24 @@ def from_example(serialized: bytes) -> RecordImage:
     parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
     dense = {key: (tf.sparse.to_dense(value) if isinstance(value, tf.SparseTensor) else value).numpy()
              for key, value in parsed.items()}
-    masks = list(dense[KEYS.MASK]) or [None] * len(dense[KEYS.XMIN])
+    count = len(dense[KEYS.XMIN])
+
+    def per_object(key: str, default) -> list:  # optional per-object lists may be absent
+        values = list(dense[key])
+        return values if values else [default] * count
+
     objects = tuple(
         RecordObject(xmin=float(x0), ymin=float(y0), xmax=float(x1), ymax=float(y1),
-                     class_text=text.decode(), class_label=int(label), difficult=bool(difficult),
-                     truncated=bool(truncated), view=view.decode(), mask_png=mask)
+                     class_text=_untext(text), class_label=int(label), difficult=bool(difficult),
+                     truncated=bool(truncated), view=_untext(view), mask_png=mask)
         for x0, y0, x1, y1, text, label, difficult, truncated, view, mask in zip(
             dense[KEYS.XMIN], dense[KEYS.YMIN], dense[KEYS.XMAX], dense[KEYS.YMAX],
-            dense[KEYS.CLASS_TEXT], dense[KEYS.CLASS_LABEL], dense[KEYS.DIFFICULT],
-            dense[KEYS.TRUNCATED], dense[KEYS.VIEW], masks, strict=True))
-    return RecordImage(encoded=dense[KEYS.ENCODED], image_format=dense[KEYS.FORMAT].decode(),
-                       filename=dense[KEYS.FILENAME].decode(), source_id=dense[KEYS.SOURCE_ID].decode(),
+            per_object(KEYS.CLASS_TEXT, b""), per_object(KEYS.CLASS_LABEL, 0),
+            per_object(KEYS.DIFFICULT, 0), per_object(KEYS.TRUNCATED, 0),
+            per_object(KEYS.VIEW, b"Unspecified"), per_object(KEYS.MASK, None), strict=True))
+    return RecordImage(encoded=dense[KEYS.ENCODED], image_format=_untext(dense[KEYS.FORMAT]),
+                       filename=_untext(dense[KEYS.FILENAME]),
+                       source_id=_untext(dense[KEYS.SOURCE_ID]),
                        height=int(dense[KEYS.HEIGHT]), width=int(dense[KEYS.WIDTH]), objects=objects)
 
 

@@ -41,6 +41,8 @@ class VocObject:
     pose: str = "Unspecified"
     truncated: bool = False
     difficult: bool = False
+    # Position among the <object> elements of the file it was read from (for messages).
+    position: int | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +90,7 @@ def parse_voc(data: bytes, on_bad_object: BadObjectCallback | None = None) -> Vo
     objects = []
     for index, element in enumerate(root.iterfind("object")):
         try:
-            objects.append(_parse_object(element))
+            objects.append(dataclasses.replace(_parse_object(element), position=index))
         except VocFormatError as error:
             if on_bad_object is None:
                 raise VocFormatError(f"object #{index}: {error}") from error

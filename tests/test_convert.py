@@ -48,7 +48,7 @@ def test_labelimg_quirks_convert_to_the_right_boxes(quirks_dir, tmp_path):
         assert image[y0 - 6:y0 - 1, x0:x1].mean() < 160, name
     assert records["IMAG0489.jpeg"].objects[0].box(320, 240) == Box(99.6, 60, 160, 90)
     assert records["IMAG0420.JPG"].objects == () and records["IMAG0600.JPG"].objects == ()
-    assert result.problems.counts() == {"missing_image": 1, "exif_frame": 1}
+    assert result.problems.counts() == {"missing_image": 1, "no_xml": 1, "exif_frame": 1}
     manifest = read_manifest(result.output_dir)
     assert manifest["counts"]["examples"] == 7 and manifest["counts"]["negatives_written"] == 2
     assert manifest["counts"]["objects_per_class"] == {"tag": 5}
@@ -198,7 +198,7 @@ def test_on_error_fail_stops_at_the_first_bad_input_and_claims_nothing(tmp_path)
 def test_notes_do_not_stop_a_failing_run(quirks_dir, tmp_path):
     os.remove(quirks_dir / "photos" / "IMAG0399.xml")
     result = convert([quirks_dir / "photos"], tmp_path / "out", on_error="fail")
-    assert result.problems.counts() == {"exif_frame": 1}
+    assert result.problems.counts() == {"no_xml": 2, "exif_frame": 1}
 
 
 # --- the output directory ---------------------------------------------------------------------------
@@ -236,3 +236,60 @@ def test_image_whose_every_object_was_dropped_is_not_written_as_a_negative(tmp_p
     assert [e["image"] for e in result.examples] == [str(folder / "empty.jpg")]
     assert result.emptied_images == 1
     assert "images left out because every object in them was dropped: 1" in result.summary()
+
+
+def test_messages_name_the_object_by_its_position_in_the_xml(tmp_path):
+    folder = tmp_path / "in"
+    add_photo(folder, "p.jpg", [("tag", 9, 9, 3, 3), ("Tag", 1, 2, 9, 9)])
+    result = convert([folder], tmp_path / "out")
+    assert [p.object_index for p in result.problems.problems] == [0, 1]
+
+
+def test_xml_named_in_another_case_still_labels_its_image(tmp_path):
+    folder = tmp_path / "in"
+    add_photo(folder, "IMG_0001.JPG", [("tag", 1, 2, 9, 9)])
+    os.rename(folder / "IMG_0001.xml", folder / "img_0001.xml")
+    result = convert([folder], tmp_path / "out")
+    assert result.problems.counts() == {} and len(result.examples[0]["objects"]) == 1
+
+
+def test_image_without_xml_is_a_negative_and_said(tmp_path):
+    folder = tmp_path / "in"
+    add_photo(folder, "lonely.jpg", xml=False)
+    result, message = single_problem(folder, tmp_path, "no_xml")
+    assert message == f"{folder}/lonely.jpg: no XML file labels this image; it is taken as a photo " \
+                      "without objects"
+    assert result.negatives_written == 1
+
+
+def test_sub_pixel_boxes_are_dropped(tmp_path):
+    folder = tmp_path / "in"
+    add_photo(folder, "s.jpg", [("tag", 10, 10, 10.5, 20), ("tag", -30, 5, 0.4, 20), ("tag", 1, 2, 9, 9)])
+    result = convert([folder], tmp_path / "out")
+    assert [p.message().split(": ", 1)[1] for p in result.problems.problems] == [
+        "box (xmin=10 ymin=10 xmax=10.5 ymax=20) is less than one pixel wide or high; object dropped",
+        "box (xmin=-30 ymin=5 xmax=0.4 ymax=20) leaves less than one pixel inside the 64x48 image; "
+        "object dropped"]
+    assert len(result.examples[0]["objects"]) == 1
+
+
+def test_the_same_folder_twice_is_refused(tmp_path):
+    from spatule_synth.labelimg import InputDirError
+    add_photo(tmp_path / "in", "a.jpg", [("tag", 1, 2, 9, 9)])
+    with pytest.raises(InputDirError, match="is given twice"):
+        convert([tmp_path / "in", str(tmp_path / "in") + "/"], tmp_path / "out")
+    result = convert([tmp_path / "in"], tmp_path / "out2", annotation_dirs=(str(tmp_path / "in") + "/",))
+    assert result.problems.counts() == {} and len(result.examples) == 1
+
+
+def test_a_failed_overwrite_run_gives_the_previous_output_back(tmp_path):
+    folder = tmp_path / "in"
+    add_photo(folder, "a.jpg", [("tag", 1, 2, 9, 9)])
+    convert([folder], tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "annotations").iterdir()}
+    add_photo(folder, "b.jpg", [("bird", 1, 2, 9, 9)])
+    with pytest.raises(RunStopped):
+        convert([folder], tmp_path / "out", overwrite=True, on_error="fail")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "out" / "annotations").iterdir()}
+    assert after == before and (tmp_path / "out" / "manifest.json").exists()
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]

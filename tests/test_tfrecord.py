@@ -107,3 +107,24 @@ def test_non_numeric_source_ids_are_refused():
 def test_boxes_outside_the_image_cannot_enter_a_record():
     with pytest.raises(ValueError, match="lies outside the 64x48 image"):
         RecordObject.from_box(Box(0, 0, 65, 10), WIDTH, HEIGHT, class_text="tag", class_label=1)
+
+
+def test_examples_from_the_od_api_tools_without_optional_keys_read_back():
+    feature = to_example(sample_record()).features.feature
+    for key in (KEYS.DIFFICULT, KEYS.TRUNCATED, KEYS.VIEW, KEYS.SHA256):
+        del feature[key]
+    serialized = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    from spatule_synth.tfrecord import from_example
+    record = from_example(serialized)
+    assert [o.class_label for o in record.objects] == [1, 2]
+    assert [o.difficult for o in record.objects] == [False, False]
+
+
+def test_file_names_that_are_not_utf8_survive(tmp_path):
+    name = b"caf\xe9.jpg".decode("utf-8", "surrogateescape")  # a Latin-1 name on a Linux disk
+    record = RecordImage(encoded=sample_record().encoded, image_format="jpeg", filename=name,
+                         source_id="1", height=HEIGHT, width=WIDTH)
+    with ShardedRecordWriter(str(tmp_path / "x"), 1) as writer:
+        writer.write(record)
+    [read] = read_records(writer.paths)
+    assert read.filename == name
