@@ -1,0 +1,127 @@
+"""Generation speed: spatule_synth vs the seed notebook's decode-per-image loop, in one run.
+
+    .venv/bin/python bench/bench_generate.py [--images 2000] [--naive_images 200] [--workers 0]
+
+Inputs (made once, in a temporary folder): 8 labelled 3264x2448 camera-like JPEGs with 2 tags
+each (~70x40 px) and 8 tag-free ones. Then, on the same inputs:
+
+* spatule_synth ``generate`` with ``--blend=seamless_normal`` and with ``--blend=feather``
+  (1-3 tags per 640x640 image, JPEG + XML + TFRecord written, all cores unless --workers);
+* the naive loop of the seed notebook: for every output image, decode a full labelled photo and a
+  full background photo, cut one tag, seamless-clone it, write JPEG + XML (one process).
+
+Prints images per second of each, the ratios, and the peak RSS of this process and of its
+(largest) children.
+"""
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from spatule_synth.boxes import Box  # noqa: E402
+from spatule_synth.config import GenerateConfig  # noqa: E402
+from spatule_synth.synthesize import run_generate  # noqa: E402
+from spatule_synth.voc import VocAnnotation, VocObject, read_voc, voc_bytes, write_voc  # noqa: E402
+
+WIDTH, HEIGHT = 3264, 2448
+
+
+def camera_photo(rng: np.random.Generator) -> np.ndarray:
+    small = rng.integers(40, 200, size=(HEIGHT // 64, WIDTH // 64, 3)).astype(np.uint8)
+    scene = np.asarray(Image.fromarray(small).resize((WIDTH, HEIGHT), Image.BICUBIC), np.int16)
+    noise = rng.standard_normal(scene.shape, dtype=np.float32) * 6
+    return np.clip(scene + noise, 0, 255).astype(np.uint8)
+
+
+def make_inputs(folder: str, rng: np.random.Generator) -> tuple[str, str]:
+    labelled, backgrounds = os.path.join(folder, "labelled"), os.path.join(folder, "backgrounds")
+    os.makedirs(labelled)
+    os.makedirs(backgrounds)
+    for index in range(8):
+        pixels = camera_photo(rng)
+        objects = []
+        for k in range(2):
+            x0, y0 = 800 + 900 * k, int(rng.integers(500, 2000))
+            pixels[y0:y0 + 40, x0:x0 + 70] = 240
+            pixels[y0 + 10:y0 + 30, x0 + 8:x0 + 62:12] = 20
+            objects.append(VocObject("tag", Box(x0, y0, x0 + 70, y0 + 40)))
+        Image.fromarray(pixels).save(os.path.join(labelled, f"IMAG{index:04d}.JPG"), quality=92)
+        write_voc(VocAnnotation(f"IMAG{index:04d}.JPG", WIDTH, HEIGHT, objects=tuple(objects)),
+                  os.path.join(labelled, f"IMAG{index:04d}.xml"))
+        Image.fromarray(camera_photo(rng)).save(os.path.join(backgrounds, f"BG{index:04d}.JPG"),
+                                                quality=92)
+    return labelled, backgrounds
+
+
+def ours(labelled: str, backgrounds: str, output: str, images: int, blend: str, workers: int) -> float:
+    config = GenerateConfig(input_dirs=(labelled,), background_dirs=(backgrounds,), output_dir=output,
+                            num_images=images, blend=(blend,), num_workers=workers, seed=1)
+    start = time.perf_counter()
+    run_generate(config)
+    return images / (time.perf_counter() - start)
+
+
+def naive(labelled: str, backgrounds: str, output: str, images: int) -> float:
+    """The seed notebook's loop: two full-photo decodes per output image."""
+    rng = np.random.default_rng(0)
+    photos = sorted(f for f in os.listdir(labelled) if f.endswith(".JPG"))
+    plates = sorted(os.listdir(backgrounds))
+    os.makedirs(output)
+    start = time.perf_counter()
+    for index in range(images):
+        name = photos[index % len(photos)]
+        photo = cv2.imread(os.path.join(labelled, name))
+        tag = read_voc(os.path.join(labelled, name[:-4] + ".xml")).objects[0].box
+        x0, y0, x1, y1 = tag.voc_ints()
+        patch = photo[y0 - 8:y1 + 8, x0 - 8:x1 + 8]
+        plate = cv2.imread(os.path.join(backgrounds, plates[index % len(plates)]))
+        wx, wy = int(rng.integers(0, WIDTH - 640)), int(rng.integers(0, HEIGHT - 640))
+        canvas = np.ascontiguousarray(plate[wy:wy + 640, wx:wx + 640])
+        px, py = int(rng.integers(60, 580)), int(rng.integers(60, 580))
+        mask = np.full(patch.shape[:2], 255, np.uint8)
+        canvas = cv2.seamlessClone(patch, canvas, mask, (px, py), cv2.NORMAL_CLONE)
+        cv2.imwrite(os.path.join(output, f"{index:06d}.jpg"), canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        box = Box(px - patch.shape[1] // 2, py - patch.shape[0] // 2,
+                  px + patch.shape[1] // 2, py + patch.shape[0] // 2)
+        with open(os.path.join(output, f"{index:06d}.xml"), "wb") as handle:
+            handle.write(voc_bytes(VocAnnotation(f"{index:06d}.jpg", 640, 640,
+                                                 objects=(VocObject("tag", box),))))
+    return images / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--naive_images", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        labelled, backgrounds = make_inputs(tmp, np.random.default_rng(0))
+        ours(labelled, backgrounds, os.path.join(tmp, "warm-up"), 16, "feather", 1)
+        seamless = ours(labelled, backgrounds, os.path.join(tmp, "seamless"), args.images,
+                        "seamless_normal", args.workers)
+        feather = ours(labelled, backgrounds, os.path.join(tmp, "feather"), args.images, "feather",
+                       args.workers)
+        loop = naive(labelled, backgrounds, os.path.join(tmp, "naive"), args.naive_images)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    workers = args.workers or os.cpu_count()
+    print(f"inputs: 8 labelled + 8 background JPEGs of {WIDTH}x{HEIGHT}; {workers} workers")
+    print(f"spatule_synth, seamless_normal, n={args.images}: {seamless:7.1f} img/s")
+    print(f"spatule_synth, feather,         n={args.images}: {feather:7.1f} img/s")
+    print(f"naive decode-per-image loop,    n={args.naive_images}: {loop:7.1f} img/s")
+    print(f"ratio seamless / naive: {seamless / loop:5.1f}x   feather / naive: {feather / loop:5.1f}x")
+    print(f"peak RSS: main process {own:.0f} MB, largest worker {children:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
