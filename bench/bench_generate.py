@@ -27,19 +27,12 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from camera_photos import HEIGHT, WIDTH, camera_photo  # noqa: E402
+
 from spatule_synth.boxes import Box  # noqa: E402
 from spatule_synth.config import GenerateConfig  # noqa: E402
 from spatule_synth.synthesize import run_generate  # noqa: E402
 from spatule_synth.voc import VocAnnotation, VocObject, read_voc, voc_bytes, write_voc  # noqa: E402
-
-WIDTH, HEIGHT = 3264, 2448
-
-
-def camera_photo(rng: np.random.Generator) -> np.ndarray:
-    small = rng.integers(40, 200, size=(HEIGHT // 64, WIDTH // 64, 3)).astype(np.uint8)
-    scene = np.asarray(Image.fromarray(small).resize((WIDTH, HEIGHT), Image.BICUBIC), np.int16)
-    noise = rng.standard_normal(scene.shape, dtype=np.float32) * 6
-    return np.clip(scene + noise, 0, 255).astype(np.uint8)
 
 
 def make_inputs(folder: str, rng: np.random.Generator) -> tuple[str, str]:
