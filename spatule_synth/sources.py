@@ -22,11 +22,10 @@ import re
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from spatule_synth.boxes import Box
 from spatule_synth.config import GenerateConfig
-from spatule_synth.images import EXIF_ORIENTATION_TAG, TRANSPOSING_ORIENTATIONS, is_image_file
+from spatule_synth.images import ImageReadError, is_image_file, read_image
 from spatule_synth.label_map import LabelMap
 from spatule_synth.labelimg import InputDirError, LabelledImage, find_pairs, load_labelled_image
 from spatule_synth.problems import Problem, ProblemLog
@@ -166,16 +165,12 @@ def _backgrounds_in(folder: str, config: GenerateConfig, problems: ProblemLog) -
         path = os.path.join(folder, name)
         if not (os.path.isfile(path) and is_image_file(path)):
             continue
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                if image.getexif().get(EXIF_ORIENTATION_TAG, 1) in TRANSPOSING_ORIENTATIONS:
-                    width, height = height, width
-        except (OSError, SyntaxError, ValueError) as error:
-            problems.report(Problem("unreadable_image", path, f"cannot decode image: {error}; "
-                                    "background skipped"))
+        try:  # decoded in full once, so a corrupt photo is caught here and not in a worker
+            image = read_image(path)
+        except ImageReadError as error:
+            problems.report(Problem("unreadable_image", path, f"{error}; background skipped"))
             continue
-        found.append(_background(path, width, height, config, problems))
+        found.append(_background(path, image.width, image.height, config, problems))
     return found
 
 

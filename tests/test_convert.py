@@ -1,6 +1,5 @@
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image

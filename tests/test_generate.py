@@ -65,8 +65,8 @@ def config_for(inputs, out, **options):
 
 
 def test_layout_boxes_and_records_agree(inputs, tmp_path):
-    result = run_generate(config_for(inputs, tmp_path / "out", negative_fraction=0.1,
-                                     blend=("seamless_normal", "feather", "paste")))
+    run_generate(config_for(inputs, tmp_path / "out", negative_fraction=0.1,
+                            blend=("seamless_normal", "feather", "paste")))
     out = tmp_path / "out"
     train = sorted(os.listdir(out / "images" / "train"))
     assert len(train) == 2 * 30 and train[:2] == ["train_000000.jpg", "train_000000.xml"]
@@ -223,3 +223,15 @@ def test_manifest_records_every_image(inputs, tmp_path):
     assert manifest["seed"] == 3 and "num_workers" not in manifest["config"]
     for obj in image["objects"]:
         assert Box(*obj["box"]).is_inside(CANVAS, CANVAS) and obj["blend"] == "seamless_normal"
+
+
+def test_corrupt_background_photo_is_skipped_and_said(inputs, tmp_path):
+    data = (inputs / "backgrounds" / "BG00.jpg").read_bytes()
+    (inputs / "backgrounds" / "BG00.jpg").write_bytes(data[: len(data) // 2])
+    result = run_generate(config_for(inputs, tmp_path / "out", num_images=16))
+    assert result.problems.counts() == {"unreadable_image": 1}
+    message = result.problems.problems[0].message()
+    assert message.startswith(f"{inputs / 'backgrounds' / 'BG00.jpg'}: cannot decode image")
+    assert message.endswith("; background skipped")
+    backgrounds = [b.path for pool in result.pools.values() for b in pool.backgrounds]
+    assert len(backgrounds) == 5 and not any(p.endswith("BG00.jpg") for p in backgrounds)
