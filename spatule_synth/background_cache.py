@@ -13,7 +13,7 @@ import collections
 import cv2
 import numpy as np
 
-from spatule_synth.images import read_image
+from spatule_synth.images import ImageReadError, read_image
 from spatule_synth.plan import covering_size
 from spatule_synth.sources import Background
 
@@ -31,11 +31,16 @@ class BackgroundCache:
         if cached is not None:
             self._pixels.move_to_end(background.path)
             return cached
-        pixels = read_image(background.path).pixels
+        try:
+            pixels = read_image(background.path).pixels
+        except ImageReadError as error:  # it decoded when the run started: changed on disk?
+            raise ImageReadError(f"{background.path}: {error} (it was readable when the run "
+                                 "started; changed on disk?)") from error
         self.decodes += 1
         if (pixels.shape[1], pixels.shape[0]) != (background.width, background.height):
-            raise ValueError(f"{background.path}: decodes to {pixels.shape[1]}x{pixels.shape[0]}, "
-                             f"was {background.width}x{background.height} when read; changed on disk?")
+            raise ImageReadError(f"{background.path}: decodes to {pixels.shape[1]}x{pixels.shape[0]}, "
+                                 f"was {background.width}x{background.height} when the run started; "
+                                 "changed on disk?")
         width, height = covering_size(background, self.canvas_size)
         if (width, height) != (background.width, background.height):
             pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
