@@ -93,30 +93,34 @@ def test_box_is_the_written_object_inside_the_canvas(blend, x, y, scale):
     assert written.xmax <= x + placement.width and written.ymax <= y + placement.height
 
 
-@pytest.mark.parametrize("flags", [1, 2])  # cv2.NORMAL_CLONE, cv2.MIXED_CLONE
-def test_seamless_writes_nothing_outside_the_region_it_reports(flags):
-    rng = np.random.default_rng(1)
-    for _ in range(30):
+def seamless_trials(seed, make_source, flags=1, trials=30):
+    """Seamless-clone random sources at random places; yields (placement, region, changed box)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
         width, height = int(rng.integers(6, 40)), int(rng.integers(6, 40))
         x, y = int(rng.integers(0, SIZE - width + 1)), int(rng.integers(0, SIZE - height + 1))
         canvas = dark_canvas(2)
         before = canvas.copy()
-        source = rng.integers(100, 256, (height, width, 3), dtype=np.uint8)
-        region = Box(*seamless_clone(canvas, source, x, y, flags))
-        written = box_of(changed(before, canvas))
+        region = Box(*seamless_clone(canvas, make_source(rng, width, height), x, y, flags))
+        yield (x, y, width, height), region, box_of(changed(before, canvas))
+
+
+@pytest.mark.parametrize("flags", [1, 2])  # cv2.NORMAL_CLONE, cv2.MIXED_CLONE
+def test_seamless_writes_nothing_outside_the_region_it_reports(flags):
+    def textured(rng, width, height):
+        return rng.integers(100, 256, (height, width, 3), dtype=np.uint8)
+
+    for (x, y, width, height), region, written in seamless_trials(1, textured, flags):
         assert region.xmin <= written.xmin and region.ymin <= written.ymin, (x, y, width, height)
         assert written.xmax <= region.xmax and written.ymax <= region.ymax, (x, y, width, height)
 
 
 def test_seamless_region_is_exactly_what_a_bright_object_changes():
-    rng = np.random.default_rng(3)
-    for _ in range(30):
-        width, height = int(rng.integers(6, 40)), int(rng.integers(6, 40))
-        x, y = int(rng.integers(0, SIZE - width + 1)), int(rng.integers(0, SIZE - height + 1))
-        canvas = dark_canvas(2)
-        before = canvas.copy()
-        region = seamless_clone(canvas, np.full((height, width, 3), 255, np.uint8), x, y, 1)
-        assert box_of(changed(before, canvas)) == Box(*region), (x, y, width, height)
+    def white(rng, width, height):
+        return np.full((height, width, 3), 255, np.uint8)
+
+    for placement, region, written in seamless_trials(3, white):
+        assert written == region, placement
 
 
 def test_flat_object_survives_seamless_cloning():
