@@ -6,17 +6,26 @@ because the OD API's COCO evaluator drops repeated ids and the Model Garden's de
 pipeline converts source ids with ``tf.strings.to_number``. Shards are named like the OD API's own
 tools: ``NAME.record-00000-of-00004``, or ``NAME.record`` when there is a single shard. Every shard
 is written under a temporary name and renamed when complete.
+
+Writing needs no TensorFlow (importing it costs seconds, in every worker process): examples are
+built with protobuf from the ``tf.train.Example`` schema (``tensorflow/core/example/*.proto``,
+declared here in a private descriptor pool) and framed as TFRecord does (length, masked CRC-32C of
+the length, data, masked CRC-32C of the data). Reading goes through TensorFlow itself, so the tests
+check what TensorFlow sees.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
+import struct
 from typing import Iterable, Iterator
 
+import google_crc32c
 import numpy as np
-import tensorflow as tf
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from spatule_synth.boxes import Box
 from spatule_synth.output_dir import temporary_path
@@ -44,26 +53,30 @@ class KEYS:
     MASK = "image/object/mask"
 
 
-# Optional keys get defaults, so that examples written by the OD API's own tools read back too.
-FEATURE_SPEC = {
-    KEYS.ENCODED: tf.io.FixedLenFeature((), tf.string),
-    KEYS.FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
-    KEYS.FILENAME: tf.io.FixedLenFeature((), tf.string, default_value=""),
-    KEYS.SOURCE_ID: tf.io.FixedLenFeature((), tf.string, default_value=""),
-    KEYS.SHA256: tf.io.FixedLenFeature((), tf.string, default_value=""),
-    KEYS.HEIGHT: tf.io.FixedLenFeature((), tf.int64),
-    KEYS.WIDTH: tf.io.FixedLenFeature((), tf.int64),
-    KEYS.XMIN: tf.io.VarLenFeature(tf.float32),
-    KEYS.XMAX: tf.io.VarLenFeature(tf.float32),
-    KEYS.YMIN: tf.io.VarLenFeature(tf.float32),
-    KEYS.YMAX: tf.io.VarLenFeature(tf.float32),
-    KEYS.CLASS_TEXT: tf.io.VarLenFeature(tf.string),
-    KEYS.CLASS_LABEL: tf.io.VarLenFeature(tf.int64),
-    KEYS.DIFFICULT: tf.io.VarLenFeature(tf.int64),
-    KEYS.TRUNCATED: tf.io.VarLenFeature(tf.int64),
-    KEYS.VIEW: tf.io.VarLenFeature(tf.string),
-    KEYS.MASK: tf.io.VarLenFeature(tf.string),
-}
+def feature_spec() -> dict:
+    """The ``tf.io.parse_single_example`` spec of our examples. Optional keys get defaults, so that
+    examples written by the OD API's own tools read back too. (Imports TensorFlow.)"""
+    import tensorflow as tf
+
+    return {
+        KEYS.ENCODED: tf.io.FixedLenFeature((), tf.string),
+        KEYS.FORMAT: tf.io.FixedLenFeature((), tf.string, default_value="jpeg"),
+        KEYS.FILENAME: tf.io.FixedLenFeature((), tf.string, default_value=""),
+        KEYS.SOURCE_ID: tf.io.FixedLenFeature((), tf.string, default_value=""),
+        KEYS.SHA256: tf.io.FixedLenFeature((), tf.string, default_value=""),
+        KEYS.HEIGHT: tf.io.FixedLenFeature((), tf.int64),
+        KEYS.WIDTH: tf.io.FixedLenFeature((), tf.int64),
+        KEYS.XMIN: tf.io.VarLenFeature(tf.float32),
+        KEYS.XMAX: tf.io.VarLenFeature(tf.float32),
+        KEYS.YMIN: tf.io.VarLenFeature(tf.float32),
+        KEYS.YMAX: tf.io.VarLenFeature(tf.float32),
+        KEYS.CLASS_TEXT: tf.io.VarLenFeature(tf.string),
+        KEYS.CLASS_LABEL: tf.io.VarLenFeature(tf.int64),
+        KEYS.DIFFICULT: tf.io.VarLenFeature(tf.int64),
+        KEYS.TRUNCATED: tf.io.VarLenFeature(tf.int64),
+        KEYS.VIEW: tf.io.VarLenFeature(tf.string),
+        KEYS.MASK: tf.io.VarLenFeature(tf.string),
+    }
 
 
 def _text(value: str) -> bytes:
@@ -128,52 +141,101 @@ class RecordImage:
         return hashlib.sha256(self.encoded).hexdigest()
 
 
-def _bytes(values: Iterable[bytes]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+@functools.cache
+def _example_classes() -> dict[str, type]:
+    """``tensorflow.{Example, Features, Feature, BytesList, FloatList, Int64List}``, field numbers as
+    in ``tensorflow/core/example/{example,feature}.proto``, in a private descriptor pool."""
+    proto = descriptor_pb2.FileDescriptorProto(name="spatule_synth/tf_example.proto",
+                                               package="tensorflow", syntax="proto3")
+    field = descriptor_pb2.FieldDescriptorProto
+    repeated, optional = field.LABEL_REPEATED, field.LABEL_OPTIONAL
+    for name, value_type in (("BytesList", field.TYPE_BYTES), ("FloatList", field.TYPE_FLOAT),
+                             ("Int64List", field.TYPE_INT64)):
+        proto.message_type.add(name=name).field.add(name="value", number=1, type=value_type,
+                                                    label=repeated)  # proto3: packed numbers
+    feature = proto.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, (name, type_name) in enumerate((("bytes_list", "BytesList"), ("float_list", "FloatList"),
+                                                ("int64_list", "Int64List")), start=1):
+        feature.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=optional,
+                          type_name=f".tensorflow.{type_name}", oneof_index=0)
+    features = proto.message_type.add(name="Features")
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=optional)
+    entry.field.add(name="value", number=2, type=field.TYPE_MESSAGE, label=optional,
+                    type_name=".tensorflow.Feature")
+    features.field.add(name="feature", number=1, type=field.TYPE_MESSAGE, label=repeated,
+                       type_name=".tensorflow.Features.FeatureEntry")
+    proto.message_type.add(name="Example").field.add(name="features", number=1, label=optional,
+                                                     type=field.TYPE_MESSAGE,
+                                                     type_name=".tensorflow.Features")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))
+            for name in ("Example", "BytesList", "FloatList", "Int64List")}
 
 
-def _floats(values: Iterable[float]) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
-
-
-def _ints(values: Iterable[int]) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-
-def to_example(record: RecordImage) -> tf.train.Example:
-    """The OD API ``tf.train.Example`` of ``record``."""
+def to_example(record: RecordImage):
+    """The OD API ``tf.train.Example`` of ``record`` (a protobuf message with the same schema)."""
     if not record.source_id.isdigit():
         raise ValueError(f"{record.filename}: source_id {record.source_id!r} must be a decimal number")
     objects = record.objects
     masks = [obj.mask_png for obj in objects]
     if any(m is None for m in masks) and any(m is not None for m in masks):
         raise ValueError(f"{record.filename}: either every object has a mask or none has")
-    feature = {
-        KEYS.ENCODED: _bytes([record.encoded]),
-        KEYS.FORMAT: _bytes([_text(record.image_format)]),
-        KEYS.FILENAME: _bytes([_text(record.filename)]),
-        KEYS.SOURCE_ID: _bytes([_text(record.source_id)]),
-        KEYS.SHA256: _bytes([_text(record.sha256)]),
-        KEYS.HEIGHT: _ints([record.height]),
-        KEYS.WIDTH: _ints([record.width]),
-        KEYS.XMIN: _floats(o.xmin for o in objects),
-        KEYS.XMAX: _floats(o.xmax for o in objects),
-        KEYS.YMIN: _floats(o.ymin for o in objects),
-        KEYS.YMAX: _floats(o.ymax for o in objects),
-        KEYS.CLASS_TEXT: _bytes(_text(o.class_text) for o in objects),
-        KEYS.CLASS_LABEL: _ints(o.class_label for o in objects),
-        KEYS.DIFFICULT: _ints(int(o.difficult) for o in objects),
-        KEYS.TRUNCATED: _ints(int(o.truncated) for o in objects),
-        KEYS.VIEW: _bytes(_text(o.view) for o in objects),
-    }
+    classes = _example_classes()
+    lists = {"bytes_list": classes["BytesList"], "float_list": classes["FloatList"],
+             "int64_list": classes["Int64List"]}
+    example = classes["Example"]()
+    feature = example.features.feature
+
+    def add(key: str, kind: str, values: Iterable) -> None:
+        getattr(feature[key], kind).CopyFrom(lists[kind](value=list(values)))
+
+    add(KEYS.ENCODED, "bytes_list", [record.encoded])
+    add(KEYS.FORMAT, "bytes_list", [_text(record.image_format)])
+    add(KEYS.FILENAME, "bytes_list", [_text(record.filename)])
+    add(KEYS.SOURCE_ID, "bytes_list", [_text(record.source_id)])
+    add(KEYS.SHA256, "bytes_list", [_text(record.sha256)])
+    add(KEYS.HEIGHT, "int64_list", [record.height])
+    add(KEYS.WIDTH, "int64_list", [record.width])
+    add(KEYS.XMIN, "float_list", (o.xmin for o in objects))
+    add(KEYS.XMAX, "float_list", (o.xmax for o in objects))
+    add(KEYS.YMIN, "float_list", (o.ymin for o in objects))
+    add(KEYS.YMAX, "float_list", (o.ymax for o in objects))
+    add(KEYS.CLASS_TEXT, "bytes_list", (_text(o.class_text) for o in objects))
+    add(KEYS.CLASS_LABEL, "int64_list", (o.class_label for o in objects))
+    add(KEYS.DIFFICULT, "int64_list", (int(o.difficult) for o in objects))
+    add(KEYS.TRUNCATED, "int64_list", (int(o.truncated) for o in objects))
+    add(KEYS.VIEW, "bytes_list", (_text(o.view) for o in objects))
     if objects and masks[0] is not None:
-        feature[KEYS.MASK] = _bytes(masks)
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+        add(KEYS.MASK, "bytes_list", masks)
+    return example
+
+
+def serialize_example(record: RecordImage) -> bytes:
+    """`to_example` serialized, with its features in key order (the same bytes on every run)."""
+    return to_example(record).SerializeToString(deterministic=True)
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def framed(serialized: bytes) -> bytes:
+    """One TFRecord entry: little-endian length, its masked CRC-32C, the data, its masked CRC-32C."""
+    length = struct.pack("<Q", len(serialized))
+    return b"".join((length, struct.pack("<I", _masked_crc(length)), serialized,
+                     struct.pack("<I", _masked_crc(serialized))))
 
 
 def from_example(serialized: bytes) -> RecordImage:
     """Decode a serialized example written by `to_example` (or by the OD API's tools)."""
-    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    import tensorflow as tf
+
+    parsed = tf.io.parse_single_example(serialized, feature_spec())
     dense = {key: (tf.sparse.to_dense(value) if isinstance(value, tf.SparseTensor) else value).numpy()
              for key, value in parsed.items()}
     count = len(dense[KEYS.XMIN])
@@ -221,20 +283,24 @@ class ShardedRecordWriter:
     def __init__(self, prefix: str, num_shards: int) -> None:
         self.paths = shard_paths(prefix, num_shards)
         self._temporary = [temporary_path(path) for path in self.paths]
-        self._writers: list[tf.io.TFRecordWriter] = []
+        self._files: list = []
         self.count = 0
 
     def __enter__(self) -> ShardedRecordWriter:
-        self._writers = [tf.io.TFRecordWriter(path) for path in self._temporary]
+        self._files = [open(path, "wb") for path in self._temporary]
         return self
 
     def write(self, record: RecordImage) -> None:
-        self._writers[self.count % len(self._writers)].write(to_example(record).SerializeToString())
+        self.write_serialized(serialize_example(record))
+
+    def write_serialized(self, serialized: bytes) -> None:
+        """Append an already serialized example (see `serialize_example`)."""
+        self._files[self.count % len(self._files)].write(framed(serialized))
         self.count += 1
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        for writer in self._writers:
-            writer.close()
+        for handle in self._files:
+            handle.close()
         for temporary, final in zip(self._temporary, self.paths):
             if exc_type is None:
                 os.replace(temporary, final)
@@ -243,6 +309,8 @@ class ShardedRecordWriter:
 
 
 def read_records(paths: Iterable[str]) -> Iterator[RecordImage]:
-    """Every example of the given TFRecord files, in file order."""
+    """Every example of the given TFRecord files, in file order (read by TensorFlow)."""
+    import tensorflow as tf
+
     for serialized in tf.data.TFRecordDataset(list(paths)):
         yield from_example(serialized.numpy())

@@ -1,5 +1,7 @@
 import glob
 import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,8 +10,8 @@ from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 
 from spatule_synth.boxes import Box
 from spatule_synth.images import encode_jpeg, encode_png
-from spatule_synth.tfrecord import FEATURE_SPEC, KEYS, RecordImage, RecordObject, ShardedRecordWriter, \
-    read_records, shard_glob, shard_paths, to_example
+from spatule_synth.tfrecord import KEYS, RecordImage, RecordObject, ShardedRecordWriter, feature_spec, \
+    from_example, read_records, serialize_example, shard_glob, shard_paths, to_example
 from conftest import noise_photo
 
 WIDTH, HEIGHT = 64, 48
@@ -46,7 +48,7 @@ def test_round_trip_through_files(tmp_path, with_masks):
 
 def test_parse_single_example_reads_the_od_api_keys():
     record = sample_record()
-    parsed = tf.io.parse_single_example(to_example(record).SerializeToString(), FEATURE_SPEC)
+    parsed = tf.io.parse_single_example(serialize_example(record), feature_spec())
     dense = lambda key: tf.sparse.to_dense(parsed[key]).numpy().tolist()
     assert dense(KEYS.XMIN) == pytest.approx([3 / WIDTH, 0.0])
     assert dense(KEYS.YMAX) == pytest.approx([30 / HEIGHT, 1.0])
@@ -63,7 +65,7 @@ def test_parse_single_example_reads_the_od_api_keys():
 def test_model_garden_decoder_reads_the_same_boxes_and_classes(with_masks):
     record = sample_record(with_masks=with_masks)
     decoded = TfExampleDecoder(include_mask=with_masks).decode(
-        tf.constant(to_example(record).SerializeToString()))
+        tf.constant(serialize_example(record)))
     expected = [[o.ymin, o.xmin, o.ymax, o.xmax] for o in record.objects]  # Model Garden order
     np.testing.assert_allclose(decoded["groundtruth_boxes"].numpy(), expected, rtol=0, atol=0)
     assert decoded["groundtruth_classes"].numpy().tolist() == [1, 2]
@@ -110,12 +112,10 @@ def test_boxes_outside_the_image_cannot_enter_a_record():
 
 
 def test_examples_from_the_od_api_tools_without_optional_keys_read_back():
-    feature = to_example(sample_record()).features.feature
+    example = tf.train.Example.FromString(serialize_example(sample_record()))
     for key in (KEYS.DIFFICULT, KEYS.TRUNCATED, KEYS.VIEW, KEYS.SHA256):
-        del feature[key]
-    serialized = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-    from spatule_synth.tfrecord import from_example
-    record = from_example(serialized)
+        del example.features.feature[key]
+    record = from_example(example.SerializeToString())
     assert [o.class_label for o in record.objects] == [1, 2]
     assert [o.difficult for o in record.objects] == [False, False]
 
@@ -128,3 +128,37 @@ def test_file_names_that_are_not_utf8_survive(tmp_path):
         writer.write(record)
     [read] = read_records(writer.paths)
     assert read.filename == name
+
+
+def test_our_examples_are_tensorflows_examples():
+    """Written without TensorFlow, read by it: same message, same bytes, every field."""
+    record = sample_record(with_masks=True)
+    ours = serialize_example(record)
+    theirs = tf.train.Example.FromString(ours)
+    assert theirs.SerializeToString(deterministic=True) == ours
+    assert theirs.features.feature[KEYS.CLASS_LABEL].int64_list.value == [1, 2]
+    assert list(theirs.features.feature[KEYS.XMAX].float_list.value) == [o.xmax for o in record.objects]
+    assert from_example(ours) == record
+
+
+def test_tensorflow_reads_every_framed_record_and_checks_its_crc(tmp_path):
+    with ShardedRecordWriter(str(tmp_path / "train"), 1) as writer:
+        for index in range(1, 4):
+            writer.write(sample_record(str(index)))
+    [path] = writer.paths
+    assert [r.source_id for r in read_records([path])] == ["1", "2", "3"]
+    data = bytearray(open(path, "rb").read())
+    data[100] ^= 0xFF  # one flipped byte inside the first example
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(tf.errors.DataLossError):
+        list(read_records([path]))
+
+
+def test_writing_records_does_not_import_tensorflow():
+    """Workers and the generate command never pay TensorFlow's import time to write records."""
+    code = ("import sys; import spatule_synth.synthesize, spatule_synth.convert, spatule_synth.execute; "
+            "from spatule_synth import tfrecord; "
+            "tfrecord.framed(tfrecord.serialize_example(tfrecord.RecordImage(b'x', 'jpeg', 'a.jpg', '1', 1, 1))); "
+            "print('tensorflow' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "False"
