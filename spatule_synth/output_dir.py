@@ -12,20 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
+import threading
 from typing import IO, Iterator, Sequence
 
 MARKER_NAME = ".spatule_synth_output"
-
-
-def _file_mode() -> int:
-    """Permissions of a plainly created file (tempfile would make it private, 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_FILE_MODE = _file_mode()
 
 
 class OutputDirError(RuntimeError):
@@ -45,27 +35,26 @@ def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
 @contextlib.contextmanager
 def atomic_open(path: str, durable: bool = True) -> Iterator[IO[bytes]]:
     """A binary file handle whose content appears under ``path`` only when the block succeeds."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path),
-                                         delete=False)
+    temporary = temporary_path(path)
+    handle = open(temporary, "wb")  # plain permissions (umask), unlike tempfile's private 0600
     try:
         with handle:
             yield handle
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.chmod(handle.name, _FILE_MODE)
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(handle.name)
+            os.unlink(temporary)
         raise
 
 
 def temporary_path(path: str) -> str:
-    """A sibling name for writing ``path`` with a library that wants a path, not a handle."""
+    """A sibling name for writing ``path``: hidden, and unique per process and thread, so that
+    workers writing different files never collide and a crash leaves only ``.tmp-*`` names."""
     folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    return os.path.join(folder, f".tmp-{os.getpid()}-{threading.get_ident()}-{name}")
 
 
 def check_output_dir(path: str, overwrite: bool, input_dirs: Sequence[str] = ()) -> None:
