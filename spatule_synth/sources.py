@@ -25,7 +25,7 @@ import numpy as np
 
 from spatule_synth.boxes import Box
 from spatule_synth.config import GenerateConfig
-from spatule_synth.images import ImageReadError, is_image_file, read_image
+from spatule_synth.images import ImageReadError, check_image, is_image_file
 from spatule_synth.label_map import LabelMap
 from spatule_synth.labelimg import InputDirError, LabelledImage, find_pairs, load_labelled_image
 from spatule_synth.problems import Problem, ProblemLog
@@ -165,12 +165,12 @@ def _backgrounds_in(folder: str, config: GenerateConfig, problems: ProblemLog) -
         path = os.path.join(folder, name)
         if not (os.path.isfile(path) and is_image_file(path)):
             continue
-        try:  # decoded in full once, so a corrupt photo is caught here and not in a worker
-            image = read_image(path)
+        try:  # decoded once, so a corrupt photo is caught here and not in a worker
+            width, height = check_image(path)
         except ImageReadError as error:
             problems.report(Problem("unreadable_image", path, f"{error}; background skipped"))
             continue
-        found.append(_background(path, image.width, image.height, config, problems))
+        found.append(_background(path, width, height, config, problems))
     return found
 
 

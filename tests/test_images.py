@@ -6,8 +6,8 @@ import tensorflow as tf
 from PIL import Image
 
 from spatule_synth.boxes import Box
-from spatule_synth.images import ImageReadError, box_in_display_frame, bytes_for_record, decode_image, \
-    is_image_file, read_image
+from spatule_synth.images import ImageReadError, box_in_display_frame, bytes_for_record, check_image, \
+    decode_image, is_image_file, read_image, read_pixels
 from conftest import noise_photo
 
 
@@ -110,3 +110,25 @@ def test_record_bytes_are_re_encoded_when_tensorflow_would_see_other_pixels(data
     assert tf_decoded(record_bytes).shape == image.pixels.shape
     if fmt == "png":
         np.testing.assert_array_equal(tf_decoded(record_bytes), image.pixels)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_jpeg_pixels_and_cheap_check_agree_with_read_image(tmp_path, orientation):
+    """The background cache's OpenCV decode and the cheap check must see the photo as labelImg and
+    `read_image` do, for every EXIF orientation."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(noise_photo(72, 40)).save(path, quality=90, exif=exif.tobytes())
+    expected = read_image(str(path))
+    np.testing.assert_array_equal(read_pixels(str(path)), expected.pixels)
+    assert check_image(str(path)) == (expected.width, expected.height)
+
+
+def test_cheap_check_fails_on_a_truncated_jpeg_like_a_full_decode(tmp_path):
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(encoded(Image.fromarray(noise_photo(200, 160)), "JPEG")[:3000])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(str(path))
+    with pytest.raises(ImageReadError, match="truncated"):
+        check_image(str(path))
