@@ -1,6 +1,8 @@
 """``OUT/manifest.json``: what a finished run made, from what, with which software.
 
 The manifest is written last and atomically: an output directory without one is unfinished.
+Its layout is meant for both eyes and ``grep``: nested objects are indented, and each item of a
+list of objects (one image, one problem) sits on one line.
 """
 
 from __future__ import annotations
@@ -34,8 +36,21 @@ def write_manifest(output_dir: str, content: dict) -> str:
     """Write ``content`` (plus package versions) as the run's manifest; returns its path."""
     path = os.path.join(output_dir, MANIFEST_NAME)
     document = {"versions": package_versions(), **content}
-    atomic_write_bytes(path, (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (manifest_json(document) + "\n").encode("utf-8"))
     return path
+
+
+def manifest_json(value, depth: int = 0) -> str:
+    """JSON text of ``value``: objects indented by two spaces per level, lists of objects one item
+    per line, everything else on one line (Python's fast C encoder does the lines)."""
+    inner = "  " * (depth + 1)
+    if isinstance(value, dict) and value:
+        members = (f"{inner}{json.dumps(key)}: {manifest_json(item, depth + 1)}"
+                   for key, item in value.items())
+        return "{\n" + ",\n".join(members) + "\n" + "  " * depth + "}"
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return "[\n" + ",\n".join(inner + json.dumps(item) for item in value) + "\n" + "  " * depth + "]"
+    return json.dumps(value)
 
 
 def read_manifest(output_dir: str) -> dict:

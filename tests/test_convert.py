@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -292,3 +293,13 @@ def test_a_failed_overwrite_run_gives_the_previous_output_back(tmp_path):
     after = {p.name: p.read_bytes() for p in (tmp_path / "out" / "annotations").iterdir()}
     assert after == before and (tmp_path / "out" / "manifest.json").exists()
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+
+
+def test_manifest_text_is_json_with_one_line_per_listed_object():
+    from spatule_synth.manifest import manifest_json
+    document = {"seed": 1, "config": {"blend": ["feather"], "empty": {}},
+                "images": {"train": [{"name": "a", "objects": [{"box": [1, 2]}]}, {"name": "b"}],
+                           "eval": []}}
+    text = manifest_json(document)
+    assert json.loads(text) == document
+    assert '    "train": [\n      {"name": "a", "objects": [{"box": [1, 2]}]},\n      {"name": "b"}\n    ]' in text
