@@ -135,6 +135,7 @@ def main(argv: list[str]) -> int:
     config = generate_config() if FLAGS.mode == "generate" else convert_config()
     # Imported here so that --help and flag errors answer without loading TensorFlow.
     from spatule_synth.convert import run_convert
+    from spatule_synth.execute import WorkerDiedError
     from spatule_synth.images import ImageReadError
     from spatule_synth.label_map import LabelMapError
     from spatule_synth.labelimg import InputDirError
@@ -147,7 +148,7 @@ def main(argv: list[str]) -> int:
     try:
         result = run(config)
     except (LabelMapError, InputDirError, OutputDirError, RunStopped, SourceError, SplitError,
-            ImageReadError, OSError) as error:
+            ImageReadError, WorkerDiedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(result.summary())

@@ -9,7 +9,8 @@ Output layout (fixed)::
                           its background (file + window), cutouts, boxes and blend modes
 
 Data flow: `read_sources` -> `split_keys` (identities, and background photos unless shared) ->
-per split `render_split` (plan + render + encode, on a process pool) -> the writers here.
+per split `SampleWriters.write_split` (plan, render, write JPEG + XML, serialize the example; on a process pool)
+-> the shards and the manifest, written here.
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ from absl import logging
 from tqdm import tqdm
 
 from spatule_synth.config import GenerateConfig
-from spatule_synth.execute import RenderedSample, render_split
+from spatule_synth.execute import SampleWriters, SplitJob
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import write_manifest
-from spatule_synth.output_dir import atomic_write_bytes, check_output_dir, output_dir_for_run
+from spatule_synth.output_dir import check_output_dir, output_dir_for_run
 from spatule_synth.plan import SplitPool
 from spatule_synth.problems import ProblemLog
 from spatule_synth.sources import SourceSet, read_sources
 from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
-from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
-from spatule_synth.voc import VocAnnotation, VocObject, voc_bytes
+from spatule_synth.tfrecord import ShardedRecordWriter
 
 
 @dataclasses.dataclass
@@ -106,50 +106,26 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
 def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
                    pools: dict[str, SplitPool], counts: dict[str, int]) -> GenerateResult:
     result = GenerateResult(config.output_dir, problems, pools)
-    next_source_id = 1
+    os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
+    jobs, first_source_id = {}, 1
     for split in SPLITS:
         folder = os.path.join(config.output_dir, "images", split)
         os.makedirs(folder, exist_ok=True)
-        os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
-        prefix = os.path.join(config.output_dir, "annotations", split)
-        with ShardedRecordWriter(prefix, config.num_shards) as writer:
-            samples = render_split(config, pools[split], counts[split])
-            for sample in tqdm(samples, total=counts[split], desc=split, unit="img", disable=None):
-                record = write_sample(sample, folder, str(next_source_id))
-                writer.write(record)
-                result.images[split].append(_image_entry(sample, pools[split], record.source_id))
-                next_source_id += 1
-        result.records[split] = writer.paths
+        jobs[split] = SplitJob(pools[split], folder, first_source_id)
+        first_source_id += counts[split]
+    with SampleWriters(config, jobs, sum(counts.values())) as writers:
+        for split in SPLITS:
+            prefix = os.path.join(config.output_dir, "annotations", split)
+            with ShardedRecordWriter(prefix, config.num_shards) as shards:
+                samples = writers.write_split(split, counts[split])
+                for sample in tqdm(samples, total=counts[split], desc=split, unit="img", disable=None):
+                    shards.write_serialized(sample.serialized_example)
+                    result.images[split].append(sample.entry)
+            result.records[split] = shards.paths
     write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
     result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
-    logging.info("generated %d images", next_source_id - 1)
+    logging.info("generated %d images", first_source_id - 1)
     return result
-
-
-def write_sample(sample: RenderedSample, folder: str, source_id: str) -> RecordImage:
-    """Write ``NAME.jpg`` and ``NAME.xml`` into ``folder``; return the TFRecord example."""
-    name = sample.spec.name
-    size = sample.size
-    annotation = VocAnnotation(
-        filename=f"{name}.jpg", width=size, height=size, depth=3,
-        folder=os.path.basename(folder), path=None,
-        objects=tuple(VocObject(o.class_name, o.box, truncated=o.truncated) for o in sample.objects))
-    atomic_write_bytes(os.path.join(folder, f"{name}.jpg"), sample.jpeg, durable=False)
-    atomic_write_bytes(os.path.join(folder, f"{name}.xml"), voc_bytes(annotation), durable=False)
-    objects = tuple(RecordObject.from_box(o.box, size, size, class_text=o.class_name,
-                                          class_label=o.class_id, truncated=o.truncated)
-                    for o in sample.objects)
-    return RecordImage(encoded=sample.jpeg, image_format="jpeg", filename=f"{name}.jpg",
-                       source_id=source_id, height=size, width=size, objects=objects)
-
-
-def _image_entry(sample: RenderedSample, pool: SplitPool, source_id: str) -> dict:
-    background = pool.backgrounds[sample.spec.background]
-    return {"name": sample.spec.name, "source_id": source_id,
-            "background": {"file": background.path, "window": list(sample.spec.window)},
-            "objects": [{"class": o.class_name, "cutout": o.cutout_id, "blend": o.blend,
-                         "box": [o.box.xmin, o.box.ymin, o.box.xmax, o.box.ymax],
-                         "truncated": o.truncated} for o in sample.objects]}
 
 
 def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult) -> dict:
