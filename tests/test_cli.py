@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -98,3 +99,47 @@ def test_demo_photos_convert_with_boxes_on_the_tags(tmp_path):
             beside = max(np.percentile(darkest[y0:y1, x0 - shift:x1 - shift], 90),
                          np.percentile(darkest[y0:y1, x0 + shift:x1 + shift], 90))
             assert inside > 140 and inside > 1.4 * beside, (record.filename, x0, y0, inside, beside)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_worker_stops_the_run_with_a_message_and_no_manifest(tmp_path):
+    """A worker killed by the system (here: SIGKILL) must not hang the run or leave a dataset that
+    looks finished."""
+    out = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "generate.py"), "--flagfile=configs/demo.flags",
+         f"--output_dir={out}", "--num_images=100000", "--num_workers=2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        train = out / "images" / "train"
+        deadline = time.monotonic() + 120
+        while not (train.is_dir() and len(os.listdir(train)) > 20):
+            assert process.poll() is None and time.monotonic() < deadline, "no images were written"
+            time.sleep(0.1)
+        workers = [pid for pid in _children(process.pid)
+                   if "spawn_main" in open(f"/proc/{pid}/cmdline").read().replace("\0", " ")]
+        assert workers, "no worker process found"
+        os.kill(workers[0], 9)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(
+        "error: a worker process died abruptly while writing the train images")
+    assert not (out / "manifest.json").exists()
