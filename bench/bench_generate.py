@@ -1,9 +1,11 @@
 """Generation speed: spatule_synth vs the seed notebook's decode-per-image loop, in one run.
 
     .venv/bin/python bench/bench_generate.py [--images 2000] [--naive_images 200] [--workers 0]
+                                             [--backgrounds 8]
 
 Inputs (made once, in a temporary folder): 8 labelled 3264x2448 camera-like JPEGs with 2 tags
-each (~70x40 px) and 8 tag-free ones. Then, on the same inputs:
+each (~70x40 px) and 8 tag-free ones (``--backgrounds``: more, so that they no longer all stay
+decoded in the workers' caches). Then, on the same inputs:
 
 * spatule_synth ``generate`` with ``--blend=seamless_normal`` and with ``--blend=feather``
   (1-3 tags per 640x640 image, JPEG + XML + TFRecord written, all cores unless --workers), each
@@ -39,7 +41,7 @@ from spatule_synth.synthesize import run_generate  # noqa: E402
 from spatule_synth.voc import VocAnnotation, VocObject, read_voc, voc_bytes, write_voc  # noqa: E402
 
 
-def make_inputs(folder: str, rng: np.random.Generator) -> tuple[str, str]:
+def make_inputs(folder: str, rng: np.random.Generator, background_count: int = 8) -> tuple[str, str]:
     labelled, backgrounds = os.path.join(folder, "labelled"), os.path.join(folder, "backgrounds")
     os.makedirs(labelled)
     os.makedirs(backgrounds)
@@ -54,6 +56,7 @@ def make_inputs(folder: str, rng: np.random.Generator) -> tuple[str, str]:
         Image.fromarray(pixels).save(os.path.join(labelled, f"IMAG{index:04d}.JPG"), quality=92)
         write_voc(VocAnnotation(f"IMAG{index:04d}.JPG", WIDTH, HEIGHT, objects=tuple(objects)),
                   os.path.join(labelled, f"IMAG{index:04d}.xml"))
+    for index in range(background_count):
         Image.fromarray(camera_photo(rng)).save(os.path.join(backgrounds, f"BG{index:04d}.JPG"),
                                                 quality=92)
     return labelled, backgrounds
@@ -111,9 +114,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--naive_images", type=int, default=200)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--backgrounds", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        labelled, backgrounds = make_inputs(tmp, np.random.default_rng(0))
+        labelled, backgrounds = make_inputs(tmp, np.random.default_rng(0), args.backgrounds)
         ours(labelled, backgrounds, os.path.join(tmp, "warm-up"), 16, "feather", 1)
         seamless = rates(labelled, backgrounds, os.path.join(tmp, "seamless"), args.images,
                          "seamless_normal", args.workers)
@@ -123,7 +127,7 @@ def main() -> None:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = args.workers or os.cpu_count()
-    print(f"inputs: 8 labelled + 8 background JPEGs of {WIDTH}x{HEIGHT}; {workers} workers")
+    print(f"inputs: 8 labelled + {args.backgrounds} background JPEGs of {WIDTH}x{HEIGHT}; {workers} workers")
     n = args.images
     print(f"spatule_synth, seamless_normal: n={n} end to end {seamless[0]:6.1f} img/s, "
           f"marginal ({n} -> {3 * n}) {seamless[1]:6.1f} img/s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +25,7 @@ import cv2
 
 from spatule_synth.background_cache import BackgroundCache
 from spatule_synth.config import GenerateConfig
-from spatule_synth.plan import WINDOWS_PER_BACKGROUND, SplitPool, plan_sample
+from spatule_synth.plan import SplitPool, plan_sample
 from spatule_synth.render import render
 from spatule_synth.sample_files import WrittenSample, write_sample
 
@@ -81,12 +82,14 @@ def worker_count(config: GenerateConfig) -> int:
 class SampleWriters(contextlib.AbstractContextManager):
     """The processes that write images; one pool for the whole run (started once).
 
-    ``with SampleWriters(config, jobs, total) as writers: writers.write_split("train", n)``.
+    ``with SampleWriters(config, jobs, counts) as writers: writers.write_split("train", n)``.
     """
 
-    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], total_images: int):
+    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], counts: dict[str, int]):
         self.config, self.jobs = config, jobs
-        self.workers = min(worker_count(config), max(1, total_images // WINDOWS_PER_BACKGROUND))
+        blocks = sum(math.ceil(count / job.pool.windows_per_background) for job, count in
+                     ((jobs[split], images) for split, images in counts.items()))
+        self.workers = min(worker_count(config), max(1, blocks))
         self._in_process = _Worker(config, jobs) if self.workers <= 1 else None
         self._executor = None if self._in_process else ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -97,9 +100,9 @@ class SampleWriters(contextlib.AbstractContextManager):
         if self._in_process is not None:
             yield from (self._in_process(split, index) for index in range(count))
             return
-        # Chunks aligned with the background blocks: one decode per photo per chunk.
-        chunks = ((start, min(start + WINDOWS_PER_BACKGROUND, count))
-                  for start in range(0, count, WINDOWS_PER_BACKGROUND))
+        # One chunk per background block: one decode per chunk.
+        block = self.jobs[split].pool.windows_per_background
+        chunks = ((start, min(start + block, count)) for start in range(0, count, block))
         pending: collections.deque = collections.deque()
         try:
             for chunk in chunks:

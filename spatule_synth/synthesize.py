@@ -27,7 +27,7 @@ from spatule_synth.execute import SampleWriters, SplitJob
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import write_manifest
 from spatule_synth.output_dir import check_output_dir, output_dir_for_run
-from spatule_synth.plan import SplitPool
+from spatule_synth.plan import SplitPool, windows_per_background
 from spatule_synth.problems import ProblemLog
 from spatule_synth.sources import SourceSet, read_sources
 from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
@@ -67,8 +67,10 @@ class GenerateResult:
         return "\n".join(lines)
 
 
-def split_pools(config: GenerateConfig, sources: SourceSet) -> dict[str, SplitPool]:
-    """Each split's cutouts (by identity) and backgrounds (by photo, unless shared)."""
+def split_pools(config: GenerateConfig, sources: SourceSet,
+                counts: dict[str, int]) -> dict[str, SplitPool]:
+    """Each split's cutouts (by identity) and backgrounds (by photo, unless shared), for
+    ``counts[split]`` images."""
     by_identity = split_keys((c.identity for c in sources.cutouts), config.eval_fraction,
                              config.seed, "identities")
     if config.share_backgrounds:
@@ -78,10 +80,11 @@ def split_pools(config: GenerateConfig, sources: SourceSet) -> dict[str, SplitPo
                               config.seed, "background photos")
     pools = {}
     for split in SPLITS:
+        backgrounds = tuple(b for b in sources.backgrounds
+                            if config.share_backgrounds or by_photo[b.path] == split)
         pools[split] = SplitPool(
             split, tuple(c for c in sources.cutouts if by_identity[c.identity] == split),
-            tuple(b for b in sources.backgrounds
-                  if config.share_backgrounds or by_photo[b.path] == split))
+            backgrounds, windows_per_background(counts[split], len(backgrounds)))
     return pools
 
 
@@ -91,8 +94,8 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
     label_map = read_label_map(config.label_map_path)
     problems = ProblemLog(config.on_error)
     sources = read_sources(config, label_map, problems)
-    pools = split_pools(config, sources)
     counts = images_per_split(config.num_images, config.eval_fraction)
+    pools = split_pools(config, sources, counts)
     for split in SPLITS:
         if counts[split] and not (pools[split].backgrounds and
                                   (pools[split].cutouts or config.objects_per_image[1] == 0)):
@@ -113,7 +116,7 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
         os.makedirs(folder, exist_ok=True)
         jobs[split] = SplitJob(pools[split], folder, first_source_id)
         first_source_id += counts[split]
-    with SampleWriters(config, jobs, sum(counts.values())) as writers:
+    with SampleWriters(config, jobs, counts) as writers:
         for split in SPLITS:
             prefix = os.path.join(config.output_dir, "annotations", split)
             with ShardedRecordWriter(prefix, config.num_shards) as shards:
@@ -139,6 +142,7 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
             "identities": sorted({c.identity for c in pool.cutouts}),
             "cutouts": [c.cutout_id for c in pool.cutouts],
             "backgrounds": [b.path for b in pool.backgrounds],
+            "windows_per_background": pool.windows_per_background,
             "records": [os.path.relpath(p, config.output_dir) for p in result.records.get(split, [])],
         }
     return {"mode": "generate", "config": config.as_json(), "seed": config.seed,

@@ -235,3 +235,15 @@ def test_corrupt_background_photo_is_skipped_and_said(inputs, tmp_path):
     assert message.endswith("; background skipped")
     backgrounds = [b.path for pool in result.pools.values() for b in pool.backgrounds]
     assert len(backgrounds) == 5 and not any(p.endswith("BG00.jpg") for p in backgrounds)
+
+
+@pytest.mark.parametrize("images, photos, block", [(20, 7, 2), (5, 7, 1), (10_000, 7, 16), (0, 3, 1)])
+def test_every_background_photo_is_used_before_a_block_grows(images, photos, block):
+    from spatule_synth.plan import SplitPool, background_for, windows_per_background
+    from spatule_synth.sources import Background
+    assert windows_per_background(images, photos) == block
+    pool = SplitPool("train", (), tuple(Background(f"p{i}.jpg", 800, 600) for i in range(photos)), block)
+    used = [background_for(index, pool, seed=3) for index in range(images)]
+    assert len(set(used)) == min(photos, images)
+    # Consecutive images share a photo in blocks, so a worker decodes it once per block.
+    assert all(len(set(used[start:start + block])) == 1 for start in range(0, images, block))
