@@ -54,9 +54,12 @@ class GenerateResult:
             negatives = sum(1 for image in images if not image["objects"])
             blends = collections.Counter(obj["blend"] for image in images for obj in image["objects"])
             classes = ", ".join(f"{name}: {n}" for name, n in sorted(self.objects_per_class(split).items()))
+            identities = len({c.identity for c in self.pools[split].cutouts})
+            photos = len(self.pools[split].backgrounds)
             lines.append(f"{split}: {len(images)} images ({negatives} negatives), objects: "
-                         f"{classes or 'none'}; from {len({c.identity for c in self.pools[split].cutouts})} "
-                         f"identities, {len(self.pools[split].backgrounds)} background photos")
+                         f"{classes or 'none'}; from {identities} "
+                         f"{'identity' if identities == 1 else 'identities'}, {photos} background "
+                         f"{'photo' if photos == 1 else 'photos'}")
             if blends:
                 lines.append("  blend modes: " + ", ".join(f"{b}: {n}" for b, n in sorted(blends.items())))
         lines.append(f"inputs skipped or noted: {len(self.problems.problems)}")
