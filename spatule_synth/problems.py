@@ -19,6 +19,8 @@ ON_ERROR_CHOICES = ("skip", "fail")
 # kind -> (what it means, fatal under --on_error=fail)
 KINDS: dict[str, tuple[str, bool]] = {
     "malformed_xml": ("XML that does not parse as a labelImg annotation (image skipped)", True),
+    "malformed_annotation": ("annotation file (COCO JSON, YOLO txt, mask PNG) that cannot be read "
+                             "(skipped)", True),
     "missing_image": ("XML whose image is missing (skipped)", True),
     "unreadable_image": ("unreadable, corrupt or truncated image (skipped)", True),
     "duplicate_stem": ("several inputs with one stem in a folder (all skipped)", True),
@@ -26,12 +28,14 @@ KINDS: dict[str, tuple[str, bool]] = {
     "box_outside": ("object box entirely outside its image (dropped)", True),
     "box_clipped": ("object box partly outside its image (clipped to the image)", True),
     "unknown_class": ("object whose class is not in the label map (dropped)", True),
+    "mask_invalid": ("object whose mask is empty or does not fit its image (dropped)", True),
     "identity_unmatched": ("object whose file name --identity_regex does not match (skipped)", True),
     "cutout_too_large": ("object too large for the canvas (skipped)", True),
     "background_small": ("background smaller than the canvas (upscaled to cover it)", False),
     "no_xml": ("image with no XML (taken as a photo without objects)", False),
     "size_mismatch": ("XML <size> differs from the decoded image (decoded size used)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
+    "crowd_region": ("COCO crowd region (iscrowd=1: not one object; skipped)", False),
 }
 
 

@@ -1,0 +1,62 @@
+"""Labelled photos from any annotation format, in the one shape the read stage consumes.
+
+Every format module (``labelimg``/``voc``, ``coco``, ``yolo``, ``voc_segmentation``,
+``alpha_cutouts``) turns its files into `AnnotatedImage`s: a photo path and its objects, each with
+a class name, a box in pixel edges (see `spatule_synth.boxes`) and, when the format has one, a
+mask. Validation against the label map and the decoded photo happens later, in one place
+(`spatule_synth.sources`), so every format gets the same checks and messages.
+
+Masks: a ``uint8`` array covering exactly the integer rectangle ``box`` (``mask.shape ==
+(box.height, box.width)``, box edges whole pixels), 255 where the object is opaque; soft values
+(alpha PNG edges) are allowed; ``mask >= 128`` is the object for labels. ``box`` is then the tight
+bounding box of ``mask >= 128`` (`tight_masked_object` builds it from a full-image mask).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from spatule_synth.boxes import Box
+
+MASK_THRESHOLD = 128
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AnnotatedObject:
+    class_name: str
+    box: Box  # pixel edges in the photo as the annotation tool displayed it
+    object_index: int  # position in the annotation file (for messages and provenance)
+    mask: np.ndarray | None = None  # uint8 (box.height, box.width), see the module docstring
+    truncated: bool = False
+    difficult: bool = False
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AnnotatedImage:
+    image_path: str
+    annotation_path: str  # the file the objects come from (messages name it)
+    objects: tuple[AnnotatedObject, ...]
+    declared_size: tuple[int, int] | None = None  # (width, height) the annotation states, if any
+
+
+def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` (exclusive ends) of the pixels ``>= MASK_THRESHOLD``, or None."""
+    solid = mask >= MASK_THRESHOLD if mask.dtype == np.uint8 else mask.astype(bool)
+    rows, cols = np.flatnonzero(solid.any(axis=1)), np.flatnonzero(solid.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def tight_masked_object(class_name: str, full_mask: np.ndarray, object_index: int,
+                        **fields) -> AnnotatedObject | None:
+    """An object from a full-image mask (bool, or uint8 with 255 = object); None if it is empty."""
+    mask = full_mask.astype(np.uint8) * 255 if full_mask.dtype == bool else full_mask
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        return None
+    x0, y0, x1, y1 = bounds
+    return AnnotatedObject(class_name, Box(x0, y0, x1, y1), object_index,
+                           np.ascontiguousarray(mask[y0:y1, x0:x1]), **fields)
