@@ -13,8 +13,9 @@ import sys
 
 from absl import app, flags
 
-from spatule_synth.config import BLEND_MODES, DEFAULT_LABEL_MAP, IDENTITY_MODES, ConvertConfig, \
-    GenerateConfig
+from spatule_synth.augment import parse_ranges
+from spatule_synth.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, IDENTITY_MODES, \
+    MASK_SOURCES, ConvertConfig, GenerateConfig
 from spatule_synth.problems import ON_ERROR_CHOICES
 
 MODES = ("generate", "convert")
@@ -76,6 +77,47 @@ flags.DEFINE_integer("jpeg_quality", 95, "generate: JPEG quality of the output i
                      lower_bound=1, upper_bound=100)
 flags.DEFINE_integer("cache_mb", 1024, "generate: memory budget per worker for decoded "
                      "background photos.", lower_bound=1)
+# generate: other input formats and masks
+flags.DEFINE_list("coco_json", [], "generate: COCO instance JSON files (polygons, RLE, or boxes).")
+flags.DEFINE_list("coco_image_dirs", [], "generate: the image folder of each --coco_json "
+                  "(default: the JSON's folder).")
+flags.DEFINE_list("yolo_dirs", [], "generate: YOLO folders as labelImg writes them (NAME.txt "
+                  "beside each image, classes.txt in the folder).")
+flags.DEFINE_list("voc_seg_dirs", [], "generate: Pascal VOC roots with JPEGImages/, Annotations/ "
+                  "and SegmentationObject/ (instance masks).")
+flags.DEFINE_list("cutout_dirs", [], "generate: folders of alpha PNG cutouts, one sub-folder per "
+                  "class (the folder name is the class).")
+flags.DEFINE_list("distractor_dirs", [], "generate: folders of alpha PNG cutouts pasted as clutter "
+                  "and never labelled.")
+flags.DEFINE_list("distractors_per_image", ["0", "2"], "generate: min,max distractors per image "
+                  "(when --distractor_dirs is given).")
+flags.DEFINE_enum("mask", "box", MASK_SOURCES, "generate: masks of box-only labels: 'box' = the "
+                  "whole box, 'grabcut' = OpenCV GrabCut inside the box, 'model' = --mask_model.")
+flags.DEFINE_string("mask_model", "", "generate: with --mask=model, a TensorFlow SavedModel folder "
+                    "or .keras file mapping an RGB crop to a foreground probability map (see "
+                    "spatule_synth/masks.py for the contract).")
+flags.DEFINE_enum("class_balance", "proportional", CLASS_BALANCE, "generate: 'proportional' draws "
+                  "cutouts uniformly; 'uniform' draws a class uniformly, then one of its cutouts.")
+flags.DEFINE_string("object_augment", "", "generate: per-object augmentation, key=value list: "
+                    "rotate, flip (h, v, hv), perspective, brightness, contrast, saturation, hue, "
+                    "blur; a value is v or lo:hi (see spatule_synth/augment.py). Example: "
+                    "rotate=15,flip=h,brightness=0.1")
+flags.DEFINE_list("no_flip_classes", [], "generate: classes never mirrored (text must stay "
+                  "readable), e.g. tag.")
+flags.DEFINE_string("image_augment", "", "generate: per-image augmentation, key=value list: "
+                    "brightness, contrast, saturation, hue, noise, motion_blur, jpeg_quality "
+                    "(e.g. noise=4,motion_blur=0:9,jpeg_quality=70:95).")
+flags.DEFINE_float("max_occlusion", 0.0, "generate: if > 0, objects may overlap as long as no "
+                   "labelled object loses more than this share of its mask to later pastes "
+                   "(replaces the --max_overlap rule).", lower_bound=0, upper_bound=1)
+flags.DEFINE_float("min_visible", 0.25, "generate: an object keeps its label only if at least this "
+                   "share of its mask is visible (not covered, not off the canvas).",
+                   lower_bound=0, upper_bound=1)
+flags.DEFINE_boolean("instance_masks", False, "generate: also write OUT/masks/SPLIT/NAME.png, PNG "
+                     "masks in the TFRecords (image/object/mask) and "
+                     "OUT/annotations/SPLIT_coco.json.")
+flags.DEFINE_boolean("yolo_output", False, "generate: also write a YOLO NAME.txt beside each image "
+                     "and classes.txt in each image folder.")
 
 
 def _require(name: str) -> None:
@@ -108,7 +150,6 @@ def _pair(name: str, kind: type) -> tuple:
 
 def generate_config() -> GenerateConfig:
     """The validated `GenerateConfig` of the parsed flags."""
-    _require("input_dirs")
     _require("output_dir")
     try:
         return GenerateConfig(
@@ -123,7 +164,17 @@ def generate_config() -> GenerateConfig:
             identity_regex=FLAGS.identity_regex, share_backgrounds=FLAGS.share_backgrounds,
             seed=FLAGS.seed, num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
             jpeg_quality=FLAGS.jpeg_quality, cache_mb=FLAGS.cache_mb, overwrite=FLAGS.overwrite,
-            on_error=FLAGS.on_error)
+            on_error=FLAGS.on_error, coco_json=tuple(FLAGS.coco_json),
+            coco_image_dirs=tuple(FLAGS.coco_image_dirs), yolo_dirs=tuple(FLAGS.yolo_dirs),
+            voc_seg_dirs=tuple(FLAGS.voc_seg_dirs), cutout_dirs=tuple(FLAGS.cutout_dirs),
+            distractor_dirs=tuple(FLAGS.distractor_dirs),
+            distractors_per_image=_pair("distractors_per_image", int), mask=FLAGS.mask,
+            mask_model=FLAGS.mask_model, class_balance=FLAGS.class_balance,
+            object_augment=parse_ranges(FLAGS.object_augment, "object"),
+            no_flip_classes=tuple(FLAGS.no_flip_classes),
+            image_augment=parse_ranges(FLAGS.image_augment, "image"),
+            max_occlusion=FLAGS.max_occlusion, min_visible=FLAGS.min_visible,
+            instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 

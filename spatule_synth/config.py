@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from spatule_synth.augment import ImageAugmentRanges, ObjectAugmentRanges
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LABEL_MAP = os.path.join(REPO_ROOT, "annotations", "label_map.pbtxt")
 
@@ -33,14 +35,16 @@ class ConvertConfig:
 
 BLEND_MODES = ("seamless_normal", "seamless_mixed", "feather", "alpha", "paste")
 IDENTITY_MODES = ("image", "object", "regex")
+MASK_SOURCES = ("box", "grabcut", "model")
+CLASS_BALANCE = ("proportional", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
 class GenerateConfig:
     """Synthetic images: labelled cutouts pasted onto crops of object-free photos."""
 
-    input_dirs: tuple[str, ...]
-    output_dir: str
+    input_dirs: tuple[str, ...] = ()  # labelImg folders
+    output_dir: str = ""
     annotation_dirs: tuple[str, ...] = ()
     background_dirs: tuple[str, ...] = ()
     label_map_path: str = DEFAULT_LABEL_MAP
@@ -56,6 +60,23 @@ class GenerateConfig:
     identity: str = "image"
     identity_regex: str = ""
     share_backgrounds: bool = False
+    coco_json: tuple[str, ...] = ()
+    coco_image_dirs: tuple[str, ...] = ()  # one per coco_json; empty: the JSON's folder
+    yolo_dirs: tuple[str, ...] = ()
+    voc_seg_dirs: tuple[str, ...] = ()
+    cutout_dirs: tuple[str, ...] = ()
+    distractor_dirs: tuple[str, ...] = ()
+    distractors_per_image: tuple[int, int] = (0, 2)
+    mask: str = "box"
+    mask_model: str = ""
+    class_balance: str = "proportional"
+    object_augment: ObjectAugmentRanges = ObjectAugmentRanges()
+    no_flip_classes: tuple[str, ...] = ()
+    image_augment: ImageAugmentRanges = ImageAugmentRanges()
+    max_occlusion: float = 0.0
+    min_visible: float = 0.25
+    instance_masks: bool = False
+    yolo_output: bool = False
     seed: int = 0
     num_workers: int = 0
     num_shards: int = 1
@@ -65,12 +86,14 @@ class GenerateConfig:
     on_error: str = "skip"
 
     def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ValueError("output_dir is required")
         lo, hi = self.objects_per_image
         if not 0 <= lo <= hi:
             raise ValueError(f"objects_per_image must be min,max with 0 <= min <= max, got {lo},{hi}")
         if not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {self.scale_range}")
-        for name in ("eval_fraction", "negative_fraction", "max_overlap"):
+        for name in ("eval_fraction", "negative_fraction", "max_overlap", "max_occlusion", "min_visible"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         unknown = [mode for mode in self.blend if mode not in BLEND_MODES]
@@ -84,6 +107,31 @@ class GenerateConfig:
             raise ValueError("canvas_size >= 16, num_images >= 1 and num_shards >= 1 are required")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
+        if self.mask not in MASK_SOURCES:
+            raise ValueError(f"mask must be one of {', '.join(MASK_SOURCES)}, got {self.mask!r}")
+        if self.mask == "model" and not self.mask_model:
+            raise ValueError("mask=model needs mask_model (a SavedModel folder or a .keras file)")
+        if self.class_balance not in CLASS_BALANCE:
+            raise ValueError(f"class_balance must be one of {', '.join(CLASS_BALANCE)}, "
+                             f"got {self.class_balance!r}")
+        if self.coco_image_dirs and len(self.coco_image_dirs) != len(self.coco_json):
+            raise ValueError("give one coco_image_dirs entry per coco_json file (or none)")
+        lo, hi = self.distractors_per_image
+        if not 0 <= lo <= hi:
+            raise ValueError(f"distractors_per_image must be min,max with 0 <= min <= max, got {lo},{hi}")
+        if not (self.input_dirs or self.coco_json or self.yolo_dirs or self.voc_seg_dirs
+                or self.cutout_dirs):
+            raise ValueError("no labelled input: give input_dirs (labelImg), coco_json, yolo_dirs, "
+                             "voc_seg_dirs or cutout_dirs")
+        if not self.coco_image_dirs and self.coco_json:
+            object.__setattr__(self, "coco_image_dirs",
+                               tuple(os.path.dirname(os.path.abspath(p)) for p in self.coco_json))
+
+    @property
+    def labelled_input_dirs(self) -> tuple[str, ...]:
+        """Every folder the run reads labelled inputs from (the output may hold none of them)."""
+        return (self.input_dirs + self.annotation_dirs + self.coco_image_dirs + self.yolo_dirs
+                + self.voc_seg_dirs + self.cutout_dirs + self.background_dirs + self.distractor_dirs)
 
     def as_json(self) -> dict:
         """The settings that shape the data set. Execution-only settings (workers, cache) are left

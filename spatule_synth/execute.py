@@ -27,7 +27,7 @@ from spatule_synth.background_cache import BackgroundCache
 from spatule_synth.config import GenerateConfig
 from spatule_synth.plan import SplitPool, plan_sample
 from spatule_synth.render import render
-from spatule_synth.sample_files import WrittenSample, write_sample
+from spatule_synth.sample_files import SampleOutputs, WrittenSample, write_sample
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
 
@@ -38,10 +38,10 @@ class WorkerDiedError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class SplitJob:
-    """What one split's images need: its pool, its image folder and its first ``source_id``."""
+    """What one split's images need: its pool, where its files go, and its first ``source_id``."""
 
     pool: SplitPool
-    folder: str
+    outputs: SampleOutputs
     first_source_id: int
 
 
@@ -56,9 +56,8 @@ class _Worker:
         job = self.jobs[split]
         spec = plan_sample(self.config, job.pool, index)
         canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
-        sample = render(spec, job.pool, canvas)
-        return write_sample(sample, job.pool, job.folder, str(job.first_source_id + index),
-                            self.config.jpeg_quality)
+        sample = render(spec, job.pool, canvas, self.config.min_visible)
+        return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs)
 
 
 _WORKER: _Worker | None = None
@@ -112,6 +111,10 @@ class SampleWriters(contextlib.AbstractContextManager):
             while pending:
                 yield from pending.popleft().result()
         except BrokenProcessPool as error:
+            # Python 3.11 leaves the other workers waiting for work the broken pool never sends,
+            # and shutting the pool down waits for them: end them first.
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.terminate()
             raise WorkerDiedError(
                 f"a worker process died abruptly while writing the {split} images (killed, or out "
                 "of memory?); rerun with fewer --num_workers or a smaller --cache_mb") from error

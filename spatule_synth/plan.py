@@ -6,6 +6,13 @@ Backgrounds are assigned in blocks of ``pool.windows_per_background`` consecutiv
 seeded permutation of the split's photos per cycle), so a worker decodes each photo once per block
 instead of once per image. Blocks are as long as they can be without leaving photos unused (see
 `windows_per_background`): decoding a 3264x2448 JPEG costs about ten times the rest of an image.
+
+Placements: labelled cutouts first (``--class_balance``: ``proportional`` draws cutouts
+uniformly, ``uniform`` draws a class first), then distractors. Each gets its scale, blend mode and
+object augmentation. Overlap is bounded by ``--max_overlap`` (pasted rectangles, intersection over
+the smaller) unless ``--max_occlusion`` is set: then overlap is allowed as long as no labelled
+object already placed loses more than that fraction of its mask to later pastes (checked on the
+real warped masks, with `spatule_synth.render.placed_regions`).
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ import math
 
 import numpy as np
 
+from spatule_synth.augment import ImageAugment, ObjectAugment, draw_image, draw_object
 from spatule_synth.config import GenerateConfig
-from spatule_synth.sources import Background, Cutout, scaled_size
+from spatule_synth.cutouts import Cutout
+from spatule_synth.sources import Background
 from spatule_synth.split import SPLIT_IDS
+from spatule_synth.transform import placement_geometry
 
 MAX_WINDOWS_PER_BACKGROUND = 16
 MAX_PLACEMENT_ATTEMPTS = 30
@@ -26,12 +36,17 @@ _BACKGROUND_STREAM = 0xB6
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SplitPool:
-    """What the images of one split may draw from: only that split's cutouts and backgrounds."""
+    """What the images of one split may draw from: only that split's cutouts and backgrounds
+    (distractors are never labelled, so every split may use them)."""
 
     split: str
     cutouts: tuple[Cutout, ...]
     backgrounds: tuple[Background, ...]
     windows_per_background: int = 1  # consecutive images that share one photo
+    distractors: tuple[Cutout, ...] = ()
+
+    def cutout_of(self, placement: Placement) -> Cutout:
+        return (self.distractors if placement.distractor else self.cutouts)[placement.cutout]
 
 
 def windows_per_background(images: int, photos: int) -> int:
@@ -42,22 +57,19 @@ def windows_per_background(images: int, photos: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Placement:
-    """One cutout on the canvas: scale, pasted size (see `placed_size`), top-left corner (may be
-    < 0 when truncation is allowed) and blend mode."""
+    """One cutout on the canvas: top-left corner of its placed image (may be < 0 when truncation
+    is allowed), placed size (see `spatule_synth.transform.placement_geometry`), scale, blend mode
+    and object augmentation."""
 
-    cutout: int  # index into SplitPool.cutouts
+    cutout: int  # index into SplitPool.cutouts, or SplitPool.distractors for a distractor
     x: int
     y: int
     width: int
     height: int
     scale: float
     blend: str
-
-
-def placed_size(cutout: Cutout, scale: float) -> tuple[int, int]:
-    """Width and height of ``cutout`` pasted at ``scale``: the object scaled, the margin not."""
-    box = cutout.object_box
-    return scaled_size(int(box.width), scale), scaled_size(int(box.height), scale)
+    augment: ObjectAugment = ObjectAugment()
+    distractor: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +79,7 @@ class SampleSpec:
     background: int  # index into SplitPool.backgrounds
     window: tuple[int, int]  # top-left of the canvas in the (covering) background
     placements: tuple[Placement, ...]
+    image_augment: ImageAugment = ImageAugment()
 
     @property
     def name(self) -> str:
@@ -105,34 +118,73 @@ def plan_sample(config: GenerateConfig, pool: SplitPool, index: int) -> SampleSp
     count = 0
     if not is_negative(index, config.negative_fraction):
         count = int(rng.integers(config.objects_per_image[0], config.objects_per_image[1] + 1))
-    placements: list[Placement] = []
-    for _ in range(count):
-        placement = _place_one(config, pool, rng, placements)
-        if placement is not None:
-            placements.append(placement)
-    return SampleSpec(pool.split, index, background, window, tuple(placements))
+    distractors = 0
+    if pool.distractors:
+        low, high = config.distractors_per_image
+        distractors = int(rng.integers(low, high + 1))
+    layout = _Layout(config, pool)
+    for number in range(count + distractors):
+        layout.place_one(rng, distractor=number >= count)
+    image_augment = draw_image(rng, config.image_augment, config.jpeg_quality)
+    return SampleSpec(pool.split, index, background, window, tuple(layout.placements), image_augment)
 
 
-def _place_one(config: GenerateConfig, pool: SplitPool, rng: np.random.Generator,
-               placed: list[Placement]) -> Placement | None:
-    """A placement that respects the canvas and ``max_overlap``, or None after many attempts."""
-    size = config.canvas_size
-    for _ in range(MAX_PLACEMENT_ATTEMPTS):
-        cutout = int(rng.integers(len(pool.cutouts)))
-        scale = float(rng.uniform(*config.scale_range))
-        width, height = placed_size(pool.cutouts[cutout], scale)
-        if width > size or height > size:
-            continue
-        if config.allow_truncation:  # the centre stays on the canvas
-            x = int(rng.integers(-(width // 2), size - width // 2))
-            y = int(rng.integers(-(height // 2), size - height // 2))
-        else:
-            x, y = int(rng.integers(0, size - width + 1)), int(rng.integers(0, size - height + 1))
-        blend = config.blend[int(rng.integers(len(config.blend)))]
-        candidate = Placement(cutout, x, y, width, height, scale, blend)
-        if all(_overlap(candidate, other, size) <= config.max_overlap for other in placed):
-            return candidate
-    return None
+class _Layout:
+    """The placements of one image so far, and what they cover (for ``--max_occlusion``)."""
+
+    def __init__(self, config: GenerateConfig, pool: SplitPool) -> None:
+        self.config, self.pool = config, pool
+        self.placements: list[Placement] = []
+        self._covered: np.ndarray | None = None  # union of pasted regions so far
+        self._parts: list[tuple[np.ndarray, int]] = []  # labelled masks on the canvas, pixel counts
+        self._classes = sorted({c.class_name for c in pool.cutouts})
+
+    def _draw_cutout(self, rng: np.random.Generator, distractor: bool) -> int:
+        if distractor:
+            return int(rng.integers(len(self.pool.distractors)))
+        if self.config.class_balance == "uniform":
+            name = self._classes[int(rng.integers(len(self._classes)))]
+            members = [i for i, c in enumerate(self.pool.cutouts) if c.class_name == name]
+            return members[int(rng.integers(len(members)))]
+        return int(rng.integers(len(self.pool.cutouts)))
+
+    def place_one(self, rng: np.random.Generator, distractor: bool) -> None:
+        """Add a placement that respects the canvas and the overlap rule, if one is found."""
+        config, size = self.config, self.config.canvas_size
+        for _ in range(MAX_PLACEMENT_ATTEMPTS):
+            index = self._draw_cutout(rng, distractor)
+            cutout = (self.pool.distractors if distractor else self.pool.cutouts)[index]
+            scale = float(rng.uniform(*config.scale_range))
+            may_flip = not (cutout.class_names & set(config.no_flip_classes))
+            augment = draw_object(rng, config.object_augment, may_flip)
+            geometry = placement_geometry(cutout.size, cutout.object_box, scale, augment)
+            width, height = geometry.width, geometry.height
+            if width > size or height > size:
+                continue
+            if config.allow_truncation:  # the centre stays on the canvas
+                x = int(rng.integers(-(width // 2), size - width // 2))
+                y = int(rng.integers(-(height // 2), size - height // 2))
+            else:
+                x, y = int(rng.integers(0, size - width + 1)), int(rng.integers(0, size - height + 1))
+            blend = config.blend[int(rng.integers(len(config.blend)))]
+            candidate = Placement(index, x, y, width, height, scale, blend, augment, distractor)
+            if self._accepts(candidate):
+                self.placements.append(candidate)
+                return
+
+    def _accepts(self, candidate: Placement) -> bool:
+        if self.config.max_occlusion <= 0:
+            return all(_overlap(candidate, other, self.config.canvas_size) <= self.config.max_overlap
+                       for other in self.placements)
+        from spatule_synth.render import placed_regions
+        written, parts = placed_regions(self.pool.cutout_of(candidate), candidate, self.config.canvas_size)
+        for mask, total in self._parts:
+            if np.count_nonzero(mask & ~written) < (1.0 - self.config.max_occlusion) * total:
+                return False
+        for mask, _ in self._parts:
+            mask &= ~written
+        self._parts.extend((part, int(np.count_nonzero(part))) for part in parts)
+        return True
 
 
 def _overlap(a: Placement, b: Placement, size: int) -> float:

@@ -35,6 +35,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "no_xml": ("image with no XML (taken as a photo without objects)", False),
     "size_mismatch": ("XML <size> differs from the decoded image (decoded size used)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
+    "mask_fallback": ("--mask=grabcut/model found no object in the box (the whole box is used)", False),
     "crowd_region": ("COCO crowd region (iscrowd=1: not one object; skipped)", False),
 }
 

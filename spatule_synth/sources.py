@@ -1,17 +1,18 @@
-"""The read stage of generation: labelImg folders -> validated cutouts and background photos.
+"""The read stage of generation: every input format -> validated cutouts, backgrounds, distractors.
 
-* **Cutouts**: every kept object of every labelled photo, cut out by its box with exactly
-  `CUTOUT_MARGIN` pixels of context on each side (edge pixels repeated where the photo ends).
-  ``cv2.seamlessClone`` ignores the source gradients of the outer 4 pixels of its mask (it zeroes
-  a 1-px ring, then erodes 3 px): with less margin the edge of a flat object is not cloned and
-  the object can vanish entirely. Each cutout knows its identity (see `identity_of`), class,
-  source file and object index.
-* **Backgrounds**: photos known to show no labelled object (an XML without ``<object>``, or no
-  XML at all) from ``input_dirs``, plus every image of ``background_dirs``. A photo whose objects
-  were all dropped is *not* a background: its pixels still show them.
+* **Cutouts** (`spatule_synth.cutouts`): every kept object of every labelled photo, grouped with
+  the objects it overlaps, with its mask. Sources: labelImg folders (``input_dirs``), COCO JSON,
+  YOLO folders, VOC ``SegmentationObject`` roots and alpha-PNG cutout folders. Box-only objects
+  get masks by ``--mask`` (``box``, ``grabcut`` or ``model``), computed once per object here.
+  Each cutout knows its identity (see `identity_of`).
+* **Backgrounds**: photos known to show no labelled object (an annotation without objects, or no
+  annotation at all) from the labelled inputs, plus every image of ``background_dirs``. A photo
+  whose objects were all dropped is *not* a background: its pixels still show them.
+* **Distractors**: alpha-PNG cutouts from ``distractor_dirs``, pasted but never labelled.
 
-Pixels of backgrounds are not kept here (they are decoded again, with a bounded cache, by the
-workers that crop them); only their file, size and identity.
+Every format goes through the same validation (`_validated`): class in the label map, box inside
+the decoded photo (clipped, or dropped, and reported), mask not empty. Pixels of backgrounds are
+not kept here (workers decode them again, with a bounded cache); only their file and size.
 """
 
 from __future__ import annotations
@@ -19,40 +20,27 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from typing import Iterator
 
-import cv2
 import numpy as np
+from PIL import Image
 
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, mask_bounds
 from spatule_synth.boxes import Box
 from spatule_synth.config import GenerateConfig
-from spatule_synth.images import ImageReadError, check_image, is_image_file
+from spatule_synth.cutouts import Cutout, PhotoObject, cut_group, distractor_cutout, overlapping_groups
+from spatule_synth.images import DecodedImage, ImageReadError, \
+    box_in_display_frame, check_image, is_image_file, read_image
 from spatule_synth.label_map import LabelMap
-from spatule_synth.labelimg import InputDirError, LabelledImage, find_pairs, load_labelled_image
+from spatule_synth.labelimg import InputDirError, find_pairs, load_labelled_image
 from spatule_synth.problems import Problem, ProblemLog
+from spatule_synth.transform import CUTOUT_MARGIN, placement_geometry
 
-CUTOUT_MARGIN = 8
+__all__ = ["CUTOUT_MARGIN", "Background", "Cutout", "SourceError", "SourceSet", "read_sources"]
 
 
 class SourceError(ValueError):
     """The inputs cannot make a data set at all (no cutout, no background); says what to add."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Cutout:
-    """A labelled object cut out of its photo, with some context around its box."""
-
-    cutout_id: str  # "<photo path>#<object index>"
-    identity: str  # cutouts sharing an identity always land in the same split
-    class_name: str
-    class_id: int
-    pixels: np.ndarray  # (height, width, 3) uint8 RGB: the box plus CUTOUT_MARGIN px all round
-    object_box: Box  # the object's box inside `pixels`: CUTOUT_MARGIN in from every edge
-    source_file: str
-    object_index: int
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +56,7 @@ class Background:
 class SourceSet:
     cutouts: tuple[Cutout, ...]
     backgrounds: tuple[Background, ...]
+    distractors: tuple[Cutout, ...] = ()
 
 
 def identity_of(config: GenerateConfig, path: str, object_index: int) -> str | None:
@@ -82,79 +71,206 @@ def identity_of(config: GenerateConfig, path: str, object_index: int) -> str | N
     return match.group(1) if match.re.groups else match.group(0)
 
 
-def cut_out(labelled: LabelledImage, config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
-    """The cutouts of one labelled photo (objects too large for the canvas are reported)."""
-    path = labelled.source.image_path
-    pixels = labelled.image.pixels
-    height, width = pixels.shape[:2]
-    cutouts = []
-    for obj in labelled.objects:
-        identity = identity_of(config, path, obj.object_index)
-        xml = labelled.source.xml_path or path
-        if identity is None:
-            problems.report(Problem("identity_unmatched", path, f"--identity_regex "
-                                    f"{config.identity_regex!r} does not match the file name; "
-                                    "object skipped", obj.object_index, obj.name))
-            continue
-        x0, y0, x1, y1 = obj.box.voc_ints()
-        placed_size = max(scaled_size(x1 - x0, config.scale_range[0]),
-                          scaled_size(y1 - y0, config.scale_range[0]))
-        if placed_size > config.canvas_size:
-            problems.report(Problem("cutout_too_large", xml, f"object of {x1 - x0}x{y1 - y0} px "
-                                    f"(with its {CUTOUT_MARGIN} px margin, at the smallest "
-                                    "--scale_range) does not fit the "
-                                    f"{config.canvas_size}x{config.canvas_size} canvas; object skipped",
-                                    obj.object_index, obj.name))
-            continue
-        cutouts.append(Cutout(
-            cutout_id=f"{path}#{obj.object_index}", identity=identity, class_name=obj.name,
-            class_id=obj.class_id, pixels=_with_margin(pixels, x0, y0, x1, y1),
-            object_box=Box(CUTOUT_MARGIN, CUTOUT_MARGIN, CUTOUT_MARGIN + x1 - x0,
-                           CUTOUT_MARGIN + y1 - y0),
-            source_file=path, object_index=obj.object_index))
-    return cutouts
+class _MaskMaker:
+    """Masks for box-only objects by ``--mask``; the model is loaded once, on first use."""
 
+    def __init__(self, config: GenerateConfig, problems: ProblemLog) -> None:
+        self.config, self.problems, self._model = config, problems, None
 
-def scaled_size(object_size: int, scale: float) -> int:
-    """Side of a pasted cutout: the object scaled (at least 1 px) plus the margin on both sides."""
-    return max(1, round(object_size * scale)) + 2 * CUTOUT_MARGIN
-
-
-def _with_margin(pixels: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """The box plus CUTOUT_MARGIN px all round, edge pixels repeated beyond the photo."""
-    height, width = pixels.shape[:2]
-    left, top = max(x0 - CUTOUT_MARGIN, 0), max(y0 - CUTOUT_MARGIN, 0)
-    right, bottom = min(x1 + CUTOUT_MARGIN, width), min(y1 + CUTOUT_MARGIN, height)
-    crop = pixels[top:bottom, left:right]
-    pads = (top - (y0 - CUTOUT_MARGIN), (y1 + CUTOUT_MARGIN) - bottom,
-            left - (x0 - CUTOUT_MARGIN), (x1 + CUTOUT_MARGIN) - right)
-    if any(pads):
-        crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
-    return np.ascontiguousarray(crop)
+    def __call__(self, pixels: np.ndarray, box: tuple[int, int, int, int], file: str, index: int,
+                 name: str) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        if self.config.mask == "box":
+            return np.full((y1 - y0, x1 - x0), 255, np.uint8)
+        from spatule_synth.masks import load_mask_model, refine_mask
+        if self.config.mask == "model" and self._model is None:
+            self._model = load_mask_model(self.config.mask_model)
+        mask, fell_back = refine_mask(pixels, Box(x0, y0, x1, y1), self.config.mask, self._model)
+        if fell_back:
+            self.problems.report(Problem("mask_fallback", file, f"--mask={self.config.mask} found no "
+                                         "object in the box; the whole box is used", index, name))
+        return mask
 
 
 def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog) -> SourceSet:
     """Read and validate every input once; `SourceError` if no cutout or no background is left."""
+    make_mask = _MaskMaker(config, problems)
     cutouts: list[Cutout] = []
     backgrounds: list[Background] = []
-    for pair in find_pairs(config.input_dirs, config.annotation_dirs, problems):
+    for pair in find_pairs(config.input_dirs, config.annotation_dirs, problems) if config.input_dirs else ():
         labelled = load_labelled_image(pair, label_map, problems)
         if labelled is None:
             continue
+        xml = pair.xml_path or pair.image_path
         if labelled.objects:
-            cutouts.extend(cut_out(labelled, config, problems))
+            objects = []
+            for obj in labelled.objects:
+                box = obj.box.voc_ints()
+                mask = make_mask(labelled.image.pixels, box, xml, obj.object_index, obj.name)
+                objects.append(PhotoObject(obj.name, obj.class_id, box, mask, obj.object_index))
+            cutouts.extend(cut_out(pair.image_path, labelled.image.pixels, objects, xml, config, problems))
         elif labelled.is_object_free:
             backgrounds.append(_background(pair.image_path, labelled.image.width,
                                            labelled.image.height, config, problems))
+    for annotated in _annotated_images(config, problems):
+        try:
+            image = read_image(annotated.image_path)
+        except ImageReadError as error:
+            problems.report(Problem("unreadable_image", annotated.image_path, f"{error}; image skipped"))
+            continue
+        objects = _validated(annotated, image, label_map, problems, make_mask)
+        if objects:
+            cutouts.extend(cut_out(annotated.image_path, image.pixels, objects,
+                                   annotated.annotation_path, config, problems))
+        elif not annotated.objects:
+            backgrounds.append(_background(annotated.image_path, image.width, image.height, config,
+                                           problems))
     for folder in config.background_dirs:
         backgrounds.extend(_backgrounds_in(folder, config, problems))
     if not cutouts:
-        raise SourceError(f"no usable labelled object in {', '.join(config.input_dirs)}: "
-                          "label some objects with labelImg (classes of the label map)")
+        raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
+                          "the label map) or check the messages above")
     if not backgrounds:
-        raise SourceError("no background photo: add photos without objects to --input_dirs "
-                          "(an XML with no <object>, or no XML) or give --background_dirs")
-    return SourceSet(tuple(cutouts), tuple(backgrounds))
+        raise SourceError("no background photo: add photos without objects to the inputs "
+                          "(an annotation with no object, or none) or give --background_dirs")
+    return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(_distractors(config, problems)))
+
+
+def _annotated_images(config: GenerateConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:
+    """Labelled photos of every format other than labelImg folders, in flag order."""
+    if config.coco_json:
+        from spatule_synth.coco import read_coco
+        for json_path, image_dir in zip(config.coco_json, config.coco_image_dirs):
+            yield from read_coco(json_path, image_dir, problems)
+    if config.yolo_dirs:
+        from spatule_synth.yolo import read_yolo_folder
+        for folder in config.yolo_dirs:
+            yield from read_yolo_folder(folder, problems)
+    if config.voc_seg_dirs:
+        from spatule_synth.voc_segmentation import read_voc_segmentation
+        for root in config.voc_seg_dirs:
+            yield from read_voc_segmentation(root, problems)
+    if config.cutout_dirs:
+        from spatule_synth.alpha_cutouts import read_alpha_cutouts
+        for root in config.cutout_dirs:
+            yield from read_alpha_cutouts(root, problems)
+
+
+_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                   6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                   8: Image.Transpose.ROTATE_90}  # as Pillow's ImageOps.exif_transpose
+
+
+def _validated(annotated: AnnotatedImage, image: DecodedImage, label_map: LabelMap,
+               problems: ProblemLog, make_mask: _MaskMaker) -> list[PhotoObject]:
+    """The objects of ``annotated`` that fit ``image`` and the label map, with masks."""
+    file = annotated.annotation_path
+    in_raw_frame = False
+    if annotated.declared_size not in (None, (image.width, image.height)):
+        in_raw_frame = image.orientation != 1 and annotated.declared_size == image.raw_size
+        kind, note = (("exif_frame", "annotations are in the stored frame of an EXIF-rotated image; "
+                       "moved to the displayed frame") if in_raw_frame else
+                      ("size_mismatch", "using the decoded size"))
+        problems.report(Problem(kind, file, f"{annotated.image_path}: the annotation says "
+                                f"{annotated.declared_size[0]}x{annotated.declared_size[1]}, the image "
+                                f"decodes to {image.width}x{image.height}; {note}"))
+    objects = []
+    for obj in annotated.objects:
+        class_id = label_map.id_of(obj.class_name)
+        if class_id is None:
+            problems.report(Problem("unknown_class", file, label_map.unknown_class_reason(obj.class_name)
+                                    + "; object dropped", obj.object_index, obj.class_name))
+            continue
+        box, mask = obj.box, obj.mask
+        if in_raw_frame:
+            box = box_in_display_frame(box, image.orientation, image.raw_size)
+            if mask is not None:
+                mask = np.asarray(Image.fromarray(mask).transpose(_EXIF_TRANSPOSE[image.orientation]))
+        placed = _inside(box, mask, image, file, obj, problems)
+        if placed is None:
+            continue
+        box_ints, mask = placed
+        if mask is None:
+            mask = make_mask(image.pixels, box_ints, file, obj.object_index, obj.class_name)
+        objects.append(PhotoObject(obj.class_name, class_id, box_ints, mask, obj.object_index))
+    return objects
+
+
+def _inside(box: Box, mask: np.ndarray | None, image: DecodedImage, file: str, obj: AnnotatedObject,
+            problems: ProblemLog) -> tuple[tuple[int, int, int, int], np.ndarray | None] | None:
+    """Integer box (and mask) clipped to the image; None, reported, if nothing usable is left."""
+    size = f"{image.width}x{image.height}"
+    clipped = box.clipped_to(image.width, image.height) if box.width >= 1 and box.height >= 1 else None
+    if clipped is None or clipped.width < 1 or clipped.height < 1:
+        problems.report(Problem("box_outside" if box.width >= 1 and box.height >= 1 else "box_invalid",
+                                file, f"box ({box}) leaves less than one pixel inside the {size} image;"
+                                " object dropped", obj.object_index, obj.class_name))
+        return None
+    if clipped != box:
+        problems.report(Problem("box_clipped", file, f"box ({box}) goes beyond the {size} image; "
+                                f"clipped to ({clipped})", obj.object_index, obj.class_name))
+    x0, y0, x1, y1 = clipped.voc_ints()
+    if mask is not None:
+        bx0, by0 = int(box.xmin), int(box.ymin)
+        mask = mask[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+        if mask.shape != (y1 - y0, x1 - x0) or mask_bounds(mask) is None:
+            problems.report(Problem("mask_invalid", file, "the mask is empty inside the image; "
+                                    "object dropped", obj.object_index, obj.class_name))
+            return None
+    return (x0, y0, x1, y1), mask
+
+
+def cut_out(path: str, pixels: np.ndarray, objects: list[PhotoObject], file: str,
+            config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
+    """The cutouts of one photo: overlapping objects grouped; too-large groups reported."""
+    cutouts = []
+    for group in overlapping_groups([obj.box for obj in objects]):
+        members = [objects[i] for i in group]
+        first = members[0]
+        identity = identity_of(config, path, first.object_index)
+        if identity is None:
+            for obj in members:
+                problems.report(Problem("identity_unmatched", file, f"--identity_regex "
+                                        f"{config.identity_regex!r} does not match the file name; "
+                                        "object skipped", obj.object_index, obj.class_name))
+            continue
+        cutout = cut_group(pixels, members, path, identity)
+        smallest = placement_geometry(cutout.size, cutout.object_box, config.scale_range[0])
+        if max(smallest.width, smallest.height) > config.canvas_size:
+            for obj in members:
+                problems.report(Problem("cutout_too_large", file, f"object{' group' if len(members) > 1 else ''} "
+                                        f"of {int(cutout.object_box.width)}x{int(cutout.object_box.height)} px "
+                                        f"(with its {CUTOUT_MARGIN} px margin, at the smallest "
+                                        "--scale_range) does not fit the "
+                                        f"{config.canvas_size}x{config.canvas_size} canvas; object skipped",
+                                        obj.object_index, obj.class_name))
+            continue
+        kept = {part.object_index for part in cutout.parts}
+        for obj in members:
+            if obj.object_index not in kept:
+                problems.report(Problem("mask_invalid", file, "every pixel of its mask belongs to a "
+                                        "smaller overlapping object; object dropped",
+                                        obj.object_index, obj.class_name))
+        cutouts.append(cutout)
+    return cutouts
+
+
+def _distractors(config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
+    if not config.distractor_dirs:
+        return []
+    from spatule_synth.alpha_cutouts import read_alpha_cutouts
+    found = []
+    for root in config.distractor_dirs:
+        for annotated in read_alpha_cutouts(root, problems):
+            try:
+                pixels = read_image(annotated.image_path).pixels
+            except ImageReadError as error:
+                problems.report(Problem("unreadable_image", annotated.image_path, f"{error}; skipped"))
+                continue
+            for obj in annotated.objects:
+                found.append(distractor_cutout(pixels, obj.mask, obj.box.voc_ints(), annotated.image_path))
+    return found
 
 
 def _backgrounds_in(folder: str, config: GenerateConfig, problems: ProblemLog) -> list[Background]:

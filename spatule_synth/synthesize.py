@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 
 from absl import logging
@@ -24,6 +25,8 @@ from tqdm import tqdm
 
 from spatule_synth.config import GenerateConfig
 from spatule_synth.execute import SampleWriters, SplitJob
+from spatule_synth.output_dir import atomic_write_bytes
+from spatule_synth.sample_files import SampleOutputs, WrittenSample
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import write_manifest
 from spatule_synth.output_dir import check_output_dir, output_dir_for_run
@@ -32,6 +35,7 @@ from spatule_synth.problems import ProblemLog
 from spatule_synth.sources import SourceSet, read_sources
 from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
 from spatule_synth.tfrecord import ShardedRecordWriter
+from spatule_synth.yolo import write_classes
 
 
 @dataclasses.dataclass
@@ -41,6 +45,7 @@ class GenerateResult:
     pools: dict[str, SplitPool]
     images: dict[str, list[dict]] = dataclasses.field(default_factory=lambda: {s: [] for s in SPLITS})
     records: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    coco: dict[str, str] = dataclasses.field(default_factory=dict)
     manifest_path: str = ""
 
     def objects_per_class(self, split: str) -> collections.Counter:
@@ -66,6 +71,7 @@ class GenerateResult:
         lines += ["  " + line for line in self.problems.summary_lines()]
         lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
         lines += [f"records: {path}" for split in SPLITS for path in self.records.get(split, [])]
+        lines += [f"COCO instances: {path}" for path in self.coco.values()]
         lines.append(f"manifest: {self.manifest_path}")
         return "\n".join(lines)
 
@@ -87,13 +93,13 @@ def split_pools(config: GenerateConfig, sources: SourceSet,
                             if config.share_backgrounds or by_photo[b.path] == split)
         pools[split] = SplitPool(
             split, tuple(c for c in sources.cutouts if by_identity[c.identity] == split),
-            backgrounds, windows_per_background(counts[split], len(backgrounds)))
+            backgrounds, windows_per_background(counts[split], len(backgrounds)), sources.distractors)
     return pools
 
 
 def run_generate(config: GenerateConfig) -> GenerateResult:
     """Generate the data set of ``config`` (see the module docstring)."""
-    check_output_dir(config.output_dir, config.overwrite, config.input_dirs + config.background_dirs)
+    check_output_dir(config.output_dir, config.overwrite, config.labelled_input_dirs)
     label_map = read_label_map(config.label_map_path)
     problems = ProblemLog(config.on_error)
     sources = read_sources(config, label_map, problems)
@@ -105,7 +111,7 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
             raise SplitError(f"the {split} split gets {counts[split]} images but no "
                              f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
     with output_dir_for_run(config.output_dir, config.overwrite,
-                            config.input_dirs + config.background_dirs):
+                            config.labelled_input_dirs):
         return _generate_into(config, label_map, problems, pools, counts)
 
 
@@ -114,24 +120,63 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
     result = GenerateResult(config.output_dir, problems, pools)
     os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
     jobs, first_source_id = {}, 1
+    class_names = tuple(label_map.names) if config.yolo_output else None
     for split in SPLITS:
         folder = os.path.join(config.output_dir, "images", split)
         os.makedirs(folder, exist_ok=True)
-        jobs[split] = SplitJob(pools[split], folder, first_source_id)
+        mask_folder = None
+        if config.instance_masks:
+            mask_folder = os.path.join(config.output_dir, "masks", split)
+            os.makedirs(mask_folder, exist_ok=True)
+        if class_names is not None:
+            write_classes(os.path.join(folder, "classes.txt"), list(class_names))
+        outputs = SampleOutputs(folder, mask_folder, class_names, config.jpeg_quality)
+        jobs[split] = SplitJob(pools[split], outputs, first_source_id)
         first_source_id += counts[split]
     with SampleWriters(config, jobs, counts) as writers:
         for split in SPLITS:
             prefix = os.path.join(config.output_dir, "annotations", split)
             with ShardedRecordWriter(prefix, config.num_shards) as shards:
                 samples = writers.write_split(split, counts[split])
+                coco = CocoCollector(label_map) if config.instance_masks else None
                 for sample in tqdm(samples, total=counts[split], desc=split, unit="img", disable=None):
                     shards.write_serialized(sample.serialized_example)
                     result.images[split].append(sample.entry)
+                    if coco is not None:
+                        coco.add(sample, config.canvas_size)
             result.records[split] = shards.paths
+            if coco is not None:
+                result.coco[split] = coco.write(os.path.join(config.output_dir, "annotations",
+                                                             f"{split}_coco.json"))
     write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
     result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
     logging.info("generated %d images", first_source_id - 1)
     return result
+
+
+class CocoCollector:
+    """A split's COCO instances JSON, gathered from the workers' per-image annotations; image and
+    annotation ids are the records' source ids and a running count."""
+
+    def __init__(self, label_map: LabelMap) -> None:
+        self.categories = [{"id": item.id, "name": item.name, "supercategory": "none"}
+                           for item in label_map.items]
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+
+    def add(self, sample: WrittenSample, size: int) -> None:
+        image_id = int(sample.entry["source_id"])
+        self.images.append({"id": image_id, "file_name": f"{sample.name}.jpg", "width": size,
+                            "height": size})
+        for annotation in sample.coco_annotations:
+            self.annotations.append({"id": len(self.annotations) + 1, "image_id": image_id,
+                                     **annotation})
+
+    def write(self, path: str) -> str:
+        document = {"info": {"description": "spatule_synth synthetic images"}, "images": self.images,
+                    "annotations": self.annotations, "categories": self.categories}
+        atomic_write_bytes(path, json.dumps(document).encode("utf-8"))
+        return path
 
 
 def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult) -> dict:

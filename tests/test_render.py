@@ -5,9 +5,10 @@ import pytest
 
 from spatule_synth.boxes import Box
 from spatule_synth.config import BLEND_MODES
-from spatule_synth.plan import Placement, SampleSpec, SplitPool, placed_size
+from spatule_synth.cutouts import Cutout, CutoutPart
+from spatule_synth.plan import Placement, SampleSpec, SplitPool
 from spatule_synth.render import render, seamless_clone
-from spatule_synth.sources import CUTOUT_MARGIN as M, Cutout
+from spatule_synth.transform import CUTOUT_MARGIN as M, placement_geometry
 
 SIZE = 128
 W, H = 24 + 2 * M, 14 + 2 * M  # the pasted size of tag_cutout() at scale 1
@@ -18,13 +19,16 @@ def tag_cutout(width=24, height=14):
     pixels = np.full((height + 2 * M, width + 2 * M, 3), 128, np.uint8)
     pixels[M:M + height, M:M + width] = 250
     pixels[M + 3:M + height - 3, M + 3:M + width - 3:4] = 10
-    return Cutout("photo.jpg#0", "photo.jpg", "tag", 1, pixels,
-                  Box(M, M, M + width, M + height), "photo.jpg", 0)
+    alpha = np.zeros(pixels.shape[:2], np.uint8)
+    alpha[M:M + height, M:M + width] = 255
+    return Cutout("photo.jpg#0", "photo.jpg", pixels, alpha, Box(M, M, M + width, M + height),
+                  (CutoutPart("tag", 1, alpha.copy(), 0),), "photo.jpg")
 
 
 def at(x, y, blend, scale=1.0):
-    width, height = placed_size(tag_cutout(), scale)
-    return Placement(0, x, y, width, height, scale, blend)
+    cutout = tag_cutout()
+    geometry = placement_geometry(cutout.size, cutout.object_box, scale)
+    return Placement(0, x, y, geometry.width, geometry.height, scale, blend)
 
 
 def dark_canvas(seed=0):
@@ -101,7 +105,8 @@ def seamless_trials(seed, make_source, flags=1, trials=30):
         x, y = int(rng.integers(0, SIZE - width + 1)), int(rng.integers(0, SIZE - height + 1))
         canvas = dark_canvas(2)
         before = canvas.copy()
-        region = Box(*seamless_clone(canvas, make_source(rng, width, height), x, y, flags))
+        region = box_of(seamless_clone(canvas, make_source(rng, width, height), x, y, flags))
+        region = Box(region.xmin + x, region.ymin + y, region.xmax + x, region.ymax + y)
         yield (x, y, width, height), region, box_of(changed(before, canvas))
 
 
@@ -142,15 +147,16 @@ def test_truncated_objects_are_clipped_and_flagged(blend):
 
 
 def test_later_paste_takes_covered_pixels_out_of_earlier_boxes():
-    sample, _ = render_one([at(10, 10, "paste"), at(35, 10, "paste")])
+    sample, _ = render_one([at(10, 10, "paste"), at(25, 10, "paste")])
     first, second = sample.objects
-    assert first.box == Box(18, 18, 35, 32)  # its right part is under the second paste
-    assert second.box == Box(43, 18, 67, 32)
+    assert first.box == Box(18, 18, 33, 32)  # its right part is under the second object
+    assert second.box == Box(33, 18, 57, 32)
+    assert not (first.mask & second.mask).any()
 
 
 def test_fully_covered_object_gets_no_label():
     sample, _ = render_one([at(10, 10, "paste"), at(10, 10, "paste")])
-    assert len(sample.objects) == 1
+    assert len(sample.objects) == 1 and sample.hidden == 1
 
 
 def test_every_seamless_composite_keeps_its_object():

@@ -1,0 +1,315 @@
+"""COCO instance JSON: read any COCO export into `AnnotatedImage`s, and write instance masks back.
+
+Conventions (checked against pycocotools, which every COCO consumer uses):
+
+* Polygon vertices and ``bbox`` ``[x, y, width, height]`` are pixel edges, the frame of `Box`:
+  pycocotools fills the polygon (2,3) (6,3) (6,8) (2,8) as columns 2..5 and rows 3..7.
+* A segmentation is decoded exactly as ``COCO.annToMask`` does: a list of polygons (several lists
+  are one object in several pieces, merged), an uncompressed RLE (``counts`` a list of run
+  lengths, column-major, starting with a run of 0s) or a compressed RLE (``counts`` a string).
+  The object's box is then the tight box of its mask; the annotation's own ``bbox`` is only used
+  for annotations without segmentation (box-only objects).
+* ``iscrowd=1`` regions cover several objects and are skipped (a ``crowd_region`` note).
+* A file whose structure is broken (not JSON, a required key missing, duplicate image or category
+  ids) is reported once as ``malformed_annotation`` and yields nothing; a bad annotation only
+  costs its own object. Messages name the JSON file, the image file name and the annotation id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, mask_bounds, tight_masked_object
+from spatule_synth.boxes import Box, BoxError
+from spatule_synth.output_dir import atomic_write_bytes
+from spatule_synth.problems import Problem, ProblemLog
+
+
+class MaskError(ValueError):
+    """A segmentation that does not describe a mask of its image; the message says why."""
+
+
+class _Malformed(ValueError):
+    """The JSON file as a whole cannot be used."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: Any) -> bool:  # COCO ids are ints; some exports use strings, pycocotools takes both
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_size(value: Any) -> bool:
+    return _is_id(value) and isinstance(value, int) and value > 0
+
+
+_REQUIRED: dict[str, dict[str, Callable[[Any], bool]]] = {  # the fields every entry must hold
+    "images": {"id": _is_id, "file_name": lambda v: isinstance(v, str) and v != "",
+               "width": _is_size, "height": _is_size},
+    "categories": {"id": _is_id, "name": lambda v: isinstance(v, str)},
+    "annotations": {"id": _is_id, "image_id": _is_id, "category_id": _is_id},
+}
+
+
+def read_coco(json_path: str, image_dir: str, problems: ProblemLog) -> list[AnnotatedImage]:
+    """One `AnnotatedImage` per image entry whose file exists under ``image_dir``, in JSON order.
+
+    ``file_name`` may hold sub-folders (joined to ``image_dir``). ``object_index`` is the position
+    of the annotation among its image's annotations, in JSON order (dropped ones included).
+    """
+    try:
+        document = _load_json(json_path)
+        images = _unique(_checked(document, "images"), "image")
+        categories = {c["id"]: c["name"] for c in _unique(_checked(document, "categories"), "category")
+                      .values()}
+        annotations = _checked(document, "annotations")
+    except _Malformed as error:
+        problems.report(Problem("malformed_annotation", json_path, f"{error}; file skipped"))
+        return []
+    per_image: dict[Any, list[dict]] = {image_id: [] for image_id in images}
+    for annotation in annotations:
+        if annotation["image_id"] not in per_image:
+            problems.report(Problem("malformed_annotation", json_path, f"annotation id {annotation['id']!r} "
+                                    f"refers to image_id {annotation['image_id']!r}, which no image entry "
+                                    "has; annotation skipped"))
+        else:
+            per_image[annotation["image_id"]].append(annotation)
+    result = []
+    for image_id, entry in images.items():
+        path = os.path.join(image_dir, entry["file_name"])
+        if not os.path.isfile(path):
+            problems.report(Problem("missing_image", json_path, f"image {entry['file_name']!r} (id "
+                                    f"{image_id!r}) is not in {image_dir}; its "
+                                    f"{len(per_image[image_id])} annotation(s) skipped"))
+            continue
+        objects = (_object(json_path, entry, index, annotation, categories, problems)
+                   for index, annotation in enumerate(per_image[image_id]))
+        result.append(AnnotatedImage(path, json_path, tuple(o for o in objects if o is not None),
+                                     (entry["width"], entry["height"])))
+    return result
+
+
+def _load_json(path: str) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            document = json.load(handle)
+    except OSError as error:
+        raise _Malformed(f"cannot read file: {error.strerror or error}") from error
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise _Malformed(f"not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise _Malformed("the top level is not a JSON object")
+    return document
+
+
+def _checked(document: dict, key: str) -> list[dict]:
+    """``document[key]``, every entry an object holding the required fields with valid values."""
+    entries = document.get(key)
+    if not isinstance(entries, list):
+        raise _Malformed(f"no {key!r} list")
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise _Malformed(f"{key}[{position}] is not a JSON object")
+        for field, valid in _REQUIRED[key].items():
+            if field not in entry:
+                raise _Malformed(f"{key}[{position}] has no {field!r}")
+            if not valid(entry[field]):
+                raise _Malformed(f"{key}[{position}] has an invalid {field!r}: {entry[field]!r}")
+    return entries
+
+
+def _unique(entries: list[dict], what: str) -> dict[Any, dict]:
+    table: dict[Any, dict] = {}
+    for entry in entries:
+        if entry["id"] in table:
+            raise _Malformed(f"{what} id {entry['id']!r} is used by several entries")
+        table[entry["id"]] = entry
+    return table
+
+
+def _object(json_path: str, entry: dict, index: int, annotation: dict, categories: dict[Any, str],
+            problems: ProblemLog) -> AnnotatedObject | None:
+    """The annotation as an object, or None (reported) if it cannot be one."""
+    name = categories.get(annotation["category_id"])
+
+    def report(kind: str, reason: str) -> None:
+        where = f"image {entry['file_name']!r}, annotation id {annotation['id']!r}"
+        problems.report(Problem(kind, json_path, f"{where}: {reason}", index, name))
+
+    if name is None:
+        report("unknown_class", f"category_id {annotation['category_id']!r} is not among the "
+                                "file's categories; object dropped")
+        return None
+    if annotation.get("iscrowd") in (1, True):
+        report("crowd_region", "iscrowd=1 marks a region of several objects; skipped")
+        return None
+    segmentation = annotation.get("segmentation")
+    if segmentation is None or segmentation == [] or segmentation == {}:
+        return _box_only(name, index, annotation.get("bbox"), report)
+    width, height = entry["width"], entry["height"]
+    try:
+        full_mask = segmentation_mask(segmentation, height, width)
+    except MaskError as error:
+        report("mask_invalid", f"{error}; object dropped")
+        return None
+    obj = tight_masked_object(name, full_mask, index)
+    if obj is None:
+        report("mask_invalid", f"the segmentation covers no pixel of the {width}x{height} image; "
+                               "object dropped")
+    return obj
+
+
+def _box_only(name: str, index: int, bbox: Any,
+              report: Callable[[str, str], None]) -> AnnotatedObject | None:
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        report("box_invalid", f"no segmentation and no bbox [x, y, width, height] (bbox is {bbox!r}); "
+                              "object dropped")
+        return None
+    x, y, width, height = bbox
+    try:
+        return AnnotatedObject(name, Box(x, y, x + width, y + height), index)
+    except BoxError as error:
+        report("box_invalid", f"bbox {bbox} is not a box: {error}; object dropped")
+        return None
+
+
+def segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """The full-image ``bool`` mask (height, width) of a COCO segmentation; `MaskError` if bad."""
+    if isinstance(segmentation, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(_polygons(segmentation), height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        rle = _rle(segmentation, height, width)
+    else:
+        raise MaskError("the segmentation is neither a list of polygons nor an RLE with 'counts' and "
+                        "'size'")
+    with warnings.catch_warnings():  # pycocotools' Cython trips numpy 2's __array__ copy check
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
+
+
+def _polygons(pieces: list) -> list[list[float]]:
+    """Check every polygon: at least 3 points, finite numbers, a non-zero area (shoelace)."""
+    for number, piece in enumerate(pieces):
+        if not isinstance(piece, list) or not all(_is_number(v) for v in piece):
+            raise MaskError(f"polygon {number} is not a list of finite numbers")
+        if len(piece) % 2:
+            raise MaskError(f"polygon {number} has an odd number of coordinates ({len(piece)})")
+        if len(piece) < 6:
+            raise MaskError(f"polygon {number} has {len(piece) // 2} point(s), fewer than 3")
+        xs, ys = np.asarray(piece[0::2], float), np.asarray(piece[1::2], float)
+        if np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)) == 0:
+            raise MaskError(f"polygon {number} is degenerate (zero area)")
+    return [[float(v) for v in piece] for piece in pieces]
+
+
+def _rle(segmentation: dict, height: int, width: int) -> dict:
+    """A pycocotools RLE from an uncompressed or compressed COCO RLE of an image of this size."""
+    size, counts = segmentation["size"], segmentation["counts"]
+    if size != [height, width]:
+        raise MaskError(f"the RLE size {size!r} is not the image's [height, width] [{height}, {width}]")
+    runs = _compressed_runs(counts) if isinstance(counts, str) else counts
+    if not isinstance(runs, list) or not all(isinstance(c, int) and c >= 0 for c in runs):
+        raise MaskError("the RLE counts are neither a compressed string nor a list of run lengths")
+    if sum(runs) != height * width:  # pycocotools pads short RLEs with 0s without a word
+        raise MaskError(f"the RLE run lengths add up to {sum(runs)} pixels, not the "
+                        f"{width}x{height} = {width * height} of the image")
+    if isinstance(counts, str):
+        return {"size": [height, width], "counts": counts.encode("ascii")}
+    return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+
+
+def _compressed_runs(counts: str) -> list[int] | None:
+    """The run lengths of a compressed RLE string (pycocotools' ``rleFrString``), None if it is
+    not one: 6-bit groups offset by 48, 5 value bits each, bit 0x20 = more, runs after the second
+    stored as differences to the run two before."""
+    runs: list[int] = []
+    value = shift = 0
+    for char in counts:
+        code = ord(char) - 48
+        if not 0 <= code < 64:
+            return None
+        value |= (code & 0x1F) << shift
+        shift += 5
+        if code & 0x20:
+            continue
+        if code & 0x10:
+            value -= 1 << shift
+        runs.append(value + (runs[-2] if len(runs) > 2 else 0))
+        value = shift = 0
+    return runs if shift == 0 else None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CocoInstance:
+    """One object to write: its category and its visible pixels in the whole image."""
+
+    category_id: int
+    mask: np.ndarray  # bool (height, width) of the image; must not be empty
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CocoImage:
+    """One image entry to write, with its objects."""
+
+    id: int
+    file_name: str
+    width: int
+    height: int
+    instances: Sequence[CocoInstance] = ()
+
+
+def coco_document(images: list[CocoImage], categories: list[tuple[int, str]]) -> dict:
+    """A COCO instance document: compressed-RLE masks, tight ``bbox`` (pixel edges), ``area`` =
+    mask pixel count, ``iscrowd`` 0, annotation ids 1..N. `ValueError` for duplicate ids, unknown
+    categories, masks of the wrong shape or type, and empty masks (invisible objects have no label).
+    """
+    category_ids = [category_id for category_id, _ in categories]
+    for what, ids in (("category", category_ids), ("image", [image.id for image in images])):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{what} ids must be unique, got {ids}")
+    annotations: list[dict] = []
+    for image in images:
+        for position, instance in enumerate(image.instances):
+            if instance.category_id not in category_ids:
+                raise ValueError(f"image {image.file_name!r} instance {position}: category_id "
+                                 f"{instance.category_id} is not among the categories {category_ids}")
+            annotations.append(_annotation(len(annotations) + 1, image, position, instance))
+    return {
+        "info": {"description": "written by spatule_synth"},
+        "licenses": [],
+        "images": [{"id": i.id, "file_name": i.file_name, "width": i.width, "height": i.height}
+                   for i in images],
+        "annotations": annotations,
+        "categories": [{"id": c, "name": name, "supercategory": "object"} for c, name in categories],
+    }
+
+
+def _annotation(annotation_id: int, image: CocoImage, position: int, instance: CocoInstance) -> dict:
+    mask, where = instance.mask, f"image {image.file_name!r} instance {position}"
+    if mask.dtype != bool or mask.shape != (image.height, image.width):
+        raise ValueError(f"{where}: the mask must be a bool array of the image's shape "
+                         f"{(image.height, image.width)}, got {mask.dtype} {mask.shape}")
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        raise ValueError(f"{where}: the mask is empty; an invisible object cannot be labelled")
+    x0, y0, x1, y1 = bounds
+    counts = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode("ascii")
+    return {"id": annotation_id, "image_id": image.id, "category_id": instance.category_id,
+            "segmentation": {"size": [image.height, image.width], "counts": counts},
+            "area": int(np.count_nonzero(mask)),
+            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "iscrowd": 0}
+
+
+def write_coco(path: str, document: dict) -> None:
+    """Write ``document`` (see `coco_document`) as compact JSON, atomically."""
+    atomic_write_bytes(path, json.dumps(document, separators=(",", ":")).encode("utf-8"))

@@ -1,0 +1,241 @@
+"""Pascal VOC with instance masks: ``JPEGImages/``, ``Annotations/`` and ``SegmentationObject/``.
+
+Layout of a VOC root (VOC2007-2012, and the exports of CVAT and other tools in that format)::
+
+    ROOT/JPEGImages/NAME.jpg            the photo (any image extension is accepted)
+    ROOT/Annotations/NAME.xml           VOC XML: the k-th <object> names the class of instance k
+    ROOT/SegmentationObject/NAME.png    palette PNG of instance numbers
+
+Instance PNGs: pixel value ``k`` (1-based) belongs to the k-th ``<object>`` of the XML, 0 is
+background and 255 is VOC's *void* band, drawn along every object outline and over regions the
+annotator could not decide. The values are palette **indices**: the PNG is read as indices (mode
+``P`` or ``L``; Pillow gives the indices of a palette PNG without converting them), never as
+colours. A PNG re-saved as RGB with the standard VOC colours (`voc_palette`) is mapped back to
+indices; other RGB PNGs are refused.
+
+Which photos: one per PNG of ``SegmentationObject/`` (sorted by name), not the lists of
+``ImageSets/Segmentation/``: those split the same PNGs into train/val, and spatule_synth makes its
+own splits. Photos of ``JPEGImages/`` without an instance PNG (most of VOC: only boxes) are
+ignored here without a message; read them with the labelImg/VOC reader if wanted.
+
+Objects: object k gets the mask ``png == k`` (via `tight_masked_object`: 255 inside, box = its
+tight bounds), the class ``<name>`` of the k-th ``<object>``, and its ``truncated``/``difficult``
+flags; ``object_index`` is ``k - 1``, the 0-based position of the ``<object>`` as elsewhere. The
+XML's ``<bndbox>`` is not used (the mask gives the box), so an object whose box is unreadable keeps
+its mask. Void pixels belong to no object: masks are therefore slightly *inside* the true outline
+(VOC's void band is about 5 px wide, centred on it), as in VOC's own evaluation.
+
+Problems (reported to the `ProblemLog`, see `spatule_synth.problems`): an ``<object>`` with no
+pixel in the PNG, or without ``<name>``, is dropped; pixel values with no ``<object>`` are
+reported and unused; a PNG without XML or image, an unreadable PNG or XML, a photo whose header
+cannot be read, and a PNG whose size is not the photo's (EXIF orientation applied) skip the photo.
+A photo none of whose objects is kept is skipped too (its objects are still in its pixels, so it
+must not pass for a photo without objects); a photo whose XML has no ``<object>`` and whose PNG
+has no instance pixel is returned with no objects.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, tight_masked_object
+from spatule_synth.images import EXIF_ORIENTATION_TAG, TRANSPOSING_ORIENTATIONS, is_image_file
+from spatule_synth.labelimg import InputDirError
+from spatule_synth.problems import Problem, ProblemLog
+from spatule_synth.voc import VocAnnotation, VocFormatError, read_voc
+
+IMAGES_DIR = "JPEGImages"
+ANNOTATIONS_DIR = "Annotations"
+INSTANCES_DIR = "SegmentationObject"
+VOID = 255
+
+
+class _MaskReadError(ValueError):
+    """The instance PNG cannot be read as indices; the message says why."""
+
+
+def voc_palette() -> np.ndarray:
+    """The standard VOC colour map, ``(256, 3) uint8``: colour of index i (255 is (224, 224, 192))."""
+    palette = np.zeros((256, 3), np.uint8)
+    for index in range(256):
+        value, red, green, blue = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            red |= (value & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette[index] = red, green, blue
+    return palette
+
+
+def read_voc_segmentation(root: str, problems: ProblemLog) -> list[AnnotatedImage]:
+    """The photos of a VOC root with instance masks (see the module docstring), sorted by name."""
+    instances_dir = os.path.join(root, INSTANCES_DIR)
+    for folder in (root, instances_dir, os.path.join(root, IMAGES_DIR)):
+        if not os.path.isdir(folder):
+            raise InputDirError(f"{folder} does not exist or is not a folder; a VOC root with instance "
+                                f"masks holds {IMAGES_DIR}/, {ANNOTATIONS_DIR}/ and {INSTANCES_DIR}/")
+    images = _images_by_stem(os.path.join(root, IMAGES_DIR))
+    pngs = sorted(name for name in os.listdir(instances_dir)
+                  if name.lower().endswith(".png") and not name.startswith("."))
+    result = []
+    for name in pngs:
+        image = _read_one(root, os.path.join(instances_dir, name), images, problems)
+        if image is not None:
+            result.append(image)
+    return result
+
+
+def _images_by_stem(folder: str) -> dict[str, list[str]]:
+    found = collections.defaultdict(list)
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if is_image_file(path) and os.path.isfile(path):
+            found[os.path.splitext(name)[0].casefold()].append(path)
+    return found
+
+
+def _read_one(root: str, png: str, images: dict[str, list[str]],
+              problems: ProblemLog) -> AnnotatedImage | None:
+    """One photo of the root, or None (reported) if it must be skipped."""
+    stem = os.path.splitext(os.path.basename(png))[0]
+    xml = os.path.join(root, ANNOTATIONS_DIR, stem + ".xml")
+    image_path = _image_of(png, stem, images.get(stem.casefold(), []), root, problems)
+    if image_path is None:
+        return None
+    if not os.path.isfile(xml):
+        problems.report(Problem("malformed_annotation", png, f"no {ANNOTATIONS_DIR}/{stem}.xml names the "
+                                "classes of its objects; image skipped"))
+        return None
+    unnamed: dict[int, str | None] = {}
+    try:
+        annotation = read_voc(xml, on_bad_object=lambda index, name, reason: unnamed.update({index: name}))
+    except VocFormatError as error:
+        problems.report(Problem("malformed_xml", xml, str(error).removeprefix(f"{xml}: ")
+                                + "; image skipped"))
+        return None
+    try:
+        indices = read_instance_png(png)
+    except _MaskReadError as error:
+        problems.report(Problem("malformed_annotation", png, f"{error}; image skipped"))
+        return None
+    if not _same_size(png, indices, image_path, problems):
+        return None
+    return _annotated(png, xml, image_path, annotation, unnamed, indices, problems)
+
+
+def _image_of(png: str, stem: str, candidates: list[str], root: str, problems: ProblemLog) -> str | None:
+    if not candidates:
+        problems.report(Problem("missing_image", png, f"no image named {stem}.* in "
+                                f"{os.path.join(root, IMAGES_DIR)}; image skipped"))
+        return None
+    if len(candidates) > 1:
+        problems.report(Problem("duplicate_stem", png, f"stem {stem!r} is shared by "
+                                f"{', '.join(candidates)}; cannot tell which image the mask is for, "
+                                "image skipped"))
+        return None
+    return candidates[0]
+
+
+def read_instance_png(path: str) -> np.ndarray:
+    """The instance numbers of a VOC PNG, ``(height, width) uint8`` (module docstring)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                mode = image.mode
+                values = np.array(image)
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error,
+            Image.DecompressionBombError) as error:
+        raise _MaskReadError(f"cannot read mask PNG: {error}") from error
+    if mode in ("P", "L"):
+        return values
+    if mode == "RGB":
+        return _indices_of_voc_colours(values)
+    raise _MaskReadError(f"mask PNG is in mode {mode}; expected a palette PNG whose pixel values are "
+                         "object numbers")
+
+
+def _indices_of_voc_colours(rgb: np.ndarray) -> np.ndarray:
+    """Indices of an RGB PNG painted with `voc_palette` colours; `_MaskReadError` if it is not."""
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    palette = voc_palette().astype(np.int64)
+    palette_codes = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
+    order = np.argsort(palette_codes)
+    position = np.clip(np.searchsorted(palette_codes[order], codes), 0, 255)
+    indices = order[position]
+    unknown = palette_codes[indices] != codes
+    if unknown.any():
+        raise _MaskReadError(f"mask PNG is RGB and {int(unknown.sum())} of its pixels have colours "
+                             "that are not VOC palette colours; save it as a palette PNG of object numbers")
+    return indices.astype(np.uint8)
+
+
+def _same_size(png: str, indices: np.ndarray, image_path: str, problems: ProblemLog) -> bool:
+    """True if the PNG covers the photo pixel for pixel; reports and False otherwise."""
+    try:
+        width, height = displayed_size(image_path)
+    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as error:
+        problems.report(Problem("unreadable_image", image_path, f"cannot read image: {error}; image skipped"))
+        return False
+    mask_height, mask_width = indices.shape
+    if (mask_width, mask_height) != (width, height):
+        problems.report(Problem("mask_invalid", png, f"mask is {mask_width}x{mask_height} but the image "
+                                f"{os.path.basename(image_path)} is {width}x{height}; image skipped"))
+        return False
+    return True
+
+
+def displayed_size(path: str) -> tuple[int, int]:
+    """``(width, height)`` of an image as displayed (EXIF orientation applied), from its header."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def _annotated(png: str, xml: str, image_path: str, annotation: VocAnnotation,
+               unnamed: dict[int, str | None], indices: np.ndarray,
+               problems: ProblemLog) -> AnnotatedImage | None:
+    """The objects of one photo; None (its problems reported) if none is left."""
+    by_position = {obj.position: obj for obj in annotation.objects}
+    count = len(by_position) + len(unnamed)
+    pixels = np.bincount(indices.ravel(), minlength=256)
+    objects: list[AnnotatedObject] = []
+    for index in range(count):
+        obj = by_position.get(index)
+        name = obj.name if obj is not None else unnamed.get(index)
+        value = index + 1
+        if not name:
+            problems.report(Problem("malformed_annotation", xml, f"<object> has no <name> (it is pixel "
+                                    f"value {value} of {os.path.basename(png)}); object dropped", index))
+            continue
+        if value >= VOID:
+            problems.report(Problem("mask_invalid", png, f"a VOC mask numbers at most {VOID - 1} objects "
+                                    f"(value {VOID} is void); object dropped", index, name))
+            continue
+        flags = dict(truncated=obj.truncated, difficult=obj.difficult) if obj is not None else {}
+        kept = tight_masked_object(name, indices == value, index, **flags) if pixels[value] else None
+        if kept is None:
+            problems.report(Problem("mask_invalid", png, f"no pixel has value {value}, the number of this "
+                                    f"<object> of {os.path.basename(xml)}; object dropped", index, name))
+            continue
+        objects.append(kept)
+    strays = [int(v) for v in np.flatnonzero(pixels) if v not in (0, VOID) and v > count]
+    for value in strays:
+        problems.report(Problem("mask_invalid", png, f"{pixels[value]} pixels have value {value} but "
+                                f"{os.path.basename(xml)} has {count} <object>s: no class for them; "
+                                "these pixels are not used", value - 1))
+    if not objects and (count or strays):
+        return None
+    declared = (annotation.width, annotation.height) if annotation.width and annotation.height else None
+    return AnnotatedImage(image_path, xml, tuple(objects), declared)

@@ -1,0 +1,266 @@
+"""YOLO txt folders as labelImg writes them: read into `AnnotatedImage`s, and written back.
+
+labelImg's format (``libs/yolo_io.py``, ``YOLOWriter``): one line per object,
+``"%d %.6f %.6f %.6f %.6f\\n" % (class_index, x_center, y_center, width, height)`` with
+``x_center = (xmin + xmax) / 2 / image_width`` and ``width = (xmax - xmin) / image_width`` (y
+likewise), the box in pixel edges of the image as labelImg displays it: since 1.8.4 it reads
+photos with the EXIF orientation applied, so sizes are those of the rotated image. The txt shares
+the image's stem; ``classes.txt`` beside the txt files names class ``i`` on line ``i`` (0-based).
+labelImg itself only writes whole-pixel boxes (it truncates the corners to ints and moves a 0
+edge to 1) but the format holds any box, and `yolo_lines` writes float boxes the same way.
+
+Reading inverts it: ``xmin = (x_center - width / 2) * image_width`` etc. (edges within the 6-decimal
+rounding error of a whole pixel are snapped to it, see `_snap`). Boxes are not clipped
+here: boxes beyond the image are reported and clipped later, with every other format, by
+`spatule_synth.sources`. Pairing follows `spatule_synth.labelimg`: by stem, case-insensitively.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import re
+import struct
+import warnings
+from typing import Callable, Iterable
+
+from PIL import Image
+
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject
+from spatule_synth.boxes import Box, BoxError
+from spatule_synth.images import EXIF_ORIENTATION_TAG, TRANSPOSING_ORIENTATIONS, ImageReadError, \
+    is_image_file
+from spatule_synth.labelimg import InputDirError
+from spatule_synth.output_dir import atomic_write_bytes
+from spatule_synth.problems import Problem, ProblemLog
+
+CLASSES_FILE = "classes.txt"
+SNAP = 0.8e-6  # edges this close to a whole pixel (fraction of the image size) are snapped to it
+_CLASS_INDEX = re.compile(r"-?[0-9]+")
+
+
+class _BadLine(ValueError):
+    def __init__(self, kind: str, reason: str, name: str | None = None) -> None:
+        super().__init__(reason)
+        self.kind, self.reason, self.name = kind, reason, name
+
+
+def read_yolo_folder(image_dir: str, problems: ProblemLog,
+                     label_dir: str | None = None) -> list[AnnotatedImage]:
+    """Every image of ``image_dir`` with the objects of its txt (looked for in ``image_dir`` and
+    ``label_dir``); an image without txt is a photo without objects (a ``no_xml`` note).
+
+    ``classes.txt`` is read from ``label_dir``, else from ``image_dir``; without it no index can
+    be named, and the folder is reported and skipped. `InputDirError` if a folder does not exist.
+    """
+    folders = [label_dir, image_dir] if label_dir else [image_dir]
+    classes_path = next((p for p in (os.path.join(f, CLASSES_FILE) for f in folders)
+                         if os.path.isfile(p)), None)
+    if classes_path is None:
+        problems.report(Problem("malformed_annotation", folders[0], f"no {CLASSES_FILE} in "
+                                f"{' or '.join(folders)}: YOLO class indices cannot be named; "
+                                "folder skipped"))
+        return []
+    try:
+        class_names = read_classes(classes_path)
+    except ValueError as error:
+        problems.report(Problem("malformed_annotation", classes_path, f"{error}; folder skipped"))
+        return []
+    result = []
+    for image_path, txt_path in _pairs(image_dir, folders, problems):
+        if txt_path is None:
+            problems.report(Problem("no_xml", image_path, "no YOLO txt labels this image; it is taken "
+                                    "as a photo without objects"))
+            result.append(AnnotatedImage(image_path, image_path, ()))
+            continue
+        try:
+            width, height = displayed_size(image_path)
+        except ImageReadError as error:
+            problems.report(Problem("unreadable_image", image_path, f"{error}; image skipped"))
+            continue
+        objects = read_yolo_txt(txt_path, width, height, class_names, problems)
+        if objects is not None:
+            result.append(AnnotatedImage(image_path, txt_path, objects))
+    return result
+
+
+def read_classes(path: str) -> list[str]:
+    """Class names of a ``classes.txt``, index = line number - 1; `ValueError` if unusable.
+
+    Names are kept exactly (labelImg writes them as typed); trailing blank lines are ignored.
+    """
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8-sig")
+    except OSError as error:
+        raise ValueError(f"cannot read file: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") \
+            from error
+    names = text.replace("\r\n", "\n").split("\n")
+    while names and not names[-1].strip():
+        names.pop()
+    if not names:
+        raise ValueError("names no class")
+    blank = next((number for number, name in enumerate(names, 1) if not name.strip()), None)
+    if blank is not None:
+        raise ValueError(f"line {blank} is blank, but every line up to the last names a class")
+    return names
+
+
+def displayed_size(path: str) -> tuple[int, int]:
+    """``(width, height)`` of the image as displayed (EXIF orientation applied), from its header."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error,
+            Image.DecompressionBombError) as error:
+        raise ImageReadError(f"cannot read image size: {error}") from error
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str],
+                  problems: ProblemLog) -> tuple[AnnotatedObject, ...] | None:
+    """The objects of one txt for an image of ``width`` x ``height`` displayed pixels.
+
+    Bad lines are reported (naming the txt and the line number) and dropped; ``object_index`` is
+    the position of the line among the non-blank lines. None (reported) if the file is unreadable.
+    """
+    try:
+        with open(txt_path, "rb") as handle:
+            text = handle.read().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        problems.report(Problem("malformed_annotation", txt_path, f"cannot read file: {reason}; "
+                                "image skipped"))
+        return None
+    objects, index = [], 0
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            name, box = _parse_line(fields, width, height, class_names)
+            objects.append(AnnotatedObject(name, box, index))
+        except _BadLine as bad:
+            problems.report(Problem(bad.kind, txt_path, f"line {number}: {bad.reason}; object dropped",
+                                    index, bad.name))
+        index += 1
+    return tuple(objects)
+
+
+def _parse_line(fields: list[str], width: int, height: int, class_names: list[str]) -> tuple[str, Box]:
+    if len(fields) != 5:
+        raise _BadLine("box_invalid", f"{len(fields)} fields instead of 5 "
+                                      "(class_index x_center y_center width height)")
+    if not _CLASS_INDEX.fullmatch(fields[0]):
+        raise _BadLine("unknown_class", f"class index {fields[0]!r} is not an integer")
+    class_index = int(fields[0])
+    if not 0 <= class_index < len(class_names):
+        raise _BadLine("unknown_class", f"class index {class_index} is not in {CLASSES_FILE} "
+                                        f"(indices 0 to {len(class_names) - 1})")
+    name = class_names[class_index]
+    values = []
+    for field in fields[1:]:
+        try:
+            values.append(float(field))
+        except ValueError:
+            raise _BadLine("box_invalid", f"{field!r} is not a number", name) from None
+        if not math.isfinite(values[-1]):
+            raise _BadLine("box_invalid", f"{field!r} is not a finite number", name)
+    x_center, y_center, box_width, box_height = values
+    if box_width <= 0 or box_height <= 0:
+        raise _BadLine("box_invalid", f"width {fields[3]} and height {fields[4]} must both be "
+                                      "positive", name)
+    try:
+        return name, Box(_snap((x_center - box_width / 2) * width, width),
+                         _snap((y_center - box_height / 2) * height, height),
+                         _snap((x_center + box_width / 2) * width, width),
+                         _snap((y_center + box_height / 2) * height, height))
+    except BoxError as error:
+        raise _BadLine("box_invalid", f"not a box in the {width}x{height} image: {error}", name) from None
+
+
+def _snap(value: float, size: int) -> float:
+    """``value`` rounded to the nearest whole pixel when it is within the error of 6 decimals.
+
+    An edge is ``center -/+ extent / 2``, both written with 6 decimals, so it reads back off by up
+    to 0.75e-6 of the image size: labelImg's whole-pixel boxes thus read back whole (not 49.99992,
+    which `Box.voc_ints` would widen to 49). A float edge moves by at most `SNAP` of the size more.
+    """
+    nearest = round(value)
+    return float(nearest) if abs(value - nearest) <= SNAP * size else value
+
+
+def _pairs(image_dir: str, txt_dirs: list[str], problems: ProblemLog) -> list[tuple[str, str | None]]:
+    """``(image, txt or None)`` by case-insensitive stem, sorted; clashes and orphans reported."""
+    images = _by_stem([image_dir], is_image_file)
+    txts = _by_stem(list({os.path.realpath(d): d for d in txt_dirs}.values()), _is_label_txt)
+    pairs = []
+    for stem in sorted(set(images) | set(txts)):
+        clash = next((files for files in (images[stem], txts[stem]) if len(files) > 1), None)
+        if clash:
+            problems.report(Problem("duplicate_stem", clash[0], f"stem {_name(clash[0])!r} is shared by "
+                                    f"{', '.join(clash)}; cannot tell which image a txt labels, all skipped"))
+        elif not images[stem]:
+            problems.report(Problem("missing_image", txts[stem][0], f"no image named "
+                                    f"{_name(txts[stem][0])}.* in {image_dir}; txt skipped"))
+        else:
+            pairs.append((images[stem][0], txts[stem][0] if txts[stem] else None))
+    return pairs
+
+
+def _by_stem(folders: list[str], accept: Callable[[str], bool]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = collections.defaultdict(list)
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise InputDirError(f"input folder {folder} does not exist or is not a folder")
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and accept(path):
+                found[_name(path).casefold()].append(path)
+    return found
+
+
+def _is_label_txt(path: str) -> bool:
+    name = os.path.basename(path)
+    return name.lower().endswith(".txt") and not name.startswith(".") and name.lower() != CLASSES_FILE
+
+
+def _name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def yolo_lines(objects: Iterable[tuple[str, Box]], width: int, height: int,
+               class_names: list[str]) -> str:
+    """The txt of ``objects`` (class name, box in pixel edges), formatted exactly as labelImg."""
+    indices = {name: index for index, name in reversed(list(enumerate(class_names)))}
+    lines = []
+    for name, box in objects:
+        if name not in indices:
+            raise ValueError(f"class {name!r} is not in the class list {class_names}")
+        x_center, y_center = (box.xmin + box.xmax) / 2 / width, (box.ymin + box.ymax) / 2 / height
+        lines.append("%d %.6f %.6f %.6f %.6f\n" % (indices[name], x_center, y_center,
+                                                   box.width / width, box.height / height))
+    return "".join(lines)
+
+
+def write_yolo(txt_path: str, objects: Iterable[tuple[str, Box]], width: int, height: int,
+               class_names: list[str]) -> None:
+    """Write `yolo_lines` to ``txt_path``, atomically (UTF-8, ``\\n`` line ends)."""
+    atomic_write_bytes(txt_path, yolo_lines(objects, width, height, class_names).encode("utf-8"))
+
+
+def write_classes(path: str, class_names: list[str]) -> None:
+    """Write a ``classes.txt``: one name per line, atomically. Names must be unique, one-line,
+    not blank (each would otherwise read back as a different list)."""
+    for name in class_names:
+        if not name.strip() or "\n" in name or "\r" in name:
+            raise ValueError(f"class name {name!r} cannot be a line of {CLASSES_FILE}")
+    if len(set(class_names)) != len(class_names):
+        raise ValueError(f"class names must be unique, got {class_names}")
+    atomic_write_bytes(path, "".join(name + "\n" for name in class_names).encode("utf-8"))

@@ -1,0 +1,259 @@
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from spatule_synth.annotations import mask_bounds
+from spatule_synth.boxes import Box
+from spatule_synth.labelimg import InputDirError
+from spatule_synth.problems import ProblemLog
+from spatule_synth.voc_segmentation import read_instance_png, read_voc_segmentation, voc_palette
+from conftest import noise_photo
+
+WIDTH, HEIGHT = 64, 48
+
+
+def object_xml(name, box=(1, 1, 10, 10), truncated=0, difficult=0):
+    name_tag = f"\t\t<name>{name}</name>\n" if name is not None else ""
+    bndbox = "".join(f"\t\t\t<{k}>{v}</{k}>\n" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+    return (f"\t<object>\n{name_tag}\t\t<pose>Unspecified</pose>\n\t\t<truncated>{truncated}</truncated>\n"
+            f"\t\t<difficult>{difficult}</difficult>\n\t\t<bndbox>\n{bndbox}\t\t</bndbox>\n\t</object>\n")
+
+
+def voc_xml(filename, objects, size=(WIDTH, HEIGHT)):
+    return (f"<annotation>\n\t<folder>VOC2012</folder>\n\t<filename>{filename}</filename>\n"
+            f"\t<size>\n\t\t<width>{size[0]}</width>\n\t\t<height>{size[1]}</height>\n"
+            "\t\t<depth>3</depth>\n\t</size>\n\t<segmented>1</segmented>\n"
+            + "".join(objects) + "</annotation>\n")
+
+
+def save_instances(path, indices, mode="P"):
+    """Write instance numbers as VOC does: a palette PNG with the VOC colours (or RGB / L)."""
+    if mode == "RGB":
+        Image.fromarray(voc_palette()[indices]).save(path)
+    elif mode == "L":
+        Image.fromarray(indices).save(path)
+    else:
+        image = Image.fromarray(indices)
+        image.putpalette(voc_palette().ravel().tolist())  # turns the L image into mode P
+        assert image.mode == "P"
+        image.save(path)
+
+
+def shapes():
+    """Instance numbers with two objects outlined by a 2-px void band; (indices, true masks)."""
+    cat = np.zeros((HEIGHT, WIDTH), bool)
+    cat[8:30, 6:28] = True
+    dog = np.zeros((HEIGHT, WIDTH), np.uint8)
+    cv2.circle(dog, (46, 28), 12, 1, -1)
+    dog = dog.astype(bool)
+    indices = np.zeros((HEIGHT, WIDTH), np.uint8)
+    indices[cat], indices[dog] = 1, 2
+    kernel = np.ones((3, 3), np.uint8)
+    for truth in (cat, dog):
+        grown = cv2.dilate(truth.astype(np.uint8), kernel).astype(bool)
+        shrunk = cv2.erode(truth.astype(np.uint8), kernel).astype(bool)
+        indices[grown & ~shrunk] = 255  # void straddles the outline, as in VOC
+    return indices, cat, dog
+
+
+def make_root(tmp_path, photos=("a",), objects=None, indices=None, png_mode="P"):
+    root = tmp_path / "VOC"
+    for folder in ("JPEGImages", "Annotations", "SegmentationObject", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    default_indices = shapes()[0]
+    for seed, stem in enumerate(photos):
+        Image.fromarray(noise_photo(WIDTH, HEIGHT, seed)).save(root / "JPEGImages" / f"{stem}.jpg")
+        xml_objects = objects if objects is not None else [object_xml("cat"), object_xml("dog")]
+        (root / "Annotations" / f"{stem}.xml").write_text(voc_xml(f"{stem}.jpg", xml_objects))
+        save_instances(root / "SegmentationObject" / f"{stem}.png",
+                       default_indices if indices is None else indices, png_mode)
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(photos[:1]) + "\n")
+    return root
+
+
+def paths(root, stem="a"):
+    return (str(root / "JPEGImages" / f"{stem}.jpg"), str(root / "Annotations" / f"{stem}.xml"),
+            str(root / "SegmentationObject" / f"{stem}.png"))
+
+
+def messages(problems):
+    return [(p.kind, p.message()) for p in problems.problems]
+
+
+def test_palette_png_is_read_as_indices_not_colours(tmp_path):
+    indices = shapes()[0]
+    save_instances(tmp_path / "p.png", indices)
+    with Image.open(tmp_path / "p.png") as image:
+        assert image.mode == "P"
+    np.testing.assert_array_equal(read_instance_png(str(tmp_path / "p.png")), indices)
+    assert tuple(voc_palette()[1]) == (128, 0, 0) and tuple(voc_palette()[255]) == (224, 224, 192)
+
+
+@pytest.mark.parametrize("png_mode", ["P", "L", "RGB"])
+def test_masks_and_classes(tmp_path, png_mode):
+    root = make_root(tmp_path, objects=[object_xml("cat", truncated=1), object_xml("dog", difficult=1)],
+                     png_mode=png_mode)
+    problems = ProblemLog()
+    (image,) = read_voc_segmentation(str(root), problems)
+    assert problems.problems == []
+    image_path, xml, _ = paths(root)
+    assert (image.image_path, image.annotation_path, image.declared_size) == (image_path, xml, (64, 48))
+    indices, cat, dog = shapes()
+    assert [(o.class_name, o.object_index, o.truncated, o.difficult) for o in image.objects] == \
+        [("cat", 0, True, False), ("dog", 1, False, True)]
+    for obj, truth, value in zip(image.objects, (cat, dog), (1, 2)):
+        inside = indices == value  # the object without its void band
+        assert (inside != truth).any() and not (inside & ~truth).any()
+        x0, y0, x1, y1 = mask_bounds(inside)
+        assert obj.box == Box(x0, y0, x1, y1)
+        assert obj.mask.dtype == np.uint8 and obj.mask.shape == (y1 - y0, x1 - x0)
+        np.testing.assert_array_equal(obj.mask, np.where(inside[y0:y1, x0:x1], 255, 0))
+    void = indices == 255
+    for obj in image.objects:  # no void pixel is in a mask
+        x0, y0, x1, y1 = obj.box.voc_ints()
+        assert not obj.mask[void[y0:y1, x0:x1]].any()
+
+
+def test_photos_are_listed_by_their_instance_pngs_in_order(tmp_path):
+    root = make_root(tmp_path, photos=("c", "a", "b"))
+    Image.fromarray(noise_photo(WIDTH, HEIGHT)).save(root / "JPEGImages" / "boxes_only.jpg")
+    (root / "SegmentationObject" / ".hidden.png").write_bytes(b"")
+    problems = ProblemLog()
+    images = read_voc_segmentation(str(root), problems)
+    assert [os.path.basename(i.image_path) for i in images] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert problems.problems == []
+
+
+def test_object_without_pixels_is_dropped(tmp_path):
+    indices = shapes()[0]
+    indices[indices == 2] = 0
+    root = make_root(tmp_path, indices=indices)
+    problems = ProblemLog()
+    (image,) = read_voc_segmentation(str(root), problems)
+    assert [o.class_name for o in image.objects] == ["cat"]
+    png = paths(root)[2]
+    assert messages(problems) == [("mask_invalid", f"{png}, object #1 ('dog'): no pixel has value 2, "
+                                   "the number of this <object> of a.xml; object dropped")]
+
+
+def test_pixels_without_object_are_reported(tmp_path):
+    indices = shapes()[0]
+    indices[40:45, 2:6] = 3
+    root = make_root(tmp_path, indices=indices)
+    problems = ProblemLog()
+    (image,) = read_voc_segmentation(str(root), problems)
+    assert len(image.objects) == 2
+    png = paths(root)[2]
+    assert messages(problems) == [("mask_invalid", f"{png}, object #2: 20 pixels have value 3 but a.xml "
+                                   "has 2 <object>s: no class for them; these pixels are not used")]
+
+
+def test_object_without_name_is_dropped_and_unreadable_box_is_not_needed(tmp_path):
+    root = make_root(tmp_path, objects=[object_xml(None), object_xml("dog", box=(5, 5, "x", 9))])
+    problems = ProblemLog()
+    (image,) = read_voc_segmentation(str(root), problems)
+    assert [(o.class_name, o.object_index) for o in image.objects] == [("dog", 1)]
+    xml = paths(root)[1]
+    assert messages(problems) == [("malformed_annotation", f"{xml}, object #0: <object> has no <name> "
+                                   "(it is pixel value 1 of a.png); object dropped")]
+
+
+def test_photo_with_every_object_dropped_is_skipped_but_an_empty_one_is_kept(tmp_path):
+    root = make_root(tmp_path, photos=("a",), indices=np.zeros((HEIGHT, WIDTH), np.uint8))
+    problems = ProblemLog()
+    assert read_voc_segmentation(str(root), problems) == []
+    assert [p.kind for p in problems.problems] == ["mask_invalid", "mask_invalid"]
+    empty = make_root(tmp_path / "empty", objects=[], indices=np.zeros((HEIGHT, WIDTH), np.uint8))
+    problems = ProblemLog()
+    (image,) = read_voc_segmentation(str(empty), problems)
+    assert image.objects == () and problems.problems == []
+
+
+def test_size_mismatch_skips_the_photo(tmp_path):
+    root = make_root(tmp_path, indices=np.zeros((HEIGHT, WIDTH + 1), np.uint8))
+    problems = ProblemLog()
+    assert read_voc_segmentation(str(root), problems) == []
+    png = paths(root)[2]
+    assert messages(problems) == [("mask_invalid", f"{png}: mask is 65x48 but the image a.jpg is 64x48; "
+                                   "image skipped")]
+
+
+def test_unreadable_png_skips_the_photo(tmp_path):
+    root = make_root(tmp_path, photos=("a", "b"))
+    png = paths(root)[2]
+    with open(png, "wb") as handle:
+        handle.write(b"not a png")
+    problems = ProblemLog()
+    assert [os.path.basename(i.image_path) for i in read_voc_segmentation(str(root), problems)] == ["b.jpg"]
+    assert messages(problems) == [("malformed_annotation", f"{png}: cannot read mask PNG: cannot identify "
+                                   f"image file {png!r}; image skipped")]
+
+
+def test_truncated_png_and_rgb_png_of_other_colours_skip_the_photo(tmp_path):
+    root = make_root(tmp_path, photos=("a", "b"))
+    png_a, png_b = paths(root)[2], paths(root, "b")[2]
+    data = (root / "SegmentationObject" / "a.png").read_bytes()
+    (root / "SegmentationObject" / "a.png").write_bytes(data[:len(data) // 2])
+    rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    rgb[5:10, 5:10] = (1, 2, 3)
+    Image.fromarray(rgb).save(png_b)
+    problems = ProblemLog()
+    assert read_voc_segmentation(str(root), problems) == []
+    assert [p.kind for p in problems.problems] == ["malformed_annotation"] * 2
+    assert problems.problems[0].message().startswith(f"{png_a}: cannot read mask PNG: ")
+    assert problems.problems[1].message() == (
+        f"{png_b}: mask PNG is RGB and 25 of its pixels have colours that are not VOC palette colours; "
+        "save it as a palette PNG of object numbers; image skipped")
+
+
+def test_missing_xml_or_image_and_malformed_xml_skip_the_photo(tmp_path):
+    root = make_root(tmp_path, photos=("a", "b", "c", "d"))
+    os.remove(paths(root, "a")[1])
+    os.remove(paths(root, "b")[0])
+    (root / "Annotations" / "c.xml").write_text("<annotation><object>")
+    Image.fromarray(noise_photo(WIDTH, HEIGHT)).save(root / "JPEGImages" / "d.png")
+    problems = ProblemLog()
+    assert read_voc_segmentation(str(root), problems) == []
+    png_a, png_b, png_d = paths(root, "a")[2], paths(root, "b")[2], paths(root, "d")[2]
+    xml_c = paths(root, "c")[1]
+    found = messages(problems)
+    assert found[:2] == [
+        ("malformed_annotation", f"{png_a}: no Annotations/a.xml names the classes of its objects; "
+                                 "image skipped"),
+        ("missing_image", f"{png_b}: no image named b.* in {root / 'JPEGImages'}; image skipped")]
+    assert found[2][0] == "malformed_xml"
+    assert found[2][1].startswith(f"{xml_c}: malformed XML: ") and found[2][1].endswith("; image skipped")
+    assert found[3] == ("duplicate_stem", f"{png_d}: stem 'd' is shared by {root / 'JPEGImages' / 'd.jpg'}, "
+                        f"{root / 'JPEGImages' / 'd.png'}; cannot tell which image the mask is for, "
+                        "image skipped")
+
+
+def test_unreadable_photo_header_skips_the_photo(tmp_path):
+    root = make_root(tmp_path)
+    image_path = paths(root)[0]
+    with open(image_path, "wb") as handle:
+        handle.write(b"garbage")
+    problems = ProblemLog()
+    assert read_voc_segmentation(str(root), problems) == []
+    assert messages(problems) == [("unreadable_image", f"{image_path}: cannot read image: cannot identify "
+                                   f"image file {image_path!r}; image skipped")]
+
+
+def test_exif_rotated_photo_is_compared_in_its_displayed_frame(tmp_path):
+    root = make_root(tmp_path)
+    image_path = paths(root)[0]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees: 48x64
+    Image.fromarray(noise_photo(HEIGHT, WIDTH)).save(image_path, exif=exif.tobytes())
+    problems = ProblemLog()
+    assert len(read_voc_segmentation(str(root), problems)) == 1 and problems.problems == []
+
+
+def test_not_a_voc_root(tmp_path):
+    root = make_root(tmp_path)
+    os.rename(root / "SegmentationObject", root / "masks")
+    with pytest.raises(InputDirError, match="SegmentationObject does not exist"):
+        read_voc_segmentation(str(root), ProblemLog())
