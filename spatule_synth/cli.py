@@ -190,6 +190,7 @@ def main(argv: list[str]) -> int:
     from spatule_synth.images import ImageReadError
     from spatule_synth.label_map import LabelMapError
     from spatule_synth.labelimg import InputDirError
+    from spatule_synth.masks import MaskModelError
     from spatule_synth.output_dir import OutputDirError
     from spatule_synth.problems import RunStopped
     from spatule_synth.sources import SourceError
@@ -199,7 +200,7 @@ def main(argv: list[str]) -> int:
     try:
         result = run(config)
     except (LabelMapError, InputDirError, OutputDirError, RunStopped, SourceError, SplitError,
-            ImageReadError, WorkerDiedError, OSError) as error:
+            ImageReadError, MaskModelError, WorkerDiedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(result.summary())

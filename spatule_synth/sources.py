@@ -262,7 +262,7 @@ def _distractors(config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
     from spatule_synth.alpha_cutouts import read_alpha_cutouts
     found = []
     for root in config.distractor_dirs:
-        for annotated in read_alpha_cutouts(root, problems):
+        for annotated in read_alpha_cutouts(root, problems, allow_flat=True):
             try:
                 pixels = read_image(annotated.image_path).pixels
             except ImageReadError as error:
