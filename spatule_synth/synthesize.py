@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from spatule_synth.config import GenerateConfig
 from spatule_synth.execute import SampleWriters, SplitJob
+from spatule_synth.gallery import write_galleries
 from spatule_synth.output_dir import atomic_write_bytes
 from spatule_synth.sample_files import SampleOutputs, WrittenSample
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
@@ -46,6 +47,7 @@ class GenerateResult:
     images: dict[str, list[dict]] = dataclasses.field(default_factory=lambda: {s: [] for s in SPLITS})
     records: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     coco: dict[str, str] = dataclasses.field(default_factory=dict)
+    galleries: list[str] = dataclasses.field(default_factory=list)
     manifest_path: str = ""
 
     def objects_per_class(self, split: str) -> collections.Counter:
@@ -72,6 +74,7 @@ class GenerateResult:
         lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
         lines += [f"records: {path}" for split in SPLITS for path in self.records.get(split, [])]
         lines += [f"COCO instances: {path}" for path in self.coco.values()]
+        lines += [f"gallery: {path}" for path in self.galleries]
         lines.append(f"manifest: {self.manifest_path}")
         return "\n".join(lines)
 
@@ -149,6 +152,7 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
                 result.coco[split] = coco.write(os.path.join(config.output_dir, "annotations",
                                                              f"{split}_coco.json"))
     write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
+    result.galleries = write_galleries(config.output_dir)
     result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
     logging.info("generated %d images", first_source_id - 1)
     return result

@@ -262,3 +262,20 @@ def test_rotation_keeps_box_and_mask_tight_on_the_written_object(angle):
     assert obj.box == mask_box(written)
     # The rotated ellipse keeps its area (within interpolation).
     assert abs(np.count_nonzero(written) / np.count_nonzero(cutout.alpha >= 128) - 1) < 0.08
+
+
+def test_model_masks_reach_the_outputs(generic_inputs, tmp_path):
+    """--mask=model end to end: a tiny Keras model that calls red pixels foreground; the discs and
+    stars are red-dominant on dark noise, so their masks hug the ellipses, not the boxes."""
+    import tensorflow as tf
+    from test_masks import redness_model
+    redness_model(tf.keras).save(tmp_path / "red.keras")
+    out = tmp_path / "out"
+    result = run_generate(generic_config(generic_inputs, out, mask="model", mask_model=str(tmp_path / "red.keras"),
+                                         cutout_dirs=(), object_augment=parse_ranges("", "object"),
+                                         scale_range=(1.0, 1.0), blend=("paste",), max_occlusion=0.0,
+                                         allow_truncation=False, image_augment=parse_ranges("", "image")))
+    assert result.problems.counts().get("mask_fallback", 0) == 0
+    coco = COCO(str(out / "annotations" / "train_coco.json"))
+    fills = [a["area"] / (a["bbox"][2] * a["bbox"][3]) for a in coco.dataset["annotations"]]
+    assert fills and all(0.6 < fill < 0.9 for fill in fills), fills  # an ellipse fills pi/4 of its box
