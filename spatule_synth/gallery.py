@@ -12,7 +12,7 @@ import os
 import cv2
 import numpy as np
 
-from spatule_synth.images import encode_png, read_image
+from spatule_synth.images import read_image
 from spatule_synth.output_dir import atomic_write_bytes
 from spatule_synth.voc import read_voc
 
@@ -74,6 +74,10 @@ def write_galleries(output_dir: str, splits: tuple[str, ...] = ("train", "eval")
             continue
         path = os.path.join(output_dir, "report", f"gallery_{split}.png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        atomic_write_bytes(path, encode_png(sheet))
+        ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_PNG_COMPRESSION, 1])  # 5x faster than the default
+        if not ok:
+            raise RuntimeError(f"{path}: PNG encoding failed")
+        atomic_write_bytes(path, encoded.tobytes())
         written.append(path)
     return written
