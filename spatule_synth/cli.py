@@ -116,6 +116,8 @@ flags.DEFINE_float("min_visible", 0.25, "generate: an object keeps its label onl
 flags.DEFINE_boolean("instance_masks", False, "generate: also write OUT/masks/SPLIT/NAME.png, PNG "
                      "masks in the TFRecords (image/object/mask) and "
                      "OUT/annotations/SPLIT_coco.json.")
+flags.DEFINE_boolean("gallery", True, "generate: write OUT/report/gallery_{train,eval}.png, contact "
+                     "sheets of the first images with their boxes and masks drawn.")
 flags.DEFINE_boolean("yolo_output", False, "generate: also write a YOLO NAME.txt beside each image "
                      "and classes.txt in each image folder.")
 
@@ -174,7 +176,7 @@ def generate_config() -> GenerateConfig:
             no_flip_classes=tuple(FLAGS.no_flip_classes),
             image_augment=parse_ranges(FLAGS.image_augment, "image"),
             max_occlusion=FLAGS.max_occlusion, min_visible=FLAGS.min_visible,
-            instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output)
+            instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, gallery=FLAGS.gallery)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 

@@ -152,7 +152,8 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
                 result.coco[split] = coco.write(os.path.join(config.output_dir, "annotations",
                                                              f"{split}_coco.json"))
     write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
-    result.galleries = write_galleries(config.output_dir)
+    if config.gallery:
+        result.galleries = write_galleries(config.output_dir)
     result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
     logging.info("generated %d images", first_source_id - 1)
     return result
