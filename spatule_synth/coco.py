@@ -274,40 +274,54 @@ def coco_document(images: list[CocoImage], categories: list[tuple[int, str]]) ->
     categories, masks of the wrong shape or type, and empty masks (invisible objects have no label).
     """
     category_ids = [category_id for category_id, _ in categories]
-    for what, ids in (("category", category_ids), ("image", [image.id for image in images])):
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"{what} ids must be unique, got {ids}")
-    annotations: list[dict] = []
+    entries, annotations = [], []
     for image in images:
+        entries.append({"id": image.id, "file_name": image.file_name, "width": image.width,
+                        "height": image.height})
         for position, instance in enumerate(image.instances):
+            where = f"image {image.file_name!r} instance {position}"
             if instance.category_id not in category_ids:
-                raise ValueError(f"image {image.file_name!r} instance {position}: category_id "
-                                 f"{instance.category_id} is not among the categories {category_ids}")
-            annotations.append(_annotation(len(annotations) + 1, image, position, instance))
-    return {
-        "info": {"description": "written by spatule_synth"},
-        "licenses": [],
-        "images": [{"id": i.id, "file_name": i.file_name, "width": i.width, "height": i.height}
-                   for i in images],
-        "annotations": annotations,
-        "categories": [{"id": c, "name": name, "supercategory": "object"} for c, name in categories],
-    }
+                raise ValueError(f"{where}: category_id {instance.category_id} is not among the "
+                                 f"categories {category_ids}")
+            if instance.mask.shape != (image.height, image.width):
+                raise ValueError(f"{where}: the mask must be a bool array of the image's shape "
+                                 f"{(image.height, image.width)}, got {instance.mask.dtype} "
+                                 f"{instance.mask.shape}")
+            annotations.append({"image_id": image.id,
+                                **instance_fields(instance.category_id, instance.mask, where)})
+    return assemble_document(entries, annotations, categories)
 
 
-def _annotation(annotation_id: int, image: CocoImage, position: int, instance: CocoInstance) -> dict:
-    mask, where = instance.mask, f"image {image.file_name!r} instance {position}"
-    if mask.dtype != bool or mask.shape != (image.height, image.width):
-        raise ValueError(f"{where}: the mask must be a bool array of the image's shape "
-                         f"{(image.height, image.width)}, got {mask.dtype} {mask.shape}")
+def instance_fields(category_id: int, mask: np.ndarray, where: str = "instance") -> dict:
+    """The COCO fields of one object from its full-image bool ``mask``: ``category_id``,
+    compressed-RLE ``segmentation``, ``area`` (pixel count), tight ``bbox`` and ``iscrowd`` 0."""
+    if mask.dtype != bool:
+        raise ValueError(f"{where}: the mask must be a bool array, got {mask.dtype}")
     bounds = mask_bounds(mask)
     if bounds is None:
         raise ValueError(f"{where}: the mask is empty; an invisible object cannot be labelled")
     x0, y0, x1, y1 = bounds
     counts = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode("ascii")
-    return {"id": annotation_id, "image_id": image.id, "category_id": instance.category_id,
-            "segmentation": {"size": [image.height, image.width], "counts": counts},
+    return {"category_id": category_id,
+            "segmentation": {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts},
             "area": int(np.count_nonzero(mask)),
             "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "iscrowd": 0}
+
+
+def assemble_document(images: list[dict], annotations: list[dict],
+                      categories: list[tuple[int, str]]) -> dict:
+    """The whole document from image entries and annotations (``image_id`` set, ``id`` given
+    here as 1..N in order); image and category ids must be unique."""
+    for what, ids in (("category", [c for c, _ in categories]), ("image", [i["id"] for i in images])):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{what} ids must be unique, got {ids}")
+    return {
+        "info": {"description": "written by spatule_synth"},
+        "licenses": [],
+        "images": images,
+        "annotations": [{"id": number, **annotation} for number, annotation in enumerate(annotations, 1)],
+        "categories": [{"id": c, "name": name, "supercategory": "object"} for c, name in categories],
+    }
 
 
 def write_coco(path: str, document: dict) -> None:

@@ -17,6 +17,7 @@ import os
 import cv2
 import numpy as np
 
+from spatule_synth.coco import instance_fields
 from spatule_synth.images import encode_png
 from spatule_synth.output_dir import atomic_write_bytes
 from spatule_synth.plan import SplitPool
@@ -43,7 +44,7 @@ class WrittenSample:
     name: str
     serialized_example: bytes
     entry: dict
-    coco_annotations: tuple[dict, ...] = ()  # category_id, segmentation (RLE), area, bbox
+    coco_annotations: tuple[dict, ...] = ()  # `spatule_synth.coco.instance_fields` per object
 
 
 def encode_canvas(sample: Sample, quality: int) -> bytes:
@@ -74,7 +75,8 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
         atomic_write_bytes(os.path.join(outputs.mask_folder, f"{name}.png"),
                            encode_png(instance_mask(sample)), durable=False)
         masks = [encode_png(o.mask.astype(np.uint8)) for o in sample.objects]
-        coco = tuple(coco_annotation(o) for o in sample.objects)
+        coco = tuple(instance_fields(o.class_id, o.mask, f"{name} object {i}")
+                     for i, o in enumerate(sample.objects))
     if outputs.class_names is not None:
         atomic_write_bytes(os.path.join(folder, f"{name}.txt"),
                            yolo_lines([(o.class_name, o.box) for o in sample.objects], size, size,
@@ -96,18 +98,6 @@ def instance_mask(sample: Sample) -> np.ndarray:
     for index, obj in enumerate(sample.objects, start=1):
         plane[obj.mask] = index
     return plane
-
-
-def coco_annotation(obj) -> dict:
-    """The COCO fields of one object, from its visible mask (compressed RLE, as pycocotools
-    writes it); ``id`` and ``image_id`` are filled in by the parent."""
-    from pycocotools import mask as coco_mask
-    rle = coco_mask.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
-    box = obj.box
-    return {"category_id": obj.class_id,
-            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-            "area": int(np.count_nonzero(obj.mask)),
-            "bbox": [box.xmin, box.ymin, box.width, box.height], "iscrowd": 0}
 
 
 def manifest_entry(sample: Sample, pool: SplitPool, source_id: str) -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 
 from absl import logging
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from spatule_synth.config import GenerateConfig
 from spatule_synth.execute import SampleWriters, SplitJob
 from spatule_synth.gallery import write_galleries
-from spatule_synth.output_dir import atomic_write_bytes
+from spatule_synth.coco import assemble_document, write_coco
 from spatule_synth.sample_files import SampleOutputs, WrittenSample
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import write_manifest
@@ -160,12 +159,11 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
 
 
 class CocoCollector:
-    """A split's COCO instances JSON, gathered from the workers' per-image annotations; image and
-    annotation ids are the records' source ids and a running count."""
+    """A split's COCO instances JSON, gathered from the workers' per-image annotations; image ids
+    are the records' source ids."""
 
     def __init__(self, label_map: LabelMap) -> None:
-        self.categories = [{"id": item.id, "name": item.name, "supercategory": "none"}
-                           for item in label_map.items]
+        self.categories = [(item.id, item.name) for item in label_map.items]
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
@@ -173,14 +171,10 @@ class CocoCollector:
         image_id = int(sample.entry["source_id"])
         self.images.append({"id": image_id, "file_name": f"{sample.name}.jpg", "width": size,
                             "height": size})
-        for annotation in sample.coco_annotations:
-            self.annotations.append({"id": len(self.annotations) + 1, "image_id": image_id,
-                                     **annotation})
+        self.annotations.extend({"image_id": image_id, **fields} for fields in sample.coco_annotations)
 
     def write(self, path: str) -> str:
-        document = {"info": {"description": "spatule_synth synthetic images"}, "images": self.images,
-                    "annotations": self.annotations, "categories": self.categories}
-        atomic_write_bytes(path, json.dumps(document).encode("utf-8"))
+        write_coco(path, assemble_document(self.images, self.annotations, self.categories))
         return path
 
 

@@ -279,3 +279,79 @@ def test_model_masks_reach_the_outputs(generic_inputs, tmp_path):
     coco = COCO(str(out / "annotations" / "train_coco.json"))
     fills = [a["area"] / (a["bbox"][2] * a["bbox"][3]) for a in coco.dataset["annotations"]]
     assert fills and all(0.6 < fill < 0.9 for fill in fills), fills  # an ellipse fills pi/4 of its box
+
+
+# --- every input format reaches the outputs with its own masks ---------------------------------
+
+def ellipse_sources(tmp_path, count=4):
+    """Ellipse photos (pixels + true masks + classes), written as PNGs into ``tmp_path/photos``."""
+    rng = np.random.default_rng(11)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = []
+    for index in range(count):
+        pixels, masks = ellipse_photo(rng)
+        Image.fromarray(pixels).save(folder / f"E{index}.png")
+        photos.append((f"E{index}.png", masks))
+    return folder, photos
+
+
+def fill_ratios(out):
+    coco = COCO(str(out / "annotations" / "train_coco.json"))
+    return [a["area"] / (a["bbox"][2] * a["bbox"][3]) for a in coco.dataset["annotations"]]
+
+
+def plain_config(inputs, out, **formats):
+    settings = dict(input_dirs=(), cutout_dirs=(), distractor_dirs=(), object_augment=parse_ranges("", "object"),
+                    image_augment=parse_ranges("", "image"), scale_range=(1.0, 1.0), blend=("paste",),
+                    max_occlusion=0.0, allow_truncation=False, eval_fraction=0.0, num_images=12)
+    return generic_config(inputs, out, **(settings | formats))
+
+
+def test_coco_polygon_and_rle_masks_reach_the_outputs(generic_inputs, tmp_path):
+    from spatule_synth.coco import CocoImage, CocoInstance, coco_document, write_coco
+    folder, photos = ellipse_sources(tmp_path)
+    images = [CocoImage(i + 1, name, 160, 120, [CocoInstance(k + 1, mask) for k, mask in enumerate(masks)])
+              for i, (name, masks) in enumerate(photos)]
+    write_coco(str(tmp_path / "instances.json"), coco_document(images, [(1, "disc"), (2, "star")]))
+    out = tmp_path / "out"
+    run_generate(plain_config(generic_inputs, out, coco_json=(str(tmp_path / "instances.json"),),
+                              coco_image_dirs=(str(folder),)))
+    ratios = fill_ratios(out)
+    assert ratios and all(0.65 < r < 0.88 for r in ratios), ratios  # ellipses, not boxes
+
+
+def test_yolo_boxes_become_box_masks(generic_inputs, tmp_path):
+    from spatule_synth.yolo import write_classes, write_yolo
+    folder, photos = ellipse_sources(tmp_path)
+    write_classes(str(folder / "classes.txt"), ["disc", "star"])
+    for name, masks in photos:
+        write_yolo(str(folder / (name[:-4] + ".txt")), [(["disc", "star"][k], mask_box(m))
+                                                        for k, m in enumerate(masks)], 160, 120, ["disc", "star"])
+    out = tmp_path / "out"
+    run_generate(plain_config(generic_inputs, out, yolo_dirs=(str(folder),)))
+    ratios = fill_ratios(out)
+    assert ratios and all(r == 1.0 for r in ratios)  # --mask=box: the whole box is the object
+
+
+def test_overlapping_objects_are_cut_as_one_group_with_disjoint_masks(generic_inputs, tmp_path):
+    """A 'star' box inside a 'disc' box in the source: pasted together, both labelled, the star
+    keeps its pixels and the disc loses them."""
+    folder = tmp_path / "group"
+    folder.mkdir()
+    pixels = np.random.default_rng(3).integers(0, 60, (120, 160, 3), dtype=np.uint8)
+    pixels[30:90, 40:120] = (200, 80, 40)
+    pixels[50:70, 70:90] = (40, 80, 220)
+    Image.fromarray(pixels).save(folder / "G.png")
+    (folder / "G.xml").write_text(labelimg_xml("G.png", 160, 120, [("disc", 40, 30, 120, 90),
+                                                                  ("star", 70, 50, 90, 70)]))
+    out = tmp_path / "out"
+    run_generate(plain_config(generic_inputs, out, input_dirs=(str(folder),), objects_per_image=(1, 1)))
+    manifest = json.loads((out / "manifest.json").read_text())
+    for image in manifest["images"]["train"]:
+        assert [o["class"] for o in image["objects"]] == ["disc", "star"]
+        assert image["objects"][0]["cutout"].endswith("G.png#0+1")
+        disc, star = (Box(*o["box"]) for o in image["objects"])
+        assert (star.width, star.height) == (20, 20) and (disc.width, disc.height) == (80, 60)
+        plane = np.array(Image.open(out / "masks" / "train" / f"{image['name']}.png"))
+        assert np.count_nonzero(plane == 2) == 400 and np.count_nonzero(plane == 1) == 80 * 60 - 400
