@@ -18,13 +18,14 @@ from spatule_synth.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, 
     MASK_SOURCES, ConvertConfig, GenerateConfig
 from spatule_synth.problems import ON_ERROR_CHOICES
 
-MODES = ("generate", "convert")
+MODES = ("generate", "convert", "verify")
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("mode", "generate", MODES,
                   "What to run. generate: synthetic images from labelled cutouts and object-free "
-                  "photos. convert: labelImg folders -> TFRecords + label_map.pbtxt.")
+                  "photos. convert: labelImg folders -> TFRecords + label_map.pbtxt. verify: re-read "
+                  "--output_dir and check every image, XML, example, mask and the split.")
 flags.DEFINE_list("input_dirs", [], "labelImg folders (images, with their XML beside them unless "
                   "--annotation_dirs is given). Not searched recursively. generate: their objects "
                   "become cutouts; their images with no object (or no XML) become backgrounds.")
@@ -185,6 +186,12 @@ def main(argv: list[str]) -> int:
     """Run the mode chosen by the flags; returns the process exit status."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.mode == "verify":
+        _require("output_dir")
+        from spatule_synth.verify import verify_output
+        report = verify_output(FLAGS.output_dir)
+        print(report.table())
+        return 1 if report.failed else 0
     config = generate_config() if FLAGS.mode == "generate" else convert_config()
     # Imported here so that --help and flag errors answer without loading TensorFlow.
     from spatule_synth.convert import run_convert
