@@ -41,6 +41,14 @@ flags.DEFINE_string("record_name", "real", "convert: TFRecord name, giving "
 flags.DEFINE_integer("num_shards", 1, "Number of TFRecord shards per record file.", lower_bound=1)
 flags.DEFINE_boolean("keep_negatives", True, "convert: keep images without objects (XML with no "
                      "<object>, or no XML) as negative examples.")
+flags.DEFINE_integer("tile_size", 0, "convert: cut every photo into windows of this size at full "
+                     "resolution (e.g. 640, the training scale); 0 = whole photos.", lower_bound=0)
+flags.DEFINE_integer("tile_overlap", 64, "convert: least overlap of neighbouring tiles, px (objects "
+                     "no larger than this are whole in some tile).", lower_bound=0)
+flags.DEFINE_float("tile_min_visible", 0.5, "convert: a box keeps its label in a tile only if this "
+                   "share of it is inside the tile.", lower_bound=0, upper_bound=1)
+flags.DEFINE_float("tile_negative_fraction", 0.1, "convert: share of object-free tiles kept as "
+                   "negatives.", lower_bound=0, upper_bound=1)
 flags.DEFINE_enum("on_error", "skip", ON_ERROR_CHOICES, "Bad input: 'skip' warns, skips the "
                   "image or object and counts it in the summary; 'fail' stops at the first one.")
 # generate
@@ -134,11 +142,20 @@ def convert_config() -> ConvertConfig:
     _require("output_dir")
     if "/" in FLAGS.record_name or not FLAGS.record_name.strip():
         raise app.UsageError(f"--record_name must be a plain file name, got {FLAGS.record_name!r}")
+    try:
+        return _convert_config()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+
+
+def _convert_config() -> ConvertConfig:
     return ConvertConfig(
         input_dirs=tuple(FLAGS.input_dirs), annotation_dirs=tuple(FLAGS.annotation_dirs),
         label_map_path=FLAGS.label_map, output_dir=FLAGS.output_dir,
         record_name=FLAGS.record_name, num_shards=FLAGS.num_shards,
-        keep_negatives=FLAGS.keep_negatives, overwrite=FLAGS.overwrite, on_error=FLAGS.on_error)
+        keep_negatives=FLAGS.keep_negatives, tile_size=FLAGS.tile_size, tile_overlap=FLAGS.tile_overlap,
+        tile_min_visible=FLAGS.tile_min_visible, tile_negative_fraction=FLAGS.tile_negative_fraction,
+        overwrite=FLAGS.overwrite, on_error=FLAGS.on_error)
 
 
 def _pair(name: str, kind: type) -> tuple:

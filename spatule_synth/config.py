@@ -26,8 +26,19 @@ class ConvertConfig:
     record_name: str = "real"
     num_shards: int = 1
     keep_negatives: bool = True
+    tile_size: int = 0  # 0: whole photos
+    tile_overlap: int = 64
+    tile_min_visible: float = 0.5
+    tile_negative_fraction: float = 0.1
     overwrite: bool = False
     on_error: str = "skip"
+
+    def __post_init__(self) -> None:
+        if self.tile_size and not 0 <= self.tile_overlap < self.tile_size:
+            raise ValueError(f"tile_overlap must lie in [0, tile_size), got {self.tile_overlap}")
+        for name in ("tile_min_visible", "tile_negative_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)

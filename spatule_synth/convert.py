@@ -7,7 +7,12 @@ For the real labelled photos users evaluate (or fine-tune) on. Output layout::
     OUT/manifest.json                              config, versions, counts, problems, examples
 
 Images whose XML has no object, and images with no XML, are written as negatives (no boxes) unless
-``keep_negatives`` is off. An image all of whose objects were dropped (bad boxes, unknown classes)
+``keep_negatives`` is off. With ``tile_size`` > 0 every photo is cut into ``tile_size`` windows
+at full resolution instead (`spatule_synth.tiles`: windows overlap by at least ``tile_overlap``;
+boxes are clipped to each window and marked truncated; a box with less than
+``tile_min_visible`` of its area in a window is left out there and counted as an unlabelled part;
+windows with labels are kept, and ``tile_negative_fraction`` of the object-free ones), so a model
+trained on 640 crops is evaluated at the scale it was trained on. An image all of whose objects were dropped (bad boxes, unknown classes)
 is left out: its pixels still show those objects, so it is no negative. Source ids are 1, 2, 3, ... in the sorted input order.
 """
 
@@ -16,18 +21,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import zlib
 
 from absl import logging
 from tqdm import tqdm
 
 from spatule_synth.config import ConvertConfig
-from spatule_synth.images import bytes_for_record
+from spatule_synth.images import bytes_for_record, encode_jpeg
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.labelimg import LabelledImage, find_pairs, load_labelled_image
 from spatule_synth.manifest import write_manifest
 from spatule_synth.output_dir import check_output_dir, output_dir_for_run
-from spatule_synth.problems import ProblemLog
+from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
+from spatule_synth.tiles import choose_negatives, cut_tiles, lost_objects, tile_pixels
 
 
 @dataclasses.dataclass
@@ -42,6 +49,7 @@ class ConvertResult:
     examples: list[dict] = dataclasses.field(default_factory=list)
     negatives_dropped: int = 0
     emptied_images: int = 0  # every object dropped: neither a positive nor a true negative
+    unlabelled_parts: int = 0  # with tiles: slivers of objects left unlabelled in kept tiles
     objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     problems: ProblemLog = dataclasses.field(default_factory=ProblemLog)
 
@@ -58,6 +66,9 @@ class ConvertResult:
         if self.emptied_images:
             lines.append(f"  images left out because every object in them was dropped: "
                          f"{self.emptied_images} (a negative would teach the model to ignore them)")
+        if self.unlabelled_parts:
+            lines.append(f"  object slivers under --tile_min_visible left unlabelled in kept tiles: "
+                         f"{self.unlabelled_parts}")
         for name, count in sorted(self.objects_per_class.items()):
             lines.append(f"  objects of class {name!r}: {count}")
         problem_lines = self.problems.summary_lines()
@@ -115,6 +126,9 @@ def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemL
             if not labelled.objects and not config.keep_negatives:
                 result.negatives_dropped += 1
                 continue
+            if config.tile_size:
+                _write_tiles(labelled, config, writer, result)
+                continue
             record = record_for(labelled, source_id=len(result.examples) + 1)
             writer.write(record)
             result.objects_per_class.update(obj.name for obj in labelled.objects)
@@ -122,6 +136,48 @@ def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemL
     write_label_map(label_map, result.label_map_path)
     result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
     return result
+
+
+def _write_tiles(labelled: LabelledImage, config: ConvertConfig, writer: ShardedRecordWriter,
+                 result: ConvertResult) -> None:
+    """The windows of one photo that carry labels, plus the chosen share of empty ones."""
+    image, path = labelled.image, labelled.source.image_path
+    objects = [(o.name, o.class_id, o.box, o.truncated) for o in labelled.objects]
+    tiles = cut_tiles(image.width, image.height, objects, config.tile_size, config.tile_overlap,
+                      config.tile_min_visible)
+    for index in lost_objects(tiles, len(objects)):
+        obj = labelled.objects[index]
+        result.problems.report(Problem("tile_lost", labelled.source.xml_path or path,
+                                       f"box ({obj.box}) is under --tile_min_visible="
+                                       f"{config.tile_min_visible} in every {config.tile_size} px tile; "
+                                       "it is in no tile's labels (raise --tile_overlap)",
+                                       obj.object_index, obj.name))
+    seed = zlib.crc32(os.path.basename(path).encode("utf-8", "surrogateescape"))
+    negatives = {id(tile) for tile in choose_negatives(tiles, config.tile_negative_fraction, seed)}
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for tile in tiles:
+        if not tile.objects and id(tile) not in negatives:
+            continue
+        result.unlabelled_parts += tile.unlabelled_parts
+        size = tile.size
+        record = RecordImage(
+            encoded=encode_jpeg(tile_pixels(image.pixels, tile)), image_format="jpeg",
+            filename=f"{stem}_x{tile.x}_y{tile.y}.jpg", source_id=str(len(result.examples) + 1),
+            height=size, width=size,
+            objects=tuple(RecordObject.from_box(o.box, size, size, class_text=o.name,
+                                                class_label=o.class_id, truncated=o.truncated,
+                                                difficult=labelled.objects[o.source_index].difficult,
+                                                view=labelled.objects[o.source_index].pose)
+                          for o in tile.objects))
+        writer.write(record)
+        result.objects_per_class.update(o.name for o in tile.objects)
+        result.examples.append({"source_id": record.source_id, "image": path, "tile": [tile.x, tile.y, size],
+                                "xml": labelled.source.xml_path, "width": size, "height": size,
+                                "unlabelled_parts": tile.unlabelled_parts,
+                                "objects": [{"name": o.name, "object_index":
+                                             labelled.objects[o.source_index].object_index,
+                                             "box": [o.box.xmin, o.box.ymin, o.box.xmax, o.box.ymax],
+                                             "truncated": o.truncated} for o in tile.objects]})
 
 
 def _example_entry(labelled: LabelledImage, record: RecordImage) -> dict:
@@ -141,6 +197,7 @@ def _manifest(config: ConvertConfig, label_map: LabelMap, result: ConvertResult)
                    "negatives_written": result.negatives_written,
                    "negatives_dropped": result.negatives_dropped,
                    "emptied_images": result.emptied_images,
+                   "unlabelled_parts": result.unlabelled_parts,
                    "objects_per_class": dict(sorted(result.objects_per_class.items())),
                    "problems": result.problems.counts()},
         "records": [os.path.relpath(path, config.output_dir) for path in result.shard_paths],

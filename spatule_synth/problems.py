@@ -36,6 +36,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "size_mismatch": ("XML <size> differs from the decoded image (decoded size used)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
     "mask_fallback": ("--mask=grabcut/model found no object in the box (the whole box is used)", False),
+    "tile_lost": ("object under --tile_min_visible in every tile (in no tile's labels)", True),
     "crowd_region": ("COCO crowd region (iscrowd=1: not one object; skipped)", False),
 }
 

@@ -1,3 +1,4 @@
+import collections
 import json
 import os
 
@@ -303,3 +304,39 @@ def test_manifest_text_is_json_with_one_line_per_listed_object():
     text = manifest_json(document)
     assert json.loads(text) == document
     assert '    "train": [\n      {"name": "a", "objects": [{"box": [1, 2]}]},\n      {"name": "b"}\n    ]' in text
+
+
+def test_tiles_keep_every_object_inside_its_tile_and_lose_none(tmp_path):
+    """Demo photos (3264x2448 and rotated) cut into 640 px tiles: every box inside its tile, cut
+    boxes clipped and flagged, every tag of every photo labelled whole in some tile."""
+    from spatule_synth.labelimg import find_pairs, load_labelled_image
+    from spatule_synth.label_map import read_label_map
+    from spatule_synth.problems import ProblemLog
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "spatule_synth", "demo_data", "labelled")
+    result = run_convert(ConvertConfig(input_dirs=(demo,), output_dir=str(tmp_path / "out"), tile_size=640,
+                                       tile_overlap=128, tile_negative_fraction=0.5))
+    label_map = read_label_map(ConvertConfig(input_dirs=(), output_dir="x").label_map_path)
+    expected, sizes = set(), {}
+    for pair in find_pairs((demo,), (), ProblemLog()):
+        labelled = load_labelled_image(pair, label_map, ProblemLog())
+        expected |= {(pair.image_path, o.object_index) for o in labelled.objects}
+        sizes.update({(pair.image_path, o.object_index): o.box for o in labelled.objects})
+    records = list(read_records(result.shard_paths))
+    assert all((r.width, r.height) == (640, 640) for r in records)
+    whole = collections.Counter()
+    for record, example in zip(records, result.examples):
+        x, y, _ = example["tile"]
+        for obj, entry in zip(record.objects, example["objects"]):
+            box = obj.box(640, 640)
+            assert box.is_inside(640, 640)
+            original = sizes[(example["image"], entry["object_index"])]
+            in_photo = (box.xmin + x, box.ymin + y, box.xmax + x, box.ymax + y)
+            clipped = any(abs(a - b) > 1e-3 for a, b in zip(in_photo, (original.xmin, original.ymin,
+                                                                        original.xmax, original.ymax)))
+            assert obj.truncated == clipped  # cut by the tile edge <=> flagged
+            if not obj.truncated:
+                whole[(example["image"], entry["object_index"])] += 1
+    assert expected and set(whole) == expected  # each tag whole in at least one tile
+    assert result.problems.counts().get("tile_lost", 0) == 0
+    assert any(not r.objects for r in records)  # some tag-free tiles kept as negatives
