@@ -125,6 +125,18 @@ flags.DEFINE_float("min_visible", 0.25, "generate: an object keeps its label onl
 flags.DEFINE_boolean("instance_masks", False, "generate: also write OUT/masks/SPLIT/NAME.png, PNG "
                      "masks in the TFRecords (image/object/mask) and "
                      "OUT/annotations/SPLIT_coco.json.")
+flags.DEFINE_string("pipeline_config", "", "generate: also write "
+                    "object_detection_workspace/models/NAME/pipeline.config for model_main_tf2.py, "
+                    "NAME among ssd_resnet50_v1_fpn_640x640, ssd_mobilenet_v2_fpnlite_320x320 "
+                    "(see object_detection_workspace/README.md).")
+flags.DEFINE_string("fine_tune_checkpoint", "", "generate: with --pipeline_config, the model zoo "
+                    "checkpoint prefix to start from (.../checkpoint/ckpt-0); empty = from scratch.")
+flags.DEFINE_integer("batch_size", None, "generate: with --pipeline_config, the training batch size "
+                     "(default: the template's).", lower_bound=1)
+flags.DEFINE_integer("num_steps", None, "generate: with --pipeline_config, the training steps; the "
+                     "learning-rate schedule follows (default: the template's).", lower_bound=1)
+flags.DEFINE_string("workspace", "object_detection_workspace", "generate: the TF OD API workspace "
+                    "that receives models/NAME/pipeline.config.")
 flags.DEFINE_boolean("gallery", True, "generate: write OUT/report/gallery_{train,eval}.png, contact "
                      "sheets of the first images with their boxes and masks drawn.")
 flags.DEFINE_boolean("yolo_output", False, "generate: also write a YOLO NAME.txt beside each image "
@@ -224,13 +236,43 @@ def main(argv: list[str]) -> int:
     from spatule_synth.synthesize import run_generate
     run = run_generate if FLAGS.mode == "generate" else run_convert
     try:
+        if FLAGS.pipeline_config:
+            _check_pipeline_flags()
         result = run(config)
+        if FLAGS.pipeline_config:
+            result_lines = [_write_pipeline_config(config)]
+        else:
+            result_lines = []
     except (LabelMapError, InputDirError, OutputDirError, RunStopped, SourceError, SplitError,
             ImageReadError, MaskModelError, WorkerDiedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(result.summary())
+    print("\n".join([result.summary(), *result_lines]))
     return 0
+
+
+def _check_pipeline_flags() -> None:
+    """Refuse a bad --pipeline_config or checkpoint before a long run, not after it."""
+    from spatule_synth.pipeline_config import available_templates, check_fine_tune_checkpoint
+    if FLAGS.mode != "generate":
+        raise app.UsageError("--pipeline_config goes with --mode=generate")
+    if FLAGS.pipeline_config not in available_templates():
+        raise app.UsageError(f"--pipeline_config must be one of {', '.join(available_templates())}, "
+                             f"got {FLAGS.pipeline_config!r}")
+    if FLAGS.fine_tune_checkpoint:
+        try:
+            check_fine_tune_checkpoint(FLAGS.fine_tune_checkpoint)
+        except ValueError as error:
+            raise app.UsageError(str(error)) from None
+
+
+def _write_pipeline_config(config: GenerateConfig) -> str:
+    from spatule_synth.label_map import read_label_map
+    from spatule_synth.pipeline_config import write_pipeline_config
+    path = write_pipeline_config(FLAGS.pipeline_config, config.output_dir, FLAGS.workspace,
+                                 read_label_map(config.label_map_path), FLAGS.batch_size,
+                                 FLAGS.num_steps, FLAGS.fine_tune_checkpoint or None)
+    return f"pipeline.config: {path}"
 
 
 def run() -> None:

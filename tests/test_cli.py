@@ -143,3 +143,22 @@ def test_a_killed_worker_stops_the_run_with_a_message_and_no_manifest(tmp_path):
     assert stderr.strip().splitlines()[-1].startswith(
         "error: a worker process died abruptly while writing the train images")
     assert not (out / "manifest.json").exists()
+
+
+def test_generate_writes_a_pipeline_config_and_refuses_bad_ones_before_running(tmp_path):
+    out, workspace = tmp_path / "demo", tmp_path / "ws"
+    done = run("--flagfile=configs/demo.flags", f"--output_dir={out}", "--num_images=20",
+               "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320", f"--workspace={workspace}",
+               "--batch_size=4", "--num_steps=500")
+    assert done.returncode == 0, done.stderr
+    config = workspace / "models" / "ssd_mobilenet_v2_fpnlite_320x320" / "pipeline.config"
+    assert f"pipeline.config: {config}" in done.stdout
+    text = config.read_text()
+    assert "num_classes: 1" in text and "batch_size: 4" in text and "num_steps: 500" in text
+    assert f'input_path: "{out}/annotations/eval.record"' in text
+    for flags, message in ((["--pipeline_config=yolo"], "--pipeline_config must be one of"),
+                           (["--pipeline_config=ssd_resnet50_v1_fpn_640x640",
+                             f"--fine_tune_checkpoint={tmp_path}/nothing/ckpt-0"], "no ")):
+        done = run("--flagfile=configs/demo.flags", f"--output_dir={tmp_path / 'never'}", *flags)
+        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "never").exists()
