@@ -18,14 +18,15 @@ from spatule_synth.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, 
     MASK_SOURCES, ConvertConfig, GenerateConfig
 from spatule_synth.problems import ON_ERROR_CHOICES
 
-MODES = ("generate", "convert", "verify")
+MODES = ("generate", "convert", "verify", "report")
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("mode", "generate", MODES,
                   "What to run. generate: synthetic images from labelled cutouts and object-free "
                   "photos. convert: labelImg folders -> TFRecords + label_map.pbtxt. verify: re-read "
-                  "--output_dir and check every image, XML, example, mask and the split.")
+                  "--output_dir and check every image, XML, example, mask and the split. report: "
+                  "write --output_dir/report/ (statistics, figures, galleries) for a finished run.")
 flags.DEFINE_list("input_dirs", [], "labelImg folders (images, with their XML beside them unless "
                   "--annotation_dirs is given). Not searched recursively. generate: their objects "
                   "become cutouts; their images with no object (or no XML) become backgrounds.")
@@ -137,8 +138,8 @@ flags.DEFINE_integer("num_steps", None, "generate: with --pipeline_config, the t
                      "learning-rate schedule follows (default: the template's).", lower_bound=1)
 flags.DEFINE_string("workspace", "object_detection_workspace", "generate: the TF OD API workspace "
                     "that receives models/NAME/pipeline.config.")
-flags.DEFINE_boolean("gallery", True, "generate: write OUT/report/gallery_{train,eval}.png, contact "
-                     "sheets of the first images with their boxes and masks drawn.")
+flags.DEFINE_boolean("report", True, "generate: write OUT/report/ (stats.json, stats.png, "
+                     "galleries with boxes and masks drawn, index.html) at the end; --noreport to skip.")
 flags.DEFINE_boolean("yolo_output", False, "generate: also write a YOLO NAME.txt beside each image "
                      "and classes.txt in each image folder.")
 
@@ -206,7 +207,7 @@ def generate_config() -> GenerateConfig:
             no_flip_classes=tuple(FLAGS.no_flip_classes),
             image_augment=parse_ranges(FLAGS.image_augment, "image"),
             max_occlusion=FLAGS.max_occlusion, min_visible=FLAGS.min_visible,
-            instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, gallery=FLAGS.gallery)
+            instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 
@@ -215,6 +216,16 @@ def main(argv: list[str]) -> int:
     """Run the mode chosen by the flags; returns the process exit status."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.mode == "report":
+        _require("output_dir")
+        from spatule_synth.report import write_report
+        try:
+            written = write_report(FLAGS.output_dir)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"error: {FLAGS.output_dir}: cannot report on it: {error}", file=sys.stderr)
+            return 1
+        print("\n".join(f"report: {path}" for path in written))
+        return 0
     if FLAGS.mode == "verify":
         _require("output_dir")
         from spatule_synth.verify import verify_output

@@ -88,7 +88,7 @@ class GenerateConfig:
     min_visible: float = 0.25
     instance_masks: bool = False
     yolo_output: bool = False
-    gallery: bool = True
+    report: bool = True
     seed: int = 0
     num_workers: int = 0
     num_shards: int = 1

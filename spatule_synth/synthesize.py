@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from spatule_synth.config import GenerateConfig
 from spatule_synth.execute import SampleWriters, SplitJob
-from spatule_synth.gallery import write_galleries
 from spatule_synth.coco import assemble_document, write_coco
 from spatule_synth.sample_files import SampleOutputs, WrittenSample
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
@@ -32,6 +31,7 @@ from spatule_synth.manifest import write_manifest
 from spatule_synth.output_dir import check_output_dir, output_dir_for_run
 from spatule_synth.plan import SplitPool, windows_per_background
 from spatule_synth.problems import ProblemLog
+from spatule_synth.report import write_report
 from spatule_synth.sources import SourceSet, read_sources
 from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
 from spatule_synth.tfrecord import ShardedRecordWriter
@@ -46,7 +46,7 @@ class GenerateResult:
     images: dict[str, list[dict]] = dataclasses.field(default_factory=lambda: {s: [] for s in SPLITS})
     records: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     coco: dict[str, str] = dataclasses.field(default_factory=dict)
-    galleries: list[str] = dataclasses.field(default_factory=list)
+    report: list[str] = dataclasses.field(default_factory=list)
     manifest_path: str = ""
 
     def objects_per_class(self, split: str) -> collections.Counter:
@@ -73,7 +73,9 @@ class GenerateResult:
         lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
         lines += [f"records: {path}" for split in SPLITS for path in self.records.get(split, [])]
         lines += [f"COCO instances: {path}" for path in self.coco.values()]
-        lines += [f"gallery: {path}" for path in self.galleries]
+        if self.report:
+            lines.append(f"report: {os.path.join(self.output_dir, 'report', 'index.html')} (stats.json, "
+                         "stats.png, galleries)")
         lines.append(f"manifest: {self.manifest_path}")
         return "\n".join(lines)
 
@@ -151,9 +153,10 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
                 result.coco[split] = coco.write(os.path.join(config.output_dir, "annotations",
                                                              f"{split}_coco.json"))
     write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
-    if config.gallery:
-        result.galleries = write_galleries(config.output_dir)
-    result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
+    manifest = _manifest(config, label_map, result)
+    if config.report:
+        result.report = write_report(config.output_dir, manifest)
+    result.manifest_path = write_manifest(config.output_dir, manifest)
     logging.info("generated %d images", first_source_id - 1)
     return result
 

@@ -136,7 +136,7 @@ def test_byte_identical_with_one_and_two_workers(inputs, tmp_path):
             relative = os.path.relpath(os.path.join(folder, name), tmp_path / "one")
             assert filecmp.cmp(tmp_path / "one" / relative, tmp_path / "two" / relative, shallow=False), relative
             compared += 1
-    assert compared == 2 * 48 + 5 + 1 + 1 + 2  # images+XML, 4 shards + label map, manifest, marker, galleries
+    assert compared == 2 * 48 + 5 + 1 + 1 + 5  # images+XML, 4 shards + label map, manifest, marker, report
 
 
 def test_other_seed_other_images(inputs, tmp_path):
