@@ -86,7 +86,7 @@ def generic_config(inputs, out, **overrides):
                     object_augment=parse_ranges("rotate=40,flip=hv,perspective=0.1,brightness=0.1", "object"),
                     image_augment=parse_ranges("noise=3,motion_blur=0:5,jpeg_quality=80:95", "image"),
                     max_occlusion=0.5, min_visible=0.3, allow_truncation=True, instance_masks=True,
-                    yolo_output=True, identity="object", num_workers=1)
+                    yolo_output=True, identity="object", num_workers=1, report=False)
     settings.update(overrides)
     return GenerateConfig(**settings)
 

@@ -18,7 +18,7 @@ def output(tmp_path):
     tag_photos(tmp_path / "labelled", 6)
     background_photos(tmp_path / "backgrounds", 6)
     out = tmp_path / "out"
-    run_generate(config_for(tmp_path, out, num_images=20, negative_fraction=0.1))
+    run_generate(config_for(tmp_path, out, num_images=20, negative_fraction=0.1, report=True))
     return out
 
 
