@@ -46,6 +46,12 @@ class Cutout:
     object_box: Box  # the group's box inside `pixels`: CUTOUT_MARGIN in from every edge
     parts: tuple[CutoutPart, ...]  # empty for a distractor
     source_file: str
+    source_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # the group's box in its photo
+
+    @property
+    def object_pixels(self) -> np.ndarray:
+        """The pixels of the group's box (no margin): what near-duplicate search compares."""
+        return self.pixels[CUTOUT_MARGIN:-CUTOUT_MARGIN, CUTOUT_MARGIN:-CUTOUT_MARGIN]
 
     @property
     def size(self) -> tuple[int, int]:
@@ -119,7 +125,7 @@ def cut_group(photo: np.ndarray, objects: list[PhotoObject], path: str, identity
     cutout_id = f"{path}#" + "+".join(str(o.object_index) for o in objects)
     return Cutout(cutout_id, identity, pixels, alpha,
                   Box(CUTOUT_MARGIN, CUTOUT_MARGIN, width - CUTOUT_MARGIN, height - CUTOUT_MARGIN),
-                  parts, path)
+                  parts, path, (x0, y0, x1, y1))
 
 
 def _give_shared_pixels_to_the_smallest(masks: list[np.ndarray]) -> None:
@@ -143,7 +149,7 @@ def distractor_cutout(photo: np.ndarray, alpha: np.ndarray, box: tuple[int, int,
     height, width = full.shape
     return Cutout(f"{path}#distractor", "", pixels, full,
                   Box(CUTOUT_MARGIN, CUTOUT_MARGIN, width - CUTOUT_MARGIN, height - CUTOUT_MARGIN),
-                  (), path)
+                  (), path, box)
 
 
 def with_margin(pixels: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:

@@ -191,6 +191,8 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
             "objects_per_class": dict(sorted(result.objects_per_class(split).items())),
             "identities": sorted({c.identity for c in pool.cutouts}),
             "cutouts": [c.cutout_id for c in pool.cutouts],
+            "cutout_sources": {c.cutout_id: {"file": c.source_file, "box": list(c.source_box),
+                                             "identity": c.identity} for c in pool.cutouts},
             "backgrounds": [b.path for b in pool.backgrounds],
             "windows_per_background": pool.windows_per_background,
             "records": [os.path.relpath(p, config.output_dir) for p in result.records.get(split, [])],
