@@ -135,7 +135,6 @@ class _Layout:
     def __init__(self, config: GenerateConfig, pool: SplitPool) -> None:
         self.config, self.pool = config, pool
         self.placements: list[Placement] = []
-        self._covered: np.ndarray | None = None  # union of pasted regions so far
         self._parts: list[tuple[np.ndarray, int]] = []  # labelled masks on the canvas, pixel counts
         self._classes = sorted({c.class_name for c in pool.cutouts})
 
