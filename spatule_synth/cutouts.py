@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import cv2
 import numpy as np
@@ -57,7 +58,7 @@ class Cutout:
     def size(self) -> tuple[int, int]:
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
-    @property
+    @functools.cached_property
     def class_name(self) -> str:
         """The class of the largest part (what class balancing counts); "" for a distractor."""
         if not self.parts:
@@ -65,7 +66,7 @@ class Cutout:
         return max(self.parts, key=lambda part: int(np.count_nonzero(part.mask >= MASK_THRESHOLD))
                    ).class_name
 
-    @property
+    @functools.cached_property
     def class_names(self) -> frozenset[str]:
         return frozenset(part.class_name for part in self.parts)
 
