@@ -75,7 +75,8 @@ flags.DEFINE_boolean("allow_truncation", False, "generate: let objects cross the
                      "(their boxes are clipped and marked truncated).")
 flags.DEFINE_enum("identity", "image", IDENTITY_MODES, "generate: what one identity is (it never "
                   "appears in both splits): 'image' = all objects of one photo, 'object' = each "
-                  "object, 'regex' = --identity_regex over the file name.")
+                  "object, 'regex' = --identity_regex over the file name, 'auto' = objects that "
+                  "look the same (re-photographed tags) grouped by near_duplicates.py.")
 flags.DEFINE_string("identity_regex", "", "generate: with --identity=regex, a regular expression "
                     "searched in the photo's file name; its first group (or whole match) is the "
                     "identity.")

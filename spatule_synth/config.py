@@ -45,7 +45,7 @@ class ConvertConfig:
 
 
 BLEND_MODES = ("seamless_normal", "seamless_mixed", "feather", "alpha", "paste")
-IDENTITY_MODES = ("image", "object", "regex")
+IDENTITY_MODES = ("image", "object", "regex", "auto")
 MASK_SOURCES = ("box", "grabcut", "model")
 CLASS_BALANCE = ("proportional", "uniform")
 

@@ -60,10 +60,11 @@ class SourceSet:
 
 
 def identity_of(config: GenerateConfig, path: str, object_index: int) -> str | None:
-    """The identity of an object of ``path``; None if ``--identity_regex`` does not match."""
+    """The identity of an object of ``path``; None if ``--identity_regex`` does not match.
+    (``auto``: each object for now; `_merge_near_duplicates` then joins re-photographed ones.)"""
     if config.identity == "image":
         return path
-    if config.identity == "object":
+    if config.identity in ("object", "auto"):
         return f"{path}#{object_index}"
     match = re.search(config.identity_regex, os.path.basename(path))
     if match is None:
@@ -133,7 +134,21 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     if not backgrounds:
         raise SourceError("no background photo: add photos without objects to the inputs "
                           "(an annotation with no object, or none) or give --background_dirs")
+    if config.identity == "auto":
+        cutouts = _merge_near_duplicates(cutouts)
     return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(_distractors(config, problems)))
+
+
+def _merge_near_duplicates(cutouts: list[Cutout]) -> list[Cutout]:
+    """``--identity=auto``: cutouts that show the same object (re-photographed: shifted, rescaled,
+    re-lit, re-compressed; see `spatule_synth.near_duplicates`) share one identity, named after
+    the first of them, so the split can never put one physical tag on both sides."""
+    from spatule_synth.near_duplicates import group_near_duplicates
+    groups = group_near_duplicates([c.object_pixels for c in cutouts])
+    first: dict[int, str] = {}
+    for cutout, group in zip(cutouts, groups):
+        first.setdefault(group, cutout.cutout_id)
+    return [dataclasses.replace(c, identity=f"auto:{first[g]}") for c, g in zip(cutouts, groups)]
 
 
 def _annotated_images(config: GenerateConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:

@@ -16,7 +16,11 @@ Checks, each counted per item and reported with the first failures by name:
 * ``split``          (generate) train and eval identities are disjoint, and every object of an
                      image comes from a cutout of its own split;
 * ``masks``          (when written) every instance mask PNG, and every mask in the records, has
-                     exactly the example's objects with the example's boxes.
+                     exactly the example's objects with the example's boxes;
+* ``leak audit``     (generate, source photos still on disk) cutouts of eval that look like a
+                     cutout of train (`spatule_synth.near_duplicates`: the same tag photographed
+                     twice) are *reported*, not failed: with ``--identity=image`` they are the
+                     leak ``--identity=auto`` or ``regex`` would have prevented.
 
 `verify_output` returns a `VerifyReport`; the command prints its table and exits 1 on any failure.
 """
@@ -46,12 +50,16 @@ class Check:
     name: str
     passed: int = 0
     failures: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # reported, not failed
 
     def ok(self, count: int = 1) -> None:
         self.passed += count
 
     def fail(self, message: str) -> None:
         self.failures.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
 
 
 @dataclasses.dataclass
@@ -74,6 +82,9 @@ class VerifyReport:
             lines += [f"      {message}" for message in check.failures[:MAX_LISTED]]
             if len(check.failures) > MAX_LISTED:
                 lines.append(f"      ... and {len(check.failures) - MAX_LISTED} more")
+            lines += [f"      warning: {message}" for message in check.warnings[:MAX_LISTED]]
+            if len(check.warnings) > MAX_LISTED:
+                lines.append(f"      ... and {len(check.warnings) - MAX_LISTED} more warnings")
         lines.append("verify: FAILED" if self.failed else "verify: all checks passed")
         return "\n".join(lines)
 
@@ -93,6 +104,7 @@ def verify_output(output_dir: str) -> VerifyReport:
         _check_split(manifest, report.check("split"))
         if os.path.isdir(os.path.join(output_dir, "masks")):
             _check_masks(output_dir, examples, report.check("masks"))
+        _audit_leaks(manifest, report.check("leak audit"))
     return report
 
 
@@ -307,3 +319,39 @@ def _check_masks(output_dir: str, examples: list[_Example], check: Check) -> Non
 def _mask_box(mask: np.ndarray) -> Box:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return Box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def _audit_leaks(manifest: dict, check: Check) -> None:
+    """Report eval cutouts that look like a train cutout (see the module docstring)."""
+    from spatule_synth.images import ImageReadError, read_image
+    from spatule_synth.near_duplicates import NEAR_DUPLICATE_THRESHOLD, distance, fingerprint
+
+    splits = manifest.get("splits", {})
+    prints: dict[str, list[tuple[str, str, object]]] = {}
+    photos: dict[str, np.ndarray | None] = {}
+    for split in SPLITS:
+        prints[split] = []
+        for cutout_id, source in splits.get(split, {}).get("cutout_sources", {}).items():
+            if source["file"] not in photos:
+                try:
+                    photos[source["file"]] = read_image(source["file"]).pixels
+                except ImageReadError:
+                    photos[source["file"]] = None
+            pixels = photos[source["file"]]
+            if pixels is None:
+                continue
+            x0, y0, x1, y1 = source["box"]
+            prints[split].append((cutout_id, source["identity"], fingerprint(pixels[y0:y1, x0:x1])))
+    missing = sorted(path for path, pixels in photos.items() if pixels is None)
+    if missing:
+        check.warn(f"{len(missing)} source photos are gone or unreadable (e.g. {missing[0]}): "
+                   "their cutouts were not audited")
+    for eval_id, _, eval_print in prints["eval"]:
+        closest = min(((distance(eval_print, train_print), train_id)
+                       for train_id, _, train_print in prints["train"]), default=None)
+        if closest is not None and closest[0] <= NEAR_DUPLICATE_THRESHOLD:
+            check.warn(f"eval cutout {eval_id} looks like train cutout {closest[1]} (distance "
+                       f"{closest[0]:.2f} <= {NEAR_DUPLICATE_THRESHOLD}): the same object in both "
+                       "splits? --identity=auto groups such cutouts")
+        else:
+            check.ok()

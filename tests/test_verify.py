@@ -118,3 +118,54 @@ def test_every_preset_passes_verify(tmp_path, preset, extra):
     assert done.returncode == 0, done.stderr[-2000:]
     report = verify_output(str(out))
     assert not report.failed, report.table()
+
+
+def rephotographed_tags(folder, codes, photos_per_tag=2, seed=0):
+    """Each tag code photographed in ``photos_per_tag`` photos (re-lit, rescaled, re-framed,
+    re-compressed: near_duplicates' test photographs), pasted into noise, labelled in XML."""
+    import numpy as np
+    from PIL import Image
+    from conftest import labelimg_xml
+    from test_near_duplicates import photograph, tag_master
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for code in codes:
+        master, mask = tag_master(code)
+        for shot in range(photos_per_tag):
+            crop = photograph(master, mask, rng.uniform(30, 40), rng)
+            pixels = rng.integers(0, 60, (160, 200, 3), dtype=np.uint8)
+            height, width = crop.shape[:2]
+            pixels[40:40 + height, 50:50 + width] = crop
+            name = f"{code}_{shot}.jpg"
+            Image.fromarray(pixels).save(folder / name, quality=95)
+            (folder / f"{code}_{shot}.xml").write_text(
+                labelimg_xml(name, 200, 160, [("tag", 50, 40, 50 + width, 40 + height)]))
+
+
+def test_identity_auto_keeps_a_rephotographed_tag_in_one_split_and_verify_reports_the_leak(tmp_path):
+    codes = ["AB12", "KX7P", "T3RM", "W0LF", "Z9QD"]
+    rephotographed_tags(tmp_path / "labelled", codes)
+    background_photos(tmp_path / "backgrounds", 6)
+    by_photo = tmp_path / "by_photo"
+    run_generate(config_for(tmp_path, by_photo, num_images=20, identity="image", eval_fraction=0.4))
+    manifest = json.loads((by_photo / "manifest.json").read_text())
+    eval_codes = {os.path.basename(i).split("_")[0] for i in manifest["splits"]["eval"]["identities"]}
+    train_codes = {os.path.basename(i).split("_")[0] for i in manifest["splits"]["train"]["identities"]}
+    leak = verify_output(str(by_photo)).checks["leak audit"]
+    assert eval_codes & train_codes  # a split by photo put a tag on both sides: verify says so
+    assert leak.warnings and all("looks like train cutout" in w for w in leak.warnings)
+    leaked = {w.split("eval cutout ")[1].split(" ")[0] for w in leak.warnings}
+    assert {os.path.basename(c).split("_")[0] for c in leaked} == eval_codes & train_codes
+    auto = tmp_path / "auto"
+    run_generate(config_for(tmp_path, auto, num_images=20, identity="auto", eval_fraction=0.4))
+    manifest = json.loads((auto / "manifest.json").read_text())
+    for split in ("train", "eval"):
+        sources = manifest["splits"][split]["cutout_sources"]
+        identities = {}
+        for cutout_id, source in sources.items():
+            identities.setdefault(os.path.basename(source["file"]).split("_")[0], set()).add(source["identity"])
+        assert all(len(ids) == 1 for ids in identities.values())  # both photos of a tag: one identity
+    train = {os.path.basename(s["file"]).split("_")[0] for s in manifest["splits"]["train"]["cutout_sources"].values()}
+    evaluation = {os.path.basename(s["file"]).split("_")[0] for s in manifest["splits"]["eval"]["cutout_sources"].values()}
+    assert train and evaluation and not train & evaluation and train | evaluation == set(codes)
+    assert verify_output(str(auto)).checks["leak audit"].warnings == []
