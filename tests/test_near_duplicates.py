@@ -316,9 +316,10 @@ def _summary(name: str, same: np.ndarray, different: np.ndarray) -> str:
 def _report(seeds=range(5)) -> None:
     for kind, offset in (("tag", 0), ("object", 100)):
         parts = [split_distances(*photo_set(kind, offset + seed)) for seed in seeds]
-        print(_summary(f"{kind}s (30 x 5 photos, {len(seeds)} seeds)",
-                       np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])))
-    codes = [c for c in SEQUENTIAL_CODES] + ["K7Q5", "K7Q6", "4NXR", "K7QE", "K7QF"]
+        same = np.concatenate([p[0] for p in parts])
+        different = np.concatenate([p[1] for p in parts])
+        print(_summary(f"{kind}s (30 x 5 photos, {len(seeds)} seeds)", same, different))
+    codes = SEQUENTIAL_CODES + ["K7Q5", "K7Q6", "4NXR", "K7QE", "K7QF"]
     crops, identities = photo_set("tag", 7, objects=len(codes), photos=4, codes=codes)
     matrix = pairwise_distances([fingerprint(c) for c in crops])
     closest: dict[tuple[str, str], float] = {}
@@ -337,8 +338,8 @@ def _report(seeds=range(5)) -> None:
     end = time.perf_counter()
     same, different = split_distances(tags, identities)
     print(_summary("400 tags x 5 photos", same, different))
-    print(f"  groups {max(groups) + 1} (400 tags); 2,000 crops: fingerprints {middle - start:.1f} s, "
-          f"grouping {end - middle:.1f} s")
+    print(f"  groups {max(groups) + 1} (400 tags); 2,000 crops: fingerprints "
+          f"{middle - start:.1f} s, grouping {end - middle:.1f} s")
     crops = []
     for seed in range(4):
         crops += photo_set("object", 200 + seed, objects=100, photos=5)[0]
