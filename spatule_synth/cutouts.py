@@ -23,6 +23,7 @@ import numpy as np
 
 from spatule_synth.annotations import MASK_THRESHOLD, mask_bounds
 from spatule_synth.boxes import Box
+from spatule_synth.disjoint_sets import DisjointSets
 from spatule_synth.transform import CUTOUT_MARGIN
 
 
@@ -85,23 +86,16 @@ class PhotoObject:
 def overlapping_groups(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     """Indices of ``boxes`` grouped by overlap (transitively), each group in index order, groups in
     order of their first index."""
-    parent = list(range(len(boxes)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(len(boxes))
     for i, (ax0, ay0, ax1, ay1) in enumerate(boxes):
         for j in range(i):
             bx0, by0, bx1, by1 = boxes[j]
             if min(ax1, bx1) > max(ax0, bx0) and min(ay1, by1) > max(ay0, by0):
-                parent[root(i)] = root(j)
+                sets.join(i, j)
     groups: dict[int, list[int]] = {}
-    for i in range(len(boxes)):
-        groups.setdefault(root(i), []).append(i)
-    return sorted(groups.values(), key=lambda group: group[0])
+    for i, number in enumerate(sets.group_numbers()):
+        groups.setdefault(number, []).append(i)
+    return [groups[number] for number in sorted(groups)]
 
 
 def cut_group(photo: np.ndarray, objects: list[PhotoObject], path: str, identity: str) -> Cutout:

@@ -93,6 +93,8 @@ import math
 import cv2
 import numpy as np
 
+from spatule_synth.disjoint_sets import DisjointSets
+
 NEAR_DUPLICATE_THRESHOLD = 0.45  # distance() <= this: the same object (see the module docstring)
 
 THUMB = 64  # side of the stretched thumbnail, pixels
@@ -181,23 +183,13 @@ def group_near_duplicates(crops: list[np.ndarray],
 def group_fingerprints(prints: list[Fingerprint],
                        threshold: float = NEAR_DUPLICATE_THRESHOLD) -> list[int]:
     """:func:`group_near_duplicates` of fingerprints."""
-    n = len(prints)
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(len(prints))
     # Likeliest pairs first, so that pairs already joined through others need no distance
     # (skipping them cannot change the components).
     for pair in sorted(_screened_pairs(prints), key=lambda p: (-p.score, p.i, p.j)):
-        ri, rj = root(pair.i), root(pair.j)
-        if ri != rj and _pair_distance(prints, pair) <= threshold:
-            parent[max(ri, rj)] = min(ri, rj)
-    numbers: dict[int, int] = {}
-    return [numbers.setdefault(root(i), len(numbers)) for i in range(n)]
+        if sets.root(pair.i) != sets.root(pair.j) and _pair_distance(prints, pair) <= threshold:
+            sets.join(pair.i, pair.j)
+    return sets.group_numbers()
 
 
 def pairwise_distances(prints: list[Fingerprint]) -> np.ndarray:
