@@ -50,6 +50,12 @@ def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def mask_box(mask: np.ndarray) -> Box | None:
+    """The pixel-edge `Box` of `mask_bounds`, or None for an empty mask."""
+    bounds = mask_bounds(mask)
+    return None if bounds is None else Box(*bounds)
+
+
 def tight_masked_object(class_name: str, full_mask: np.ndarray, object_index: int,
                         **fields) -> AnnotatedObject | None:
     """An object from a full-image mask (bool, or uint8 with 255 = object); None if it is empty."""

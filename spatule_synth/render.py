@@ -30,7 +30,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from spatule_synth.annotations import MASK_THRESHOLD
+from spatule_synth.annotations import MASK_THRESHOLD, mask_box
 from spatule_synth.augment import augment_image, augment_object_pixels
 from spatule_synth.boxes import Box
 from spatule_synth.cutouts import Cutout
@@ -143,14 +143,6 @@ def render(spec: SampleSpec, pool: SplitPool, canvas: np.ndarray, min_visible: f
                                     placement.blend, visible))
     pixels = augment_image(canvas, spec.image_augment)
     return Sample(spec, pixels, tuple(objects), hidden)
-
-
-def mask_box(mask: np.ndarray) -> Box | None:
-    """Pixel-edge bounding box of the True pixels of ``mask``, or None if there are none."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return Box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def blend_into(canvas: np.ndarray, source: np.ndarray, alpha: np.ndarray,

@@ -36,7 +36,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from spatule_synth.boxes import Box
+from spatule_synth.annotations import mask_box
 from spatule_synth.label_map import LabelMap, LabelMapError, read_label_map
 from spatule_synth.manifest import MANIFEST_NAME
 from spatule_synth.voc import VocFormatError, read_voc
@@ -304,7 +304,7 @@ def _check_masks(output_dir: str, examples: list[_Example], check: Check) -> Non
         for index, obj in enumerate(record.objects, start=1):
             where = plane == index
             box = obj.box(record.width, record.height)
-            if not where.any() or _mask_box(where) != box:
+            if not where.any() or mask_box(where) != box:
                 problems.append(f"instance {index} does not fill box ({box})")
             if obj.mask_png is not None:
                 in_record = np.array(Image.open(io.BytesIO(obj.mask_png))) > 0
@@ -314,11 +314,6 @@ def _check_masks(output_dir: str, examples: list[_Example], check: Check) -> Non
             check.fail(f"{relative}: " + "; ".join(problems))
         else:
             check.ok()
-
-
-def _mask_box(mask: np.ndarray) -> Box:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return Box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def _audit_leaks(manifest: dict, check: Check) -> None:

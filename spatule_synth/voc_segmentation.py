@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, tight_masked_object
-from spatule_synth.images import EXIF_ORIENTATION_TAG, TRANSPOSING_ORIENTATIONS, is_image_file
+from spatule_synth.images import ImageReadError, displayed_size, is_image_file
 from spatule_synth.labelimg import InputDirError
 from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.voc import VocAnnotation, VocFormatError, read_voc
@@ -182,8 +182,9 @@ def _same_size(png: str, indices: np.ndarray, image_path: str, problems: Problem
     """True if the PNG covers the photo pixel for pixel; reports and False otherwise."""
     try:
         width, height = displayed_size(image_path)
-    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as error:
-        problems.report(Problem("unreadable_image", image_path, f"cannot read image: {error}; image skipped"))
+    except ImageReadError as error:
+        problems.report(Problem("unreadable_image", image_path,
+                                f"cannot read image: {error.__cause__ or error}; image skipped"))
         return False
     mask_height, mask_width = indices.shape
     if (mask_width, mask_height) != (width, height):
@@ -191,16 +192,6 @@ def _same_size(png: str, indices: np.ndarray, image_path: str, problems: Problem
                                 f"{os.path.basename(image_path)} is {width}x{height}; image skipped"))
         return False
     return True
-
-
-def displayed_size(path: str) -> tuple[int, int]:
-    """``(width, height)`` of an image as displayed (EXIF orientation applied), from its header."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
-    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
 
 
 def _annotated(png: str, xml: str, image_path: str, annotation: VocAnnotation,

@@ -21,16 +21,11 @@ import collections
 import math
 import os
 import re
-import struct
-import warnings
 from typing import Callable, Iterable
-
-from PIL import Image
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject
 from spatule_synth.boxes import Box, BoxError
-from spatule_synth.images import EXIF_ORIENTATION_TAG, TRANSPOSING_ORIENTATIONS, ImageReadError, \
-    is_image_file
+from spatule_synth.images import ImageReadError, displayed_size, is_image_file
 from spatule_synth.labelimg import InputDirError
 from spatule_synth.output_dir import atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
@@ -107,20 +102,6 @@ def read_classes(path: str) -> list[str]:
     if blank is not None:
         raise ValueError(f"line {blank} is blank, but every line up to the last names a class")
     return names
-
-
-def displayed_size(path: str) -> tuple[int, int]:
-    """``(width, height)`` of the image as displayed (EXIF orientation applied), from its header."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
-    except (OSError, SyntaxError, ValueError, TypeError, struct.error,
-            Image.DecompressionBombError) as error:
-        raise ImageReadError(f"cannot read image size: {error}") from error
-    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
 
 
 def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str],
