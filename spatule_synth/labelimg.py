@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 from spatule_synth.boxes import Box
 from spatule_synth.images import DecodedImage, ImageReadError, box_in_display_frame, decode_image, \
@@ -101,31 +101,49 @@ def _list_dir(folder: str) -> list[str]:
 
 
 def _pairs_in_folder(image_dir: str, xml_dirs: list[str], problems: ProblemLog) -> list[SourcePair]:
+    pairs = []
+    for image, xml in pair_by_stem(image_dir, xml_dirs, _is_xml, ("an XML", "XML"), problems):
+        if xml is None:
+            problems.report(Problem("no_xml", image, "no XML file labels this image; "
+                                    "it is taken as a photo without objects"))
+        pairs.append(SourcePair(image, xml))
+    return pairs
+
+
+def _is_xml(path: str) -> bool:
+    name = os.path.basename(path)
+    return name.lower().endswith(".xml") and not name.startswith(".")
+
+
+def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str], bool],
+                 label: tuple[str, str], problems: ProblemLog) -> list[tuple[str, str | None]]:
+    """``(image, label file or None)`` of ``image_dir`` by case-insensitive stem, sorted; label
+    files are looked for in ``label_dirs`` (each folder once). Stems shared by several images or
+    several label files, and label files without an image, are reported (``label`` names the kind,
+    e.g. ``("an XML", "XML")``) and skipped. `InputDirError` if a folder does not exist."""
     images: dict[str, list[str]] = collections.defaultdict(list)
-    xmls: dict[str, list[str]] = collections.defaultdict(list)
+    labels: dict[str, list[str]] = collections.defaultdict(list)
     for path in _list_dir(image_dir):
         if is_image_file(path):
             images[_stem(path)].append(path)
-    for xml_dir in {os.path.realpath(d): d for d in xml_dirs}.values():
-        for path in _list_dir(xml_dir):
-            name = os.path.basename(path)
-            if name.lower().endswith(".xml") and not name.startswith("."):
-                xmls[_stem(path)].append(path)
+    for label_dir in {os.path.realpath(d): d for d in label_dirs}.values():
+        for path in _list_dir(label_dir):
+            if is_label(path):
+                labels[_stem(path)].append(path)
     pairs = []
-    for stem in sorted(set(images) | set(xmls)):
-        clash = next((files for files in (images[stem], xmls[stem]) if len(files) > 1), None)
+    a_label, label_name = label
+    for stem in sorted(set(images) | set(labels)):
+        clash = next((files for files in (images[stem], labels[stem]) if len(files) > 1), None)
         if clash:
             names = ", ".join(clash)
             problems.report(Problem("duplicate_stem", clash[0], f"stem {_name(clash[0])!r} is shared "
-                                    f"by {names}; cannot tell which image an XML labels, all skipped"))
+                                    f"by {names}; cannot tell which image {a_label} labels, "
+                                    "all skipped"))
         elif not images[stem]:
-            problems.report(Problem("missing_image", xmls[stem][0], f"no image named "
-                                    f"{_name(xmls[stem][0])}.* in {image_dir}; XML skipped"))
+            problems.report(Problem("missing_image", labels[stem][0], f"no image named "
+                                    f"{_name(labels[stem][0])}.* in {image_dir}; {label_name} skipped"))
         else:
-            if not xmls[stem]:
-                problems.report(Problem("no_xml", images[stem][0], "no XML file labels this image; "
-                                        "it is taken as a photo without objects"))
-            pairs.append(SourcePair(images[stem][0], xmls[stem][0] if xmls[stem] else None))
+            pairs.append((images[stem][0], labels[stem][0] if labels[stem] else None))
     return pairs
 
 

@@ -17,16 +17,15 @@ here: boxes beyond the image are reported and clipped later, with every other fo
 
 from __future__ import annotations
 
-import collections
 import math
 import os
 import re
-from typing import Callable, Iterable
+from typing import Iterable
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject
 from spatule_synth.boxes import Box, BoxError
-from spatule_synth.images import ImageReadError, displayed_size, is_image_file
-from spatule_synth.labelimg import InputDirError
+from spatule_synth.images import ImageReadError, displayed_size
+from spatule_synth.labelimg import pair_by_stem
 from spatule_synth.output_dir import atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
 
@@ -63,7 +62,7 @@ def read_yolo_folder(image_dir: str, problems: ProblemLog,
         problems.report(Problem("malformed_annotation", classes_path, f"{error}; folder skipped"))
         return []
     result = []
-    for image_path, txt_path in _pairs(image_dir, folders, problems):
+    for image_path, txt_path in pair_by_stem(image_dir, folders, _is_label_txt, ("a txt", "txt"), problems):
         if txt_path is None:
             problems.report(Problem("no_xml", image_path, "no YOLO txt labels this image; it is taken "
                                     "as a photo without objects"))
@@ -177,43 +176,9 @@ def _snap(value: float, size: int) -> float:
     return float(nearest) if abs(value - nearest) <= SNAP * size else value
 
 
-def _pairs(image_dir: str, txt_dirs: list[str], problems: ProblemLog) -> list[tuple[str, str | None]]:
-    """``(image, txt or None)`` by case-insensitive stem, sorted; clashes and orphans reported."""
-    images = _by_stem([image_dir], is_image_file)
-    txts = _by_stem(list({os.path.realpath(d): d for d in txt_dirs}.values()), _is_label_txt)
-    pairs = []
-    for stem in sorted(set(images) | set(txts)):
-        clash = next((files for files in (images[stem], txts[stem]) if len(files) > 1), None)
-        if clash:
-            problems.report(Problem("duplicate_stem", clash[0], f"stem {_name(clash[0])!r} is shared by "
-                                    f"{', '.join(clash)}; cannot tell which image a txt labels, all skipped"))
-        elif not images[stem]:
-            problems.report(Problem("missing_image", txts[stem][0], f"no image named "
-                                    f"{_name(txts[stem][0])}.* in {image_dir}; txt skipped"))
-        else:
-            pairs.append((images[stem][0], txts[stem][0] if txts[stem] else None))
-    return pairs
-
-
-def _by_stem(folders: list[str], accept: Callable[[str], bool]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = collections.defaultdict(list)
-    for folder in folders:
-        if not os.path.isdir(folder):
-            raise InputDirError(f"input folder {folder} does not exist or is not a folder")
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if os.path.isfile(path) and accept(path):
-                found[_name(path).casefold()].append(path)
-    return found
-
-
 def _is_label_txt(path: str) -> bool:
     name = os.path.basename(path)
     return name.lower().endswith(".txt") and not name.startswith(".") and name.lower() != CLASSES_FILE
-
-
-def _name(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
 
 
 def yolo_lines(objects: Iterable[tuple[str, Box]], width: int, height: int,
