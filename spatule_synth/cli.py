@@ -88,6 +88,17 @@ flags.DEFINE_integer("jpeg_quality", 95, "generate: JPEG quality of the output i
                      lower_bound=1, upper_bound=100)
 flags.DEFINE_integer("cache_mb", 1024, "generate: memory budget per worker for decoded "
                      "background photos.", lower_bound=1)
+flags.DEFINE_boolean("resume", False, "generate: finish the interrupted run in --output_dir (after "
+                     "a crash, a kill or a full disk); it needs the same flags, and the result is "
+                     "the same as an uninterrupted run. Does nothing if --output_dir holds a "
+                     "finished run of the same flags; otherwise runs as without --resume.")
+flags.DEFINE_enum("runner", "local", ["local", "beam"], "generate: where the images are made: "
+                  "'local' (a process pool on this machine) or 'beam' (an Apache Beam pipeline; see "
+                  "--beam_pipeline_options). Both write the same bytes.")
+flags.DEFINE_string("beam_pipeline_options", "", "generate, --runner=beam: Beam pipeline options, "
+                    "e.g. \"--runner=DirectRunner --direct_num_workers=2 "
+                    "--direct_running_mode=multi_processing\" (Flink, Spark and Dataflow runners "
+                    "work too, if every worker sees --output_dir and the inputs at the same paths).")
 # generate: other input formats and masks
 flags.DEFINE_list("coco_json", [], "generate: COCO instance JSON files (polygons, RLE, or boxes).")
 flags.DEFINE_list("coco_image_dirs", [], "generate: the image folder of each --coco_json "
@@ -198,6 +209,8 @@ def generate_config() -> GenerateConfig:
             identity_regex=FLAGS.identity_regex, share_backgrounds=FLAGS.share_backgrounds,
             seed=FLAGS.seed, num_workers=FLAGS.num_workers, num_shards=FLAGS.num_shards,
             jpeg_quality=FLAGS.jpeg_quality, cache_mb=FLAGS.cache_mb, overwrite=FLAGS.overwrite,
+            resume=FLAGS.resume, runner=FLAGS.runner,
+            beam_pipeline_options=FLAGS.beam_pipeline_options,
             on_error=FLAGS.on_error, coco_json=tuple(FLAGS.coco_json),
             coco_image_dirs=tuple(FLAGS.coco_image_dirs), yolo_dirs=tuple(FLAGS.yolo_dirs),
             voc_seg_dirs=tuple(FLAGS.voc_seg_dirs), cutout_dirs=tuple(FLAGS.cutout_dirs),
@@ -236,7 +249,7 @@ def main(argv: list[str]) -> int:
     config = generate_config() if FLAGS.mode == "generate" else convert_config()
     # Imported here so that --help and flag errors answer without loading TensorFlow.
     from spatule_synth.convert import run_convert
-    from spatule_synth.execute import WorkerDiedError
+    from spatule_synth.execute import RunnerError
     from spatule_synth.images import ImageReadError
     from spatule_synth.label_map import LabelMapError
     from spatule_synth.labelimg import InputDirError
@@ -245,7 +258,7 @@ def main(argv: list[str]) -> int:
     from spatule_synth.problems import RunStopped
     from spatule_synth.sources import SourceError
     from spatule_synth.split import SplitError
-    from spatule_synth.synthesize import run_generate
+    from spatule_synth.synthesize import OutputWriteError, run_generate
     run = run_generate if FLAGS.mode == "generate" else run_convert
     try:
         if FLAGS.pipeline_config:
@@ -256,7 +269,7 @@ def main(argv: list[str]) -> int:
         else:
             result_lines = []
     except (LabelMapError, InputDirError, OutputDirError, RunStopped, SourceError, SplitError,
-            ImageReadError, MaskModelError, WorkerDiedError, OSError) as error:
+            ImageReadError, MaskModelError, RunnerError, OutputWriteError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print("\n".join([result.summary(), *result_lines]))

@@ -21,15 +21,17 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, mask_bounds, tight_masked_object
 from spatule_synth.boxes import Box, BoxError
-from spatule_synth.output_dir import atomic_write_bytes
+from spatule_synth.output_dir import atomic_open, atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
 
 
@@ -327,3 +329,47 @@ def assemble_document(images: list[dict], annotations: list[dict],
 def write_coco(path: str, document: dict) -> None:
     """Write ``document`` (see `coco_document`) as compact JSON, atomically."""
     atomic_write_bytes(path, json.dumps(document, separators=(",", ":")).encode("utf-8"))
+
+
+class CocoStreamWriter:
+    """A COCO instances JSON written image by image with flat memory: the image entries and the
+    annotations go to two scratch files, joined into ``path`` by `close`. The bytes are those of
+    ``write_coco(path, assemble_document(images, annotations, categories))``; image ids must
+    increase (they are the records' source ids)."""
+
+    def __init__(self, path: str, categories: list[tuple[int, str]], scratch_dir: str) -> None:
+        self.path, self.categories = path, categories
+        self._images = tempfile.TemporaryFile(dir=scratch_dir)
+        self._annotations = tempfile.TemporaryFile(dir=scratch_dir)
+        self._last_image_id: int | None = None
+        self._annotation_count = 0
+
+    def add(self, image: dict, annotations: Iterable[dict]) -> None:
+        """``image``: ``id``, ``file_name``, ``width``, ``height``; ``annotations``: its
+        `instance_fields` (``image_id`` and ``id`` are set here)."""
+        if self._last_image_id is not None and image["id"] <= self._last_image_id:
+            raise ValueError(f"image ids must increase, got {image['id']} after {self._last_image_id}")
+        separator = b"," if self._last_image_id is not None else b""
+        self._images.write(separator + _compact(image))
+        self._last_image_id = image["id"]
+        for fields in annotations:
+            self._annotation_count += 1
+            self._annotations.write((b"," if self._annotation_count > 1 else b"") + _compact(
+                {"id": self._annotation_count, "image_id": image["id"], **fields}))
+
+    def close(self) -> str:
+        head = assemble_document([], [], self.categories)
+        with atomic_open(self.path) as handle:
+            handle.write(_compact({key: head[key] for key in ("info", "licenses")})[:-1])
+            for key, scratch in (("images", self._images), ("annotations", self._annotations)):
+                handle.write(b',"' + key.encode() + b'":[')
+                scratch.seek(0)
+                shutil.copyfileobj(scratch, handle)
+                handle.write(b"]")
+                scratch.close()
+            handle.write(b',"categories":' + _compact(head["categories"]) + b"}")
+        return self.path
+
+
+def _compact(value) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")

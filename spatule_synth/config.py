@@ -48,6 +48,9 @@ BLEND_MODES = ("seamless_normal", "seamless_mixed", "feather", "alpha", "paste")
 IDENTITY_MODES = ("image", "object", "regex", "auto")
 MASK_SOURCES = ("box", "grabcut", "model")
 CLASS_BALANCE = ("proportional", "uniform")
+RUNNERS = ("local", "beam")
+EXECUTION_SETTINGS = ("num_workers", "cache_mb", "overwrite", "resume", "runner",
+                      "beam_pipeline_options")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,11 +98,18 @@ class GenerateConfig:
     jpeg_quality: int = 95
     cache_mb: int = 1024
     overwrite: bool = False
+    resume: bool = False
+    runner: str = "local"
+    beam_pipeline_options: str = ""
     on_error: str = "skip"
 
     def __post_init__(self) -> None:
         if not self.output_dir:
             raise ValueError("output_dir is required")
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
+        if self.beam_pipeline_options and self.runner != "beam":
+            raise ValueError("beam_pipeline_options goes with runner=beam")
         lo, hi = self.objects_per_image
         if not 0 <= lo <= hi:
             raise ValueError(f"objects_per_image must be min,max with 0 <= min <= max, got {lo},{hi}")
@@ -146,9 +156,9 @@ class GenerateConfig:
                 + self.voc_seg_dirs + self.cutout_dirs + self.background_dirs + self.distractor_dirs)
 
     def as_json(self) -> dict:
-        """The settings that shape the data set. Execution-only settings (workers, cache) are left
-        out, so runs that differ only in those have identical manifests."""
+        """The settings that shape the data set. Execution-only settings (workers, cache, runner,
+        resume, overwrite) are left out: runs that differ only in those write identical files."""
         settings = dataclasses.asdict(self)
-        for name in ("num_workers", "cache_mb"):
+        for name in EXECUTION_SETTINGS:
             del settings[name]
         return settings

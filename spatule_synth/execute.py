@@ -1,12 +1,15 @@
-"""The execute stage: plan, render and write every image of a split, in-process or on a pool.
+"""The execute stage, local runner: plan, render and write every image, chunk by chunk, in-process
+or on a process pool.
 
-Each image depends only on ``(seed, split, index)`` and the inputs, and results come back in index
-order whatever the number of workers, so outputs are byte-identical for any ``num_workers``.
-Workers write the image's JPEG and XML themselves and hand back only its serialized example and
-manifest entry; the parent appends examples to the shards. Workers are started with ``spawn`` (no
-fork of a process that may hold threads) and never import TensorFlow. At most a few chunks per
-worker are in flight, so memory does not grow with the number of images, and a worker that dies
-(killed by the system, out of memory) stops the run with `WorkerDiedError` instead of hanging it.
+Each image depends only on ``(seed, split, index)`` and the inputs, so outputs are byte-identical
+for any ``num_workers``. A worker writes a chunk's JPEG and XML files, then the chunk's part file
+(`spatule_synth.progress`), which marks it finished; `LocalRunner.finished_chunks` yields the
+chunks in order as they finish, so the parent assembles the shards while the workers go on.
+Workers are started with ``spawn`` (no fork of a process that may hold threads) and never import
+TensorFlow. At most a few chunks per worker are in flight, so memory does not grow with the number
+of images, and a worker that dies (killed by the system, out of memory) stops the run with
+`WorkerDiedError` instead of hanging it. `spatule_synth.beam_runner` runs the same chunks on Apache
+Beam.
 """
 
 from __future__ import annotations
@@ -14,25 +17,29 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 
 from spatule_synth.background_cache import BackgroundCache
 from spatule_synth.config import GenerateConfig
 from spatule_synth.plan import SplitPool, plan_sample
+from spatule_synth.progress import Chunk, Progress
 from spatule_synth.render import render
 from spatule_synth.sample_files import SampleOutputs, WrittenSample, write_sample
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
 
 
-class WorkerDiedError(RuntimeError):
+class RunnerError(RuntimeError):
+    """The runner could not write every image; the message says how to go on."""
+
+
+class WorkerDiedError(RunnerError):
     """A worker process ended abruptly; the run cannot finish."""
 
 
@@ -45,83 +52,102 @@ class SplitJob:
     first_source_id: int
 
 
-class _Worker:
+class ChunkWriter:
     """Per-process state: the config, each split's job, and one background cache for all."""
 
     def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob]) -> None:
         self.config, self.jobs = config, jobs
         self.cache = BackgroundCache(config.canvas_size, config.cache_mb << 20)
+        self.progress = Progress(config.output_dir)
 
-    def __call__(self, split: str, index: int) -> WrittenSample:
+    def image(self, split: str, index: int) -> WrittenSample:
         job = self.jobs[split]
         spec = plan_sample(self.config, job.pool, index)
         canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
         sample = render(spec, job.pool, canvas, self.config.min_visible)
         return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs)
 
+    def __call__(self, chunk: Chunk) -> Chunk:
+        """Write the chunk's images, then its part file."""
+        samples = [self.image(chunk.split, index) for index in range(chunk.start, chunk.stop)]
+        self.progress.write_part(chunk, samples)
+        return chunk
 
-_WORKER: _Worker | None = None
+
+_WORKER: ChunkWriter | None = None
 
 
 def _init_worker(config: GenerateConfig, jobs: dict[str, SplitJob]) -> None:
     global _WORKER
     cv2.setNumThreads(1)  # one process per core already
-    _WORKER = _Worker(config, jobs)
+    _WORKER = ChunkWriter(config, jobs)
 
 
-def _write_chunk(split: str, start: int, stop: int) -> list[WrittenSample]:
+def _write_chunk(chunk: Chunk) -> Chunk:
     assert _WORKER is not None
-    return [_WORKER(split, index) for index in range(start, stop)]
+    return _WORKER(chunk)
 
 
 def worker_count(config: GenerateConfig) -> int:
     return config.num_workers or os.cpu_count() or 1
 
 
-class SampleWriters(contextlib.AbstractContextManager):
-    """The processes that write images; one pool for the whole run (started once).
+class LocalRunner(contextlib.AbstractContextManager):
+    """The processes that write images; one pool for the whole run (started once, and only if
+    some chunk is left to write).
 
-    ``with SampleWriters(config, jobs, counts) as writers: writers.write_split("train", n)``.
+    ``with LocalRunner(config, jobs, chunks) as runner: for chunk in runner.finished_chunks(): ...``
     """
 
-    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], counts: dict[str, int]):
-        self.config, self.jobs = config, jobs
-        blocks = sum(math.ceil(count / job.pool.windows_per_background) for job, count in
-                     ((jobs[split], images) for split, images in counts.items()))
-        self.workers = min(worker_count(config), max(1, blocks))
-        self._in_process = _Worker(config, jobs) if self.workers <= 1 else None
-        self._executor = None if self._in_process else ProcessPoolExecutor(
+    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], chunks: Sequence[Chunk]):
+        self.config, self.jobs, self.chunks = config, jobs, list(chunks)
+        progress = Progress(config.output_dir)
+        self._pending = {chunk for chunk in self.chunks if not progress.is_done(chunk)}
+        self.workers = min(worker_count(config), max(1, len(self._pending)))
+        self._in_process = ChunkWriter(config, jobs) if self.workers <= 1 else None
+        self._executor = None if self._in_process or not self._pending else ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker, initargs=(config, jobs))
 
-    def write_split(self, split: str, count: int) -> Iterator[WrittenSample]:
-        """Write images ``0 .. count-1`` of ``split``; yields them in index order."""
-        if self._in_process is not None:
-            yield from (self._in_process(split, index) for index in range(count))
+    def finished_chunks(self) -> Iterator[Chunk]:
+        """Every chunk, in order, once its part file is on disk (written now if missing)."""
+        if self._executor is None:
+            for chunk in self.chunks:
+                yield self._in_process(chunk) if chunk in self._pending else chunk
             return
-        # One chunk per background block: one decode per chunk.
-        block = self.jobs[split].pool.windows_per_background
-        chunks = ((start, min(start + block, count)) for start in range(0, count, block))
-        pending: collections.deque = collections.deque()
+        pending: collections.deque = collections.deque()  # chunks done before, and futures
+        in_flight, limit = 0, CHUNKS_IN_FLIGHT_PER_WORKER * self.workers
         try:
-            for chunk in chunks:
-                pending.append(self._executor.submit(_write_chunk, split, *chunk))
-                if len(pending) >= CHUNKS_IN_FLIGHT_PER_WORKER * self.workers:
-                    yield from pending.popleft().result()
+            for chunk in self.chunks:
+                if chunk in self._pending:
+                    pending.append(self._executor.submit(_write_chunk, chunk))
+                    in_flight += 1
+                else:
+                    pending.append(chunk)
+                while pending and (in_flight >= limit or isinstance(pending[0], Chunk)):
+                    item = pending.popleft()
+                    in_flight -= not isinstance(item, Chunk)
+                    yield _finished(item)
             while pending:
-                yield from pending.popleft().result()
+                yield _finished(pending.popleft())
         except BrokenProcessPool as error:
             # Python 3.11 leaves the other workers waiting for work the broken pool never sends,
             # and shutting the pool down waits for them: end them first.
             for process in list(getattr(self._executor, "_processes", {}).values()):
                 process.terminate()
             raise WorkerDiedError(
-                f"a worker process died abruptly while writing the {split} images (killed, or out "
-                "of memory?); rerun with fewer --num_workers or a smaller --cache_mb") from error
+                "a worker process died abruptly (killed, or out of memory?); the images finished "
+                "so far are kept: rerun with --resume, and fewer --num_workers or a smaller "
+                "--cache_mb") from error
         finally:
             for future in pending:
-                future.cancel()
+                if not isinstance(future, Chunk):
+                    future.cancel()
 
     def __exit__(self, *exc_info) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _finished(item) -> Chunk:
+    return item if isinstance(item, Chunk) else item.result()

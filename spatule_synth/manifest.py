@@ -11,8 +11,9 @@ import importlib.metadata
 import json
 import os
 import platform
+from typing import IO, Iterator
 
-from spatule_synth.output_dir import atomic_write_bytes
+from spatule_synth.output_dir import atomic_open
 
 MANIFEST_NAME = "manifest.json"
 _PACKAGES = ("tensorflow", "tf-models-official", "numpy", "opencv-python-headless", "pillow", "lxml",
@@ -32,25 +33,63 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+class JsonLines:
+    """A list of JSON objects stored one per line in an open binary file (written by the run as it
+    goes): `write_manifest` copies it in without loading it, so memory stays flat."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+
+    def append(self, item: dict) -> None:
+        self.handle.write(json.dumps(item).encode("utf-8") + b"\n")
+
+    def lines(self) -> Iterator[str]:
+        self.handle.flush()
+        self.handle.seek(0)
+        for line in self.handle:
+            yield line.decode("utf-8").rstrip("\n")
+        self.handle.seek(0, os.SEEK_END)
+
+    def __iter__(self) -> Iterator[dict]:
+        return (json.loads(line) for line in self.lines())
+
+
 def write_manifest(output_dir: str, content: dict) -> str:
-    """Write ``content`` (plus package versions) as the run's manifest; returns its path."""
+    """Write ``content`` (plus package versions) as the run's manifest; returns its path. Values
+    may be `JsonLines` (streamed into place as a list of objects)."""
     path = os.path.join(output_dir, MANIFEST_NAME)
     document = {"versions": package_versions(), **content}
-    atomic_write_bytes(path, (manifest_json(document) + "\n").encode("utf-8"))
+    with atomic_open(path) as handle:
+        for piece in manifest_pieces(document):
+            handle.write(piece.encode("utf-8"))
+        handle.write(b"\n")
     return path
 
 
 def manifest_json(value, depth: int = 0) -> str:
     """JSON text of ``value``: objects indented by two spaces per level, lists of objects one item
     per line, everything else on one line (Python's fast C encoder does the lines)."""
+    return "".join(manifest_pieces(value, depth))
+
+
+def manifest_pieces(value, depth: int = 0) -> Iterator[str]:
+    """`manifest_json` as a stream of pieces (a `JsonLines` value is one piece per line)."""
     inner = "  " * (depth + 1)
     if isinstance(value, dict) and value:
-        members = (f"{inner}{json.dumps(key)}: {manifest_json(item, depth + 1)}"
-                   for key, item in value.items())
-        return "{\n" + ",\n".join(members) + "\n" + "  " * depth + "}"
-    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-        return "[\n" + ",\n".join(inner + json.dumps(item) for item in value) + "\n" + "  " * depth + "]"
-    return json.dumps(value)
+        for position, (key, item) in enumerate(value.items()):
+            yield ("{\n" if position == 0 else ",\n") + f"{inner}{json.dumps(key)}: "
+            yield from manifest_pieces(item, depth + 1)
+        yield "\n" + "  " * depth + "}"
+    elif isinstance(value, JsonLines):
+        empty = True
+        for line in value.lines():
+            yield ("[\n" if empty else ",\n") + inner + line
+            empty = False
+        yield "[]" if empty else "\n" + "  " * depth + "]"
+    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        yield "[\n" + ",\n".join(inner + json.dumps(item) for item in value) + "\n" + "  " * depth + "]"
+    else:
+        yield json.dumps(value)
 
 
 def read_manifest(output_dir: str) -> dict:

@@ -5,8 +5,10 @@ one PNG mask per object in the example (``image/object/mask``, the OD API's ``PN
 the image's COCO annotations (RLE of the same masks); with ``--yolo_output`` a YOLO ``NAME.txt``.
 Every mask is the object's *visible* mask, so all of them agree pixel for pixel.
 
-Workers call `write_sample` themselves, so the parent process only appends the serialized examples
-to the shards: the work per image is spread over every core.
+Workers call `write_sample` themselves; what they hand back (`WrittenSample`) holds the example
+without its JPEG bytes, which the parent reads from the written file when it appends the example to
+a shard (`serialized_example`): the record holds exactly the bytes on disk, and the chunk's part
+file (`spatule_synth.progress`) stays small.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ class SampleOutputs:
 
 @dataclasses.dataclass(frozen=True)
 class WrittenSample:
-    """What the parent needs of a written image: its example, manifest entry, COCO annotations."""
+    """What the parent needs of a written image: its example (without the JPEG bytes: ``encoded``
+    is empty), manifest entry and COCO annotations."""
 
     name: str
-    serialized_example: bytes
+    record: RecordImage
     entry: dict
     coco_annotations: tuple[dict, ...] = ()  # `spatule_synth.coco.instance_fields` per object
 
@@ -84,10 +87,17 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
     objects = tuple(RecordObject.from_box(o.box, size, size, class_text=o.class_name,
                                           class_label=o.class_id, truncated=o.truncated, mask_png=mask)
                     for o, mask in zip(sample.objects, masks))
-    record = RecordImage(encoded=jpeg, image_format="jpeg", filename=f"{name}.jpg",
+    record = RecordImage(encoded=b"", image_format="jpeg", filename=f"{name}.jpg",
                          source_id=source_id, height=size, width=size, objects=objects)
-    return WrittenSample(name, serialize_example(record), manifest_entry(sample, pool, source_id),
-                         coco)
+    return WrittenSample(name, record, manifest_entry(sample, pool, source_id), coco)
+
+
+def serialized_example(sample: WrittenSample, folder: str) -> bytes:
+    """The image's serialized ``tf.train.Example``, with the JPEG bytes read back from its file in
+    ``folder``."""
+    with open(os.path.join(folder, sample.record.filename), "rb") as handle:
+        encoded = handle.read()
+    return serialize_example(dataclasses.replace(sample.record, encoded=encoded))
 
 
 def instance_mask(sample: Sample) -> np.ndarray:

@@ -8,34 +8,65 @@ Output layout (fixed)::
     OUT/manifest.json     config, versions, counts, identities and cutouts per split, and per image
                           its background (file + window), cutouts, boxes and blend modes
 
-Data flow: `read_sources` -> `split_keys` (identities, and background photos unless shared) ->
-per split `SampleWriters.write_split` (plan, render, write JPEG + XML, serialize the example; on a process pool)
--> the shards and the manifest, written here.
+Data flow: `read_sources` -> `split_pools` (identities, and background photos unless shared) ->
+chunks of images per split, written by a runner (`spatule_synth.execute.LocalRunner` or
+`spatule_synth.beam_runner.BeamRunner`: plan, render, write JPEG + XML + the chunk's part file) ->
+`SplitAssembly` appends each finished chunk, in index order, to the shards, the per-image manifest
+lines and the COCO file -> report -> manifest, written last.
+
+Memory is flat in ``--num_images``: per-image data streams through scratch files. The run is
+crash-safe and resumable (`spatule_synth.progress`): ``--resume`` writes only the missing chunks
+and assembles the rest again from their part files, so its output equals an uninterrupted run's.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import json
 import os
+import tempfile
 
 from absl import logging
 from tqdm import tqdm
 
 from spatule_synth.config import GenerateConfig
-from spatule_synth.execute import SampleWriters, SplitJob
-from spatule_synth.coco import assemble_document, write_coco
-from spatule_synth.sample_files import SampleOutputs, WrittenSample
+from spatule_synth.coco import CocoStreamWriter
+from spatule_synth.execute import LocalRunner, SplitJob
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
-from spatule_synth.manifest import write_manifest
-from spatule_synth.output_dir import check_output_dir, output_dir_for_run
+from spatule_synth.manifest import MANIFEST_NAME, JsonLines, read_manifest, write_manifest
+from spatule_synth.output_dir import OutputDirError, check_output_dir, output_dir_for_run
 from spatule_synth.plan import SplitPool, windows_per_background
 from spatule_synth.problems import ProblemLog
-from spatule_synth.report import write_report
+from spatule_synth.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
+                                    remove_temporary_files, run_description, split_chunks)
+from spatule_synth.report import generated_images, write_report
+from spatule_synth.sample_files import SampleOutputs, WrittenSample, serialized_example
 from spatule_synth.sources import SourceSet, read_sources
 from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
 from spatule_synth.tfrecord import ShardedRecordWriter
 from spatule_synth.yolo import write_classes
+
+
+class OutputWriteError(RuntimeError):
+    """Writing the output failed (disk full, no permission); the message says how to go on."""
+
+
+@dataclasses.dataclass
+class SplitCounts:
+    """Running totals of one split's images, for the summary and the manifest."""
+
+    images: int = 0
+    negatives: int = 0
+    objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    blends: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def add(self, entry: dict) -> None:
+        self.images += 1
+        self.negatives += not entry["objects"]
+        self.objects_per_class.update(obj["class"] for obj in entry["objects"])
+        self.blends.update(obj["blend"] for obj in entry["objects"])
 
 
 @dataclasses.dataclass
@@ -43,31 +74,31 @@ class GenerateResult:
     output_dir: str
     problems: ProblemLog
     pools: dict[str, SplitPool]
-    images: dict[str, list[dict]] = dataclasses.field(default_factory=lambda: {s: [] for s in SPLITS})
+    counts: dict[str, SplitCounts] = dataclasses.field(
+        default_factory=lambda: {s: SplitCounts() for s in SPLITS})
     records: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     coco: dict[str, str] = dataclasses.field(default_factory=dict)
     report: list[str] = dataclasses.field(default_factory=list)
     manifest_path: str = ""
-
-    def objects_per_class(self, split: str) -> collections.Counter:
-        return collections.Counter(obj["class"] for image in self.images[split]
-                                   for obj in image["objects"])
+    already_complete: bool = False  # --resume found a finished run: nothing was written
 
     def summary(self) -> str:
+        if self.already_complete:
+            return (f"nothing to resume: {self.output_dir} is already complete with these settings "
+                    f"(manifest: {self.manifest_path})")
         lines = []
         for split in SPLITS:
-            images = self.images[split]
-            negatives = sum(1 for image in images if not image["objects"])
-            blends = collections.Counter(obj["blend"] for image in images for obj in image["objects"])
-            classes = ", ".join(f"{name}: {n}" for name, n in sorted(self.objects_per_class(split).items()))
+            counts = self.counts[split]
+            classes = ", ".join(f"{name}: {n}" for name, n in sorted(counts.objects_per_class.items()))
             identities = len({c.identity for c in self.pools[split].cutouts})
             photos = len(self.pools[split].backgrounds)
-            lines.append(f"{split}: {len(images)} images ({negatives} negatives), objects: "
+            lines.append(f"{split}: {counts.images} images ({counts.negatives} negatives), objects: "
                          f"{classes or 'none'}; from {identities} "
                          f"{'identity' if identities == 1 else 'identities'}, {photos} background "
                          f"{'photo' if photos == 1 else 'photos'}")
-            if blends:
-                lines.append("  blend modes: " + ", ".join(f"{b}: {n}" for b, n in sorted(blends.items())))
+            if counts.blends:
+                lines.append("  blend modes: " + ", ".join(f"{b}: {n}"
+                                                           for b, n in sorted(counts.blends.items())))
         lines.append(f"inputs skipped or noted: {len(self.problems.problems)}")
         lines += ["  " + line for line in self.problems.summary_lines()]
         lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
@@ -103,7 +134,14 @@ def split_pools(config: GenerateConfig, sources: SourceSet,
 
 def run_generate(config: GenerateConfig) -> GenerateResult:
     """Generate the data set of ``config`` (see the module docstring)."""
-    check_output_dir(config.output_dir, config.overwrite, config.labelled_input_dirs)
+    finished = _finished_run(config)
+    if finished is not None:
+        return finished
+    resuming = config.resume and is_unfinished_run(config.output_dir)
+    if not resuming:
+        if is_unfinished_run(config.output_dir) and not config.overwrite:
+            raise OutputDirError(_unfinished_message(config.output_dir))
+        check_output_dir(config.output_dir, config.overwrite, config.labelled_input_dirs)
     label_map = read_label_map(config.label_map_path)
     problems = ProblemLog(config.on_error)
     sources = read_sources(config, label_map, problems)
@@ -114,13 +152,93 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
                                   (pools[split].cutouts or config.objects_per_image[1] == 0)):
             raise SplitError(f"the {split} split gets {counts[split]} images but no "
                              f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
-    with output_dir_for_run(config.output_dir, config.overwrite,
-                            config.labelled_input_dirs):
-        return _generate_into(config, label_map, problems, pools, counts)
+    chunks = {split: split_chunks(split, counts[split], pools[split].windows_per_background)
+              for split in SPLITS}
+    description = run_description(_as_json(config), _inputs_fingerprint(config, pools, problems),
+                                  chunks)
+    progress = Progress(config.output_dir)
+    try:
+        if resuming:
+            changes = describe_changes(progress.read_run_file(), description)
+            if changes:
+                raise OutputDirError(
+                    f"cannot resume {config.output_dir}: it was started with other settings or "
+                    f"inputs ({'; '.join(changes)}); a resumed run would not match an "
+                    "uninterrupted one. Rerun with the original flags, or pass --overwrite "
+                    "instead of --resume to start again")
+            with progress.locked():
+                removed = remove_temporary_files(config.output_dir)
+                logging.info("resuming %s: %s; %d temporary files of the interrupted run removed",
+                             config.output_dir, _finished_images_text(progress), removed)
+                return _generate_into(config, label_map, problems, pools, counts, chunks, progress)
+        with output_dir_for_run(config.output_dir, config.overwrite, config.labelled_input_dirs):
+            progress.create(description, SPLITS)
+            with progress.locked():
+                return _generate_into(config, label_map, problems, pools, counts, chunks, progress)
+    except OSError as error:
+        raise OutputWriteError(_stopped_message(config, error)) from error
+
+
+def _finished_run(config: GenerateConfig) -> GenerateResult | None:
+    """With ``--resume`` on a finished run of the same settings: its result (nothing to do)."""
+    if not config.resume or not os.path.exists(os.path.join(config.output_dir, MANIFEST_NAME)):
+        return None
+    manifest = read_manifest(config.output_dir)
+    if manifest.get("mode") != "generate" or manifest.get("config") != _as_json(config):
+        return None  # not this run: handled as without --resume
+    return GenerateResult(config.output_dir, ProblemLog(config.on_error), {}, already_complete=True,
+                          manifest_path=os.path.join(config.output_dir, MANIFEST_NAME))
+
+
+def _as_json(config: GenerateConfig) -> dict:
+    """``config.as_json()`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(config.as_json()))
+
+
+def _inputs_fingerprint(config: GenerateConfig, pools: dict[str, SplitPool],
+                        problems: ProblemLog) -> str:
+    """What the images depend on besides the flags: every cutout and background, and the files."""
+    items, files = [problems.as_json()], [config.label_map_path]
+    for split in SPLITS:
+        pool = pools[split]
+        items.append([split, pool.windows_per_background, [b.path for b in pool.backgrounds],
+                      [[c.cutout_id, c.identity, c.source_file, list(c.source_box)]
+                       for c in pool.cutouts + pool.distractors]])
+        files += [b.path for b in pool.backgrounds]
+        files += [c.source_file for c in pool.cutouts + pool.distractors]
+    return fingerprint(items, files)
+
+
+def _finished_images_text(progress: Progress) -> str:
+    done = progress.finished_images()
+    total = {split: sum(stop - start for start, stop in chunks)
+             for split, chunks in progress.read_run_file().get("chunks", {}).items()}
+    return ", ".join(f"{split} {done.get(split, 0)} of {total[split]} images" for split in total)
+
+
+def _unfinished_message(output_dir: str) -> str:
+    try:
+        written = f" ({_finished_images_text(Progress(output_dir))} written)"
+    except (OSError, ValueError, KeyError):
+        written = ""
+    return (f"output directory {output_dir} holds an unfinished run{written} and no manifest: it "
+            "was interrupted. Pass --resume (with the same flags) to finish it, or --overwrite to "
+            "start again")
+
+
+def _stopped_message(config: GenerateConfig, error: OSError) -> str:
+    if is_unfinished_run(config.output_dir):
+        next_step = ("the images finished so far are kept: free some space (or fix the "
+                     "permissions) and rerun the same command with --resume")
+    else:
+        next_step = "fix the cause and rerun"
+    return (f"cannot write the output: {error}. The run stopped unfinished, so {config.output_dir} "
+            f"has no manifest.json; {next_step}")
 
 
 def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
-                   pools: dict[str, SplitPool], counts: dict[str, int]) -> GenerateResult:
+                   pools: dict[str, SplitPool], counts: dict[str, int],
+                   chunks: dict[str, list[Chunk]], progress: Progress) -> GenerateResult:
     result = GenerateResult(config.output_dir, problems, pools)
     os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
     jobs, first_source_id = {}, 1
@@ -137,58 +255,92 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
         outputs = SampleOutputs(folder, mask_folder, class_names, config.jpeg_quality)
         jobs[split] = SplitJob(pools[split], outputs, first_source_id)
         first_source_id += counts[split]
-    with SampleWriters(config, jobs, counts) as writers:
-        for split in SPLITS:
-            prefix = os.path.join(config.output_dir, "annotations", split)
-            with ShardedRecordWriter(prefix, config.num_shards) as shards:
-                samples = writers.write_split(split, counts[split])
-                coco = CocoCollector(label_map) if config.instance_masks else None
-                for sample in tqdm(samples, total=counts[split], desc=split, unit="img", disable=None):
-                    shards.write_serialized(sample.serialized_example)
-                    result.images[split].append(sample.entry)
-                    if coco is not None:
-                        coco.add(sample, config.canvas_size)
-            result.records[split] = shards.paths
-            if coco is not None:
-                result.coco[split] = coco.write(os.path.join(config.output_dir, "annotations",
-                                                             f"{split}_coco.json"))
-    write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
-    manifest = _manifest(config, label_map, result)
-    if config.report:
-        result.report = write_report(config.output_dir, manifest)
-    result.manifest_path = write_manifest(config.output_dir, manifest)
+    every_chunk = [chunk for split in SPLITS for chunk in chunks[split]]
+    with contextlib.ExitStack() as stack:
+        assemblies = {split: stack.enter_context(SplitAssembly(split, config, label_map, progress,
+                                                               result.counts[split]))
+                      for split in SPLITS}
+        runner = stack.enter_context(_runner(config, jobs, every_chunk))
+        with tqdm(total=config.num_images, unit="img", disable=None) as bar:
+            for chunk in runner.finished_chunks():
+                assemblies[chunk.split].add(progress.read_part(chunk))
+                bar.update(chunk.stop - chunk.start)
+        for split, assembly in assemblies.items():
+            result.records[split] = assembly.finish()
+            if assembly.coco is not None:
+                result.coco[split] = assembly.coco.path
+        write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
+        manifest = _manifest(config, label_map, result,
+                             {split: assembly.entries for split, assembly in assemblies.items()})
+        if config.report:
+            images = {split: (result.counts[split].images,
+                              generated_images(assemblies[split].entries, config.canvas_size, split))
+                      for split in SPLITS}
+            result.report = write_report(config.output_dir, manifest, images)
+        result.manifest_path = write_manifest(config.output_dir, manifest)
+    progress.remove()
     logging.info("generated %d images", first_source_id - 1)
     return result
 
 
-class CocoCollector:
-    """A split's COCO instances JSON, gathered from the workers' per-image annotations; image ids
-    are the records' source ids."""
-
-    def __init__(self, label_map: LabelMap) -> None:
-        self.categories = [(item.id, item.name) for item in label_map.items]
-        self.images: list[dict] = []
-        self.annotations: list[dict] = []
-
-    def add(self, sample: WrittenSample, size: int) -> None:
-        image_id = int(sample.entry["source_id"])
-        self.images.append({"id": image_id, "file_name": f"{sample.name}.jpg", "width": size,
-                            "height": size})
-        self.annotations.extend({"image_id": image_id, **fields} for fields in sample.coco_annotations)
-
-    def write(self, path: str) -> str:
-        write_coco(path, assemble_document(self.images, self.annotations, self.categories))
-        return path
+def _runner(config: GenerateConfig, jobs: dict[str, SplitJob], chunks: list[Chunk]):
+    if config.runner == "beam":
+        from spatule_synth.beam_runner import BeamRunner  # Beam only loads when asked for
+        return BeamRunner(config, jobs, chunks)
+    return LocalRunner(config, jobs, chunks)
 
 
-def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult) -> dict:
+class SplitAssembly(contextlib.AbstractContextManager):
+    """One split's shards, per-image manifest lines and COCO file, appended chunk by chunk in index
+    order; the shards and the COCO file get their final names in `finish`."""
+
+    def __init__(self, split: str, config: GenerateConfig, label_map: LabelMap, progress: Progress,
+                 counts: SplitCounts) -> None:
+        self.split, self.counts = split, counts
+        self.canvas_size = config.canvas_size
+        self.folder = os.path.join(config.output_dir, "images", split)
+        annotations = os.path.join(config.output_dir, "annotations")
+        self.shards = ShardedRecordWriter(os.path.join(annotations, split), config.num_shards)
+        self.shards.__enter__()
+        self.entries = JsonLines(tempfile.TemporaryFile(dir=progress.folder))
+        self.coco = CocoStreamWriter(os.path.join(annotations, f"{split}_coco.json"),
+                                     [(item.id, item.name) for item in label_map.items],
+                                     progress.folder) if config.instance_masks else None
+        self._finished = False
+
+    def add(self, samples: list[WrittenSample]) -> None:
+        for sample in samples:
+            self.shards.write_serialized(serialized_example(sample, self.folder))
+            self.entries.append(sample.entry)
+            self.counts.add(sample.entry)
+            if self.coco is not None:
+                self.coco.add({"id": int(sample.entry["source_id"]), "file_name": f"{sample.name}.jpg",
+                               "width": self.canvas_size, "height": self.canvas_size},
+                              sample.coco_annotations)
+
+    def finish(self) -> list[str]:
+        """Give the shards and the COCO file their final names; the shard paths."""
+        self.shards.__exit__(None, None, None)
+        self._finished = True
+        if self.coco is not None:
+            self.coco.close()
+        return self.shards.paths
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if not self._finished:  # the run failed: no shard gets its final name
+            self.shards.__exit__(exc_type or RuntimeError, exc, traceback)
+        self.entries.handle.close()
+
+
+def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult,
+              entries: dict[str, JsonLines]) -> dict:
     splits = {}
     for split in SPLITS:
-        pool = result.pools[split]
+        pool, counts = result.pools[split], result.counts[split]
         splits[split] = {
-            "images": len(result.images[split]),
-            "negatives": sum(1 for image in result.images[split] if not image["objects"]),
-            "objects_per_class": dict(sorted(result.objects_per_class(split).items())),
+            "images": counts.images,
+            "negatives": counts.negatives,
+            "objects_per_class": dict(sorted(counts.objects_per_class.items())),
             "identities": sorted({c.identity for c in pool.cutouts}),
             "cutouts": [c.cutout_id for c in pool.cutouts],
             "cutout_sources": {c.cutout_id: {"file": c.source_file, "box": list(c.source_box),
@@ -200,4 +352,4 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
     return {"mode": "generate", "config": config.as_json(), "seed": config.seed,
             "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],
             "splits": splits, "problems": result.problems.as_json(),
-            "images": {split: result.images[split] for split in SPLITS}}
+            "images": {split: entries[split] for split in SPLITS}}

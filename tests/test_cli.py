@@ -140,8 +140,9 @@ def test_a_killed_worker_stops_the_run_with_a_message_and_no_manifest(tmp_path):
             process.kill()
     assert process.returncode == 1
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith(
-        "error: a worker process died abruptly while writing the train images")
+    assert stderr.strip().splitlines()[-1] == (
+        "error: a worker process died abruptly (killed, or out of memory?); the images finished so "
+        "far are kept: rerun with --resume, and fewer --num_workers or a smaller --cache_mb")
     assert not (out / "manifest.json").exists()
 
 
