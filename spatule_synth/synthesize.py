@@ -154,7 +154,7 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
                              f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
     chunks = {split: split_chunks(split, counts[split], pools[split].windows_per_background)
               for split in SPLITS}
-    description = run_description(_as_json(config), _inputs_fingerprint(config, pools, problems),
+    description = run_description(_as_json(config), _inputs_fingerprint(config, pools),
                                   chunks)
     progress = Progress(config.output_dir)
     try:
@@ -195,18 +195,14 @@ def _as_json(config: GenerateConfig) -> dict:
     return json.loads(json.dumps(config.as_json()))
 
 
-def _inputs_fingerprint(config: GenerateConfig, pools: dict[str, SplitPool],
-                        problems: ProblemLog) -> str:
-    """What the images depend on besides the flags: every cutout and background, and the files."""
-    items, files = [problems.as_json()], [config.label_map_path]
-    for split in SPLITS:
-        pool = pools[split]
-        items.append([split, pool.windows_per_background, [b.path for b in pool.backgrounds],
-                      [[c.cutout_id, c.identity, c.source_file, list(c.source_box)]
-                       for c in pool.cutouts + pool.distractors]])
-        files += [b.path for b in pool.backgrounds]
-        files += [c.source_file for c in pool.cutouts + pool.distractors]
-    return fingerprint(items, files)
+def _inputs_fingerprint(config: GenerateConfig, pools: dict[str, SplitPool]) -> str:
+    """What the images depend on besides the flags: the cutouts and backgrounds that were read (not
+    how they were split: that follows from the flags), and the size and time of their files."""
+    cutouts = {c.cutout_id: [c.identity, c.source_file, list(c.source_box)]
+               for pool in pools.values() for c in pool.cutouts + pool.distractors}
+    backgrounds = sorted({b.path for pool in pools.values() for b in pool.backgrounds})
+    files = [config.label_map_path, *backgrounds, *(source for _, source, _ in cutouts.values())]
+    return fingerprint([sorted(cutouts.items()), backgrounds], files)
 
 
 def _finished_images_text(progress: Progress) -> str:

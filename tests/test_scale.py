@@ -1,0 +1,226 @@
+"""Scale: crash-safe resumable runs, write failures, the Beam runner, streamed outputs."""
+
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spatule_synth import sample_files
+from spatule_synth.manifest import JsonLines, manifest_json
+from spatule_synth.output_dir import OutputDirError
+from spatule_synth.progress import Progress
+from spatule_synth.synthesize import OutputWriteError, run_generate
+from test_generate import background_photos, config_for, tag_photos
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tree(root):
+    """Every file under ``root`` (hidden ones too) with the SHA-256 of its bytes."""
+    files = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                files[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
+    return files
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    tag_photos(tmp_path / "labelled", 6)
+    background_photos(tmp_path / "backgrounds", 6)
+    return tmp_path
+
+
+def reference_run(config_maker, out, **options):
+    """An uninterrupted run written at ``out`` and moved aside (outputs name their directory, so
+    runs compared byte for byte must write to the same path); the moved copy's file tree."""
+    run_generate(config_maker(out, **options))
+    reference = f"{out}.reference"
+    os.rename(out, reference)
+    return tree(reference)
+
+
+def test_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(REPO, "generate.py"), "--flagfile=configs/demo.flags",
+               f"--output_dir={out}", "--nooverwrite", "--num_images=600", "--num_shards=3",
+               "--num_workers=2", "--instance_masks", "--yolo_output"]
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    os.rename(out, tmp_path / "reference")
+    expected = tree(tmp_path / "reference")
+
+    # kill -9 the whole run (parent and workers) once a few chunks are finished
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    parts = out / ".progress" / "parts" / "train"
+    deadline = time.monotonic() + 120
+    while not (parts.is_dir() and len(os.listdir(parts)) >= 4):
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "manifest.json").exists(), "the run finished before it was killed: use more images"
+    finished = len(os.listdir(parts))
+    assert 4 <= finished < 480 // 16
+
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 1 and again.stderr.strip().splitlines()[-1].startswith(
+        f"error: output directory {out} holds an unfinished run (train ")
+    assert again.stderr.strip().endswith("images written) and no manifest: it was interrupted. Pass "
+                                         "--resume (with the same flags) to finish it, or --overwrite "
+                                         "to start again")
+
+    resumed = subprocess.run(command + ["--resume"], cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert tree(out) == expected  # no .progress, no .tmp-* files: the same files, the same bytes
+
+
+def test_resume_rewrites_only_the_unfinished_chunks(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out, num_images=60)
+    written = []
+    original = sample_files.write_sample
+
+    def write_and_stop(sample, *rest):
+        if len(written) == 25:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of chunk 2
+        written.append(sample.spec.name)
+        return original(sample, *rest)
+
+    monkeypatch.setattr("spatule_synth.execute.write_sample", write_and_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_generate(config_for(inputs, out, num_images=60))
+    block = len(os.listdir(out / ".progress" / "parts" / "train"))
+    assert block >= 1 and not (out / "manifest.json").exists()
+    written.clear()
+    monkeypatch.setattr("spatule_synth.execute.write_sample", original)
+    rewritten = []
+    monkeypatch.setattr("spatule_synth.execute.write_sample",
+                        lambda sample, *rest: rewritten.append(sample.spec.name) or original(sample, *rest))
+    run_generate(config_for(inputs, out, num_images=60, resume=True))
+    assert tree(out) == expected
+    assert "train_000000" not in rewritten and len(rewritten) < 60  # finished chunks were kept
+
+
+@pytest.mark.parametrize("where", ["worker", "shard"])
+def test_a_full_disk_stops_the_run_with_a_message_and_no_manifest(inputs, tmp_path, monkeypatch, where):
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out, instance_masks=True)
+    calls = []
+
+    def no_space(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > 30:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / "somewhere"))
+        return original(*args, **kwargs)
+
+    if where == "worker":
+        original = sample_files.atomic_write_bytes
+        monkeypatch.setattr("spatule_synth.sample_files.atomic_write_bytes", no_space)
+    else:
+        from spatule_synth.tfrecord import ShardedRecordWriter
+        original = ShardedRecordWriter.write_serialized
+        monkeypatch.setattr(ShardedRecordWriter, "write_serialized", no_space)
+    with pytest.raises(OutputWriteError) as stopped:
+        run_generate(config_for(inputs, out, instance_masks=True))
+    assert str(stopped.value) == (
+        f"cannot write the output: [Errno 28] No space left on device: '{out}/somewhere'. The run "
+        f"stopped unfinished, so {out} has no manifest.json; the images finished so far are kept: "
+        "free some space (or fix the permissions) and rerun the same command with --resume")
+    assert not (out / "manifest.json").exists()
+    assert not [path for path in tree(out) if path.startswith("annotations/") and ".tmp-" not in path
+                and path.endswith(".record")], "no shard may appear under its final name"
+    monkeypatch.undo()
+    run_generate(config_for(inputs, out, instance_masks=True, resume=True))
+    assert tree(out) == expected
+
+
+def test_write_error_message_reaches_the_command_line(tmp_path):
+    (tmp_path / "file").write_text("a file where a folder must go")
+    out = tmp_path / "file" / "out"
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "generate.py"), "--flagfile=configs/demo.flags",
+         f"--output_dir={out}", "--nooverwrite", "--num_images=10"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write the output: [Errno 20] Not a directory: '{out}'. The run stopped "
+        f"unfinished, so {out} has no manifest.json; fix the cause and rerun")
+
+
+def test_resume_refuses_other_settings_and_a_locked_directory(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
+    run_generate(config_for(inputs, out))
+    os.unlink(out / "manifest.json")  # as if killed just before the manifest
+    monkeypatch.undo()
+    with pytest.raises(OutputDirError) as refused:
+        run_generate(config_for(inputs, out, resume=True, seed=4))
+    assert str(refused.value) == (
+        f"cannot resume {out}: it was started with other settings or inputs (--seed: 3 -> 4); a "
+        "resumed run would not match an uninterrupted one. Rerun with the original flags, or pass "
+        "--overwrite instead of --resume to start again")
+    with Progress(str(out)).locked():
+        with pytest.raises(OutputDirError) as locked:
+            run_generate(config_for(inputs, out, resume=True))
+    assert str(locked.value) == (f"output directory {out} is being written by another spatule_synth "
+                                 "run; wait for it to end")
+    result = run_generate(config_for(inputs, out, resume=True))
+    assert (out / "manifest.json").exists() and not (out / ".progress").exists()
+    assert result.counts["train"].images == 30
+    again = run_generate(config_for(inputs, out, resume=True))
+    assert again.already_complete and again.summary() == (
+        f"nothing to resume: {out} is already complete with these settings (manifest: "
+        f"{out}/manifest.json)")
+
+
+def test_resume_notices_changed_inputs(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
+    run_generate(config_for(inputs, out))
+    os.unlink(out / "manifest.json")
+    monkeypatch.undo()
+    tag_photos(inputs / "labelled", 6, seed=9)  # same names, other pixels
+    with pytest.raises(OutputDirError, match=r"\(the input files \(labelled photos, annotations, "
+                                             r"backgrounds\) changed\)"):
+        run_generate(config_for(inputs, out, resume=True))
+
+
+def test_beam_direct_runner_writes_the_bytes_of_the_local_runner(inputs, tmp_path):
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out, instance_masks=True,
+                             num_shards=2, yolo_output=True, num_workers=2)
+    result = run_generate(config_for(
+        inputs, out, instance_masks=True, num_shards=2, yolo_output=True, runner="beam",
+        beam_pipeline_options="--runner=DirectRunner --direct_running_mode=multi_processing "
+                              "--direct_num_workers=2"))
+    assert result.counts["train"].images == 30 and result.counts["eval"].images == 10
+    assert tree(out) == expected
+
+
+def test_the_local_runner_never_loads_beam():
+    code = ("import sys; import spatule_synth.synthesize, spatule_synth.cli; "
+            "print('apache_beam' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=REPO)
+    assert output.stdout.strip() == "False"
+
+
+def test_streamed_manifest_lists_equal_in_memory_ones(tmp_path):
+    entries = [{"name": "train_000000", "objects": []}, {"name": "train_000001", "objects": [{"a": 1}]}]
+    for items in (entries, []):
+        lines = JsonLines(open(tmp_path / f"lines{len(items)}", "w+b"))
+        for item in items:
+            lines.append(item)
+        document = {"mode": "generate", "images": {"train": items, "eval": []}}
+        streamed = {"mode": "generate", "images": {"train": lines,
+                                                   "eval": JsonLines(open(tmp_path / "empty", "w+b"))}}
+        assert manifest_json(streamed) == manifest_json(document)
+        assert list(lines) == items
