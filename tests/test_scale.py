@@ -224,3 +224,27 @@ def test_streamed_manifest_lists_equal_in_memory_ones(tmp_path):
                                                    "eval": JsonLines(open(tmp_path / "empty", "w+b"))}}
         assert manifest_json(streamed) == manifest_json(document)
         assert list(lines) == items
+
+
+def test_a_failed_beam_pipeline_keeps_its_chunks_for_resume(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out)
+    from spatule_synth import execute
+    original = execute.ChunkWriter.__call__
+
+    def full_after_the_first_chunks(self, chunk):
+        if chunk.start >= 16:
+            raise OSError(errno.ENOSPC, "No space left on device", "/disk/train_000016.jpg")
+        return original(self, chunk)
+
+    monkeypatch.setattr(execute.ChunkWriter, "__call__", full_after_the_first_chunks)
+    with pytest.raises(execute.RunnerError) as failed:  # the in-memory DirectRunner: this process
+        run_generate(config_for(inputs, out, runner="beam", beam_pipeline_options="--runner=DirectRunner"))
+    assert str(failed.value) == (
+        "the Beam pipeline failed: OSError: [Errno 28] No space left on device: "
+        "'/disk/train_000016.jpg' [while running 'write images']. The chunks it finished are kept: "
+        "fix the cause and rerun with --resume")
+    assert not (out / "manifest.json").exists()
+    monkeypatch.undo()
+    run_generate(config_for(inputs, out, resume=True))  # finished by the local runner
+    assert tree(out) == expected
