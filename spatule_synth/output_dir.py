@@ -4,7 +4,8 @@
   file under its final name is always complete.
 * `output_dir_for_run` refuses an existing non-empty directory unless ``overwrite`` is set, and even
   then only replaces a directory that spatule_synth created (it carries `MARKER_NAME`) and that
-  holds none of the run's inputs; the old directory is deleted only when the new run succeeds.
+  holds none of the run's inputs; the old directory is deleted only when the new run succeeds
+  (if the run is killed, the next run of the same directory that finishes deletes it).
 """
 
 from __future__ import annotations
@@ -100,6 +101,23 @@ def output_dir_for_run(path: str, overwrite: bool, input_dirs: Sequence[str] = (
         raise
     if previous is not None:
         shutil.rmtree(previous)
+    remove_replaced_leftovers(path)
+
+
+def remove_replaced_leftovers(path: str) -> list[str]:
+    """Delete the ``PATH.replaced-PID`` directories that `output_dir_for_run` moved aside for an
+    ``overwrite`` run killed before it could delete them (a finished run of ``path`` makes them
+    obsolete; only directories with our marker are touched); their paths."""
+    folder, name = os.path.split(os.path.abspath(path))
+    removed = []
+    for entry in os.listdir(folder):
+        suffix = entry[len(name):]
+        leftover = os.path.join(folder, entry)
+        if (entry.startswith(name) and suffix.startswith(".replaced-") and suffix[10:].isdigit()
+                and os.path.exists(os.path.join(leftover, MARKER_NAME))):
+            shutil.rmtree(leftover)
+            removed.append(leftover)
+    return removed
 
 
 def _is_within(child: str, parent: str) -> bool:

@@ -36,7 +36,8 @@ from spatule_synth.coco import CocoStreamWriter
 from spatule_synth.execute import LocalRunner, SplitJob
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import MANIFEST_NAME, JsonLines, read_manifest, write_manifest
-from spatule_synth.output_dir import OutputDirError, check_output_dir, output_dir_for_run
+from spatule_synth.output_dir import OutputDirError, check_output_dir, output_dir_for_run, \
+    remove_replaced_leftovers
 from spatule_synth.plan import SplitPool, windows_per_background
 from spatule_synth.problems import ProblemLog
 from spatule_synth.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
@@ -170,7 +171,12 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
                 removed = remove_temporary_files(config.output_dir)
                 logging.info("resuming %s: %s; %d temporary files of the interrupted run removed",
                              config.output_dir, _finished_images_text(progress), removed)
-                return _generate_into(config, label_map, problems, pools, counts, chunks, progress)
+                result = _generate_into(config, label_map, problems, pools, counts, chunks,
+                                        progress)
+            for leftover in remove_replaced_leftovers(config.output_dir):
+                logging.info("deleted %s, the output an interrupted --overwrite run had moved aside",
+                             leftover)
+            return result
         with output_dir_for_run(config.output_dir, config.overwrite, config.labelled_input_dirs):
             progress.create(description, SPLITS)
             with progress.locked():

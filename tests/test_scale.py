@@ -248,3 +248,34 @@ def test_a_failed_beam_pipeline_keeps_its_chunks_for_resume(inputs, tmp_path, mo
     monkeypatch.undo()
     run_generate(config_for(inputs, out, resume=True))  # finished by the local runner
     assert tree(out) == expected
+
+
+def test_the_background_cache_stays_within_its_budget_least_recently_used_first(tmp_path):
+    from spatule_synth.background_cache import BackgroundCache
+    from spatule_synth.sources import Background
+    background_photos(tmp_path, 4, size=(200, 150))
+    photos = [Background(str(tmp_path / f"BG{i:02d}.jpg"), 200, 150) for i in range(4)]
+    one_photo = 200 * 150 * 3
+    cache = BackgroundCache(canvas_size=96, budget_bytes=2 * one_photo)
+    for photo in photos:  # 4 photos through a budget of 2
+        cache.window(photo, 0, 0)
+        assert sum(p.nbytes for p in cache._pixels.values()) <= 2 * one_photo
+    assert cache.decodes == 4 and list(cache._pixels) == [photos[2].path, photos[3].path]
+    cache.window(photos[2], 10, 10)  # still held: no decode, and now the most recent
+    assert cache.decodes == 4
+    cache.window(photos[0], 0, 0)  # evicted earlier: decoded again, and photo 3 goes
+    assert cache.decodes == 5 and list(cache._pixels) == [photos[2].path, photos[0].path]
+
+
+def test_a_finished_run_deletes_the_output_a_killed_overwrite_run_moved_aside(inputs, tmp_path):
+    out = tmp_path / "out"
+    leftovers = {name: marker for name, marker in [("out.replaced-4242", True), ("out.replaced-17", False),
+                                                    ("out.replaced-x1", True), ("outer.replaced-5", True)]}
+    for name, marker in leftovers.items():
+        os.makedirs(tmp_path / name)
+        if marker:
+            (tmp_path / name / ".spatule_synth_output").write_text("")
+    run_generate(config_for(inputs, out, num_images=8))
+    assert not (tmp_path / "out.replaced-4242").exists()  # ours, moved aside by a killed run
+    assert all((tmp_path / name).exists() for name in ("out.replaced-17", "out.replaced-x1",
+                                                       "outer.replaced-5"))  # not ours to delete
