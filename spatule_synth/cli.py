@@ -272,6 +272,13 @@ def main(argv: list[str]) -> int:
             ImageReadError, MaskModelError, RunnerError, OutputWriteError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        from spatule_synth.progress import is_unfinished_run
+        resumable = FLAGS.mode == "generate" and is_unfinished_run(config.output_dir)
+        print("interrupted: no manifest was written" + (
+            "; the images finished so far are kept: rerun with --resume to finish" if resumable
+            else ""), file=sys.stderr)
+        return 130
     print("\n".join([result.summary(), *result_lines]))
     return 0
 

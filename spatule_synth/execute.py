@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import dataclasses
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator, Sequence
@@ -33,6 +35,7 @@ from spatule_synth.render import render
 from spatule_synth.sample_files import SampleOutputs, WrittenSample, write_sample
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class RunnerError(RuntimeError):
@@ -77,10 +80,24 @@ class ChunkWriter:
 _WORKER: ChunkWriter | None = None
 
 
-def _init_worker(config: GenerateConfig, jobs: dict[str, SplitJob]) -> None:
+def _init_worker(config: GenerateConfig, jobs: dict[str, SplitJob], parent: int) -> None:
     global _WORKER
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     cv2.setNumThreads(1)  # one process per core already
     _WORKER = ChunkWriter(config, jobs)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have Linux kill this worker when the parent dies (``kill -9``, out of memory), so that no
+    orphan goes on writing into the output directory while a ``--resume`` run starts."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's own checks remain
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _write_chunk(chunk: Chunk) -> Chunk:
@@ -107,7 +124,7 @@ class LocalRunner(contextlib.AbstractContextManager):
         self._in_process = ChunkWriter(config, jobs) if self.workers <= 1 else None
         self._executor = None if self._in_process or not self._pending else ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(config, jobs))
+            initializer=_init_worker, initargs=(config, jobs, os.getpid()))
 
     def finished_chunks(self) -> Iterator[Chunk]:
         """Every chunk, in order, once its part file is on disk (written now if missing)."""

@@ -7,6 +7,7 @@ instance masks were written, the outline of every visible mask.
 
 from __future__ import annotations
 
+import heapq
 import os
 
 import cv2
@@ -53,7 +54,8 @@ def contact_sheet(output_dir: str, split: str, count: int = 24, columns: int = 6
     folder = os.path.join(output_dir, "images", split)
     if not os.path.isdir(folder):
         return None
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))[:count]
+    with os.scandir(folder) as entries:  # the first names without listing a huge folder in memory
+        names = heapq.nsmallest(count, (e.name for e in entries if e.name.endswith(".jpg")))
     if not names:
         return None
     tiles = [annotated_thumbnail(os.path.join(folder, name), os.path.join(folder, name[:-4] + ".xml"),

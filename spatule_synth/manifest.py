@@ -92,6 +92,23 @@ def manifest_pieces(value, depth: int = 0) -> Iterator[str]:
         yield json.dumps(value)
 
 
+def read_manifest_head(output_dir: str) -> dict:
+    """The manifest without its per-image lists (``images``, written last): what a check of the
+    settings needs, read in memory independent of the number of images."""
+    marker = '\n  "images": '
+    text = ""
+    with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
+        while True:
+            piece = handle.read(1 << 16)
+            start = max(0, len(text) - len(marker))
+            text += piece
+            position = text.find(marker, start)
+            if position >= 0:
+                return json.loads(text[:position].rstrip(",") + "\n}")
+            if not piece:
+                return json.loads(text)
+
+
 def read_manifest(output_dir: str) -> dict:
     with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
         return json.load(handle)

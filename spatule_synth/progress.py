@@ -14,8 +14,11 @@ run writes. ``OUT/.progress/run.json`` records the settings and a fingerprint of
 resume with other flags or changed inputs is refused. ``OUT/.progress/lock`` is held (``flock``)
 by the run that writes the directory. The progress folder is deleted once the manifest is written.
 
-Guarantee: a process crash or kill loses nothing that was finished. Images are not ``fsync``-ed
-one by one (that would halve the speed), so after a power cut, run ``--mode=verify``.
+Guarantee: a process crash or kill loses nothing that was finished (workers die with the main
+process: `spatule_synth.execute`). Images and part files are not ``fsync``-ed one by one (that
+would cost much of the speed); a part file cut short by a power cut is detected when it is read,
+deleted and reported, and the next resume writes its chunk again. ``run.json`` also records the
+package versions: a resume under other versions is refused, since it could mix their bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ import pickle
 import shutil
 from typing import Any, Iterable, Iterator
 
-from spatule_synth.manifest import MANIFEST_NAME
+from absl import logging
+
+from spatule_synth.manifest import MANIFEST_NAME, package_versions
 from spatule_synth.output_dir import MARKER_NAME, OutputDirError, atomic_write_bytes
 
 PROGRESS_DIR = ".progress"
@@ -76,8 +81,18 @@ class Progress:
                            durable=False)
 
     def read_part(self, chunk: Chunk) -> list[Any]:
-        with open(self.part_path(chunk), "rb") as handle:
-            return pickle.load(handle)
+        """The chunk's images; a damaged part file (cut short by a power cut: parts are not
+        fsync-ed) is deleted and reported with `OutputDirError`, so the next resume rewrites it."""
+        path = self.part_path(chunk)
+        with open(path, "rb") as handle:
+            try:
+                return pickle.load(handle)
+            except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, ImportError,
+                    IndexError, TypeError) as error:
+                damage = f"{type(error).__name__}: {error}"
+        os.unlink(path)
+        raise OutputDirError(f"{path}: damaged ({damage}; cut short by a power cut?); it has been "
+                             "deleted: rerun with --resume to write that chunk again")
 
     def finished_images(self) -> dict[str, int]:
         """Images finished so far, per split: the chunks of ``run.json`` whose part file exists."""
@@ -103,7 +118,11 @@ class Progress:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the directory's lock; `OutputDirError` if another run holds it."""
-        handle = open(self.path(LOCK_FILE), "a+b")
+        try:
+            handle = open(self.path(LOCK_FILE), "a+b")
+        except FileNotFoundError:
+            raise OutputDirError(f"output directory {self.output_dir} was finished or removed by "
+                                 "another spatule_synth run meanwhile; run the command again") from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,12 +136,19 @@ class Progress:
             handle.close()
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder)
+        """Delete the progress folder (once the manifest is written, outside `locked`): a failure
+        is only a warning, since the output is complete."""
+        try:
+            shutil.rmtree(self.folder)
+        except OSError as error:
+            logging.warning("%s: could not delete it (%s); the output is complete, delete it by hand",
+                            self.folder, error)
 
 
 def run_description(config_json: dict, inputs: str, chunks: dict[str, list[Chunk]]) -> dict:
-    """What ``run.json`` holds: the settings, the inputs' fingerprint and the chunk list."""
-    return {"config": config_json, "inputs": inputs,
+    """What ``run.json`` holds: the settings, the software versions, the inputs' fingerprint and
+    the chunk list."""
+    return {"config": config_json, "versions": package_versions(), "inputs": inputs,
             "chunks": {split: [[c.start, c.stop] for c in split_list]
                        for split, split_list in chunks.items()}}
 
@@ -141,10 +167,15 @@ def fingerprint(items: Iterable[Any], files: Iterable[str]) -> str:
 
 
 def describe_changes(before: dict, now: dict) -> list[str]:
-    """The settings that differ between two ``run.json`` descriptions, as ``name: A -> B``."""
+    """What differs between two ``run.json`` descriptions (settings, software versions, inputs),
+    as ``name: A -> B``."""
     changes = [f"--{name}: {before['config'].get(name)!r} -> {now['config'].get(name)!r}"
                for name in sorted(set(before["config"]) | set(now["config"]))
                if before["config"].get(name) != now["config"].get(name)]
+    versions_before, versions_now = before.get("versions", {}), now.get("versions", {})
+    changes += [f"{name}: {versions_before.get(name)} -> {versions_now.get(name)}"
+                for name in sorted(set(versions_before) | set(versions_now))
+                if versions_before.get(name) != versions_now.get(name)]
     if before.get("inputs") != now.get("inputs"):
         changes.append("the input files (labelled photos, annotations, backgrounds) changed")
     return changes

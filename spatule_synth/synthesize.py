@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -35,7 +36,7 @@ from spatule_synth.config import GenerateConfig
 from spatule_synth.coco import CocoStreamWriter
 from spatule_synth.execute import LocalRunner, SplitJob
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
-from spatule_synth.manifest import MANIFEST_NAME, JsonLines, read_manifest, write_manifest
+from spatule_synth.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
 from spatule_synth.output_dir import OutputDirError, check_output_dir, output_dir_for_run, \
     remove_replaced_leftovers
 from spatule_synth.plan import SplitPool, windows_per_background
@@ -163,8 +164,8 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
             changes = describe_changes(progress.read_run_file(), description)
             if changes:
                 raise OutputDirError(
-                    f"cannot resume {config.output_dir}: it was started with other settings or "
-                    f"inputs ({'; '.join(changes)}); a resumed run would not match an "
+                    f"cannot resume {config.output_dir}: it was started with other settings, "
+                    f"software or inputs ({'; '.join(changes)}); a resumed run would not match an "
                     "uninterrupted one. Rerun with the original flags, or pass --overwrite "
                     "instead of --resume to start again")
             with progress.locked():
@@ -176,22 +177,36 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
             for leftover in remove_replaced_leftovers(config.output_dir):
                 logging.info("deleted %s, the output an interrupted --overwrite run had moved aside",
                              leftover)
-            return result
-        with output_dir_for_run(config.output_dir, config.overwrite, config.labelled_input_dirs):
-            progress.create(description, SPLITS)
-            with progress.locked():
-                return _generate_into(config, label_map, problems, pools, counts, chunks, progress)
+        else:
+            if progress.exists():  # --overwrite: never take a directory from a run still writing it
+                with progress.locked():
+                    pass
+            with output_dir_for_run(config.output_dir, config.overwrite, config.labelled_input_dirs):
+                progress.create(description, SPLITS)
+                with progress.locked():
+                    result = _generate_into(config, label_map, problems, pools, counts, chunks,
+                                            progress)
     except OSError as error:
         raise OutputWriteError(_stopped_message(config, error)) from error
+    progress.remove()  # the manifest is written: the run is complete
+    return result
 
 
 def _finished_run(config: GenerateConfig) -> GenerateResult | None:
     """With ``--resume`` on a finished run of the same settings: its result (nothing to do)."""
     if not config.resume or not os.path.exists(os.path.join(config.output_dir, MANIFEST_NAME)):
         return None
-    manifest = read_manifest(config.output_dir)
+    try:
+        manifest = read_manifest_head(config.output_dir)
+    except (OSError, ValueError):
+        return None  # not a readable manifest: handled as without --resume
     if manifest.get("mode") != "generate" or manifest.get("config") != _as_json(config):
         return None  # not this run: handled as without --resume
+    progress = Progress(config.output_dir)
+    if progress.exists():  # killed after its manifest, before tidying up
+        with progress.locked():
+            remove_temporary_files(config.output_dir)
+        progress.remove()
     return GenerateResult(config.output_dir, ProblemLog(config.on_error), {}, already_complete=True,
                           manifest_path=os.path.join(config.output_dir, MANIFEST_NAME))
 
@@ -202,13 +217,21 @@ def _as_json(config: GenerateConfig) -> dict:
 
 
 def _inputs_fingerprint(config: GenerateConfig, pools: dict[str, SplitPool]) -> str:
-    """What the images depend on besides the flags: the cutouts and backgrounds that were read (not
-    how they were split: that follows from the flags), and the size and time of their files."""
-    cutouts = {c.cutout_id: [c.identity, c.source_file, list(c.source_box)]
-               for pool in pools.values() for c in pool.cutouts + pool.distractors}
+    """What the images depend on besides the flags: every cutout as read (classes, pixels and
+    masks: this covers changed photos, annotation files and mask models alike) and the background
+    photos (path, size, modification time); not how they were split (that follows from the flags).
+    """
+    cutouts = {}
+    for cutout in (c for pool in pools.values() for c in pool.cutouts + pool.distractors):
+        digest = hashlib.sha256(cutout.pixels.tobytes())
+        digest.update(cutout.alpha.tobytes())
+        for part in cutout.parts:
+            digest.update(part.mask.tobytes())
+        cutouts[cutout.cutout_id] = [cutout.identity, list(cutout.source_box),
+                                     [[part.class_name, part.class_id, part.object_index] for part in cutout.parts],
+                                     digest.hexdigest()]
     backgrounds = sorted({b.path for pool in pools.values() for b in pool.backgrounds})
-    files = [config.label_map_path, *backgrounds, *(source for _, source, _ in cutouts.values())]
-    return fingerprint([sorted(cutouts.items()), backgrounds], files)
+    return fingerprint([sorted(cutouts.items()), backgrounds], [config.label_map_path, *backgrounds])
 
 
 def _finished_images_text(progress: Progress) -> str:
@@ -280,7 +303,6 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
                       for split in SPLITS}
             result.report = write_report(config.output_dir, manifest, images)
         result.manifest_path = write_manifest(config.output_dir, manifest)
-    progress.remove()
     logging.info("generated %d images", first_source_id - 1)
     return result
 

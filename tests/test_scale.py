@@ -3,7 +3,6 @@
 import errno
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +30,28 @@ def tree(root):
     return files
 
 
+def children(pid):
+    """The ids of the processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def inputs(tmp_path):
     tag_photos(tmp_path / "labelled", 6)
@@ -56,16 +77,21 @@ def test_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
     os.rename(out, tmp_path / "reference")
     expected = tree(tmp_path / "reference")
 
-    # kill -9 the whole run (parent and workers) once a few chunks are finished
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    # kill -9 the parent process once a few chunks are finished: its workers must die with it
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = out / ".progress" / "parts" / "train"
     deadline = time.monotonic() + 120
     while not (parts.is_dir() and len(os.listdir(parts)) >= 4):
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
         time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
+    workers = children(process.pid)
+    assert len(workers) >= 2
+    process.kill()
     process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their parent (orphans would go on writing)"
+        time.sleep(0.05)
     assert not (out / "manifest.json").exists(), "the run finished before it was killed: use more images"
     finished = len(os.listdir(parts))
     assert 4 <= finished < 480 // 16
@@ -164,14 +190,16 @@ def test_resume_refuses_other_settings_and_a_locked_directory(inputs, tmp_path, 
     with pytest.raises(OutputDirError) as refused:
         run_generate(config_for(inputs, out, resume=True, seed=4))
     assert str(refused.value) == (
-        f"cannot resume {out}: it was started with other settings or inputs (--seed: 3 -> 4); a "
+        f"cannot resume {out}: it was started with other settings, software or inputs (--seed: 3 "
+        "-> 4); a "
         "resumed run would not match an uninterrupted one. Rerun with the original flags, or pass "
         "--overwrite instead of --resume to start again")
     with Progress(str(out)).locked():
-        with pytest.raises(OutputDirError) as locked:
-            run_generate(config_for(inputs, out, resume=True))
-    assert str(locked.value) == (f"output directory {out} is being written by another spatule_synth "
-                                 "run; wait for it to end")
+        for options in ({"resume": True}, {"overwrite": True}):  # never take over a live run
+            with pytest.raises(OutputDirError) as locked:
+                run_generate(config_for(inputs, out, **options))
+            assert str(locked.value) == (f"output directory {out} is being written by another "
+                                         "spatule_synth run; wait for it to end")
     result = run_generate(config_for(inputs, out, resume=True))
     assert (out / "manifest.json").exists() and not (out / ".progress").exists()
     assert result.counts["train"].images == 30
@@ -279,3 +307,54 @@ def test_a_finished_run_deletes_the_output_a_killed_overwrite_run_moved_aside(in
     assert not (tmp_path / "out.replaced-4242").exists()  # ours, moved aside by a killed run
     assert all((tmp_path / name).exists() for name in ("out.replaced-17", "out.replaced-x1",
                                                        "outer.replaced-5"))  # not ours to delete
+
+
+def test_a_damaged_part_file_is_deleted_reported_and_rewritten(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out)
+    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
+    run_generate(config_for(inputs, out))
+    os.unlink(out / "manifest.json")  # as if the power went just before the manifest
+    monkeypatch.undo()
+    part = out / ".progress" / "parts" / "train" / "000000000.pickle"
+    part.write_bytes(part.read_bytes()[:10])  # cut short: parts are not fsync-ed
+    with pytest.raises(OutputDirError) as damaged:
+        run_generate(config_for(inputs, out, resume=True))
+    assert str(damaged.value).startswith(f"{part}: damaged (")
+    assert str(damaged.value).endswith("; cut short by a power cut?); it has been deleted: rerun "
+                                       "with --resume to write that chunk again")
+    assert not part.exists() and not (out / "manifest.json").exists()
+    run_generate(config_for(inputs, out, resume=True))
+    assert tree(out) == expected
+
+
+def test_resume_refuses_other_software_versions(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
+    run_generate(config_for(inputs, out))
+    os.unlink(out / "manifest.json")
+    monkeypatch.undo()
+    from spatule_synth import progress
+    upgraded = dict(progress.package_versions(), **{"opencv-python-headless": "9.9.9"})
+    monkeypatch.setattr(progress, "package_versions", lambda: upgraded)
+    with pytest.raises(OutputDirError, match=r"\(opencv-python-headless: [0-9.]+ -> 9\.9\.9\)"):
+        run_generate(config_for(inputs, out, resume=True))
+
+
+def test_a_run_killed_after_its_manifest_is_tidied_by_resume(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out)
+    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
+    run_generate(config_for(inputs, out))
+    monkeypatch.undo()
+    assert (out / ".progress").exists() and (out / "manifest.json").exists()
+    assert run_generate(config_for(inputs, out, resume=True)).already_complete
+    assert tree(out) == expected
+
+
+def test_manifest_head_is_the_manifest_without_its_image_lists(inputs, tmp_path):
+    from spatule_synth.manifest import read_manifest, read_manifest_head
+    run_generate(config_for(inputs, tmp_path / "out", num_images=20))
+    whole = read_manifest(str(tmp_path / "out"))
+    del whole["images"]
+    assert read_manifest_head(str(tmp_path / "out")) == whole
