@@ -68,6 +68,16 @@ def reference_run(config_maker, out, **options):
     return tree(reference)
 
 
+def killed_before_its_manifest(inputs, out, monkeypatch, manifest=False):
+    """The state a run leaves when killed just before its manifest (or, with ``manifest``, just
+    after it): every chunk finished, the progress folder still there."""
+    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
+    run_generate(config_for(inputs, out))
+    if not manifest:
+        os.unlink(out / "manifest.json")
+    monkeypatch.undo()
+
+
 def test_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, os.path.join(REPO, "generate.py"), "--flagfile=configs/demo.flags",
@@ -183,10 +193,7 @@ def test_write_error_message_reaches_the_command_line(tmp_path):
 
 def test_resume_refuses_other_settings_and_a_locked_directory(inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
-    run_generate(config_for(inputs, out))
-    os.unlink(out / "manifest.json")  # as if killed just before the manifest
-    monkeypatch.undo()
+    killed_before_its_manifest(inputs, out, monkeypatch)
     with pytest.raises(OutputDirError) as refused:
         run_generate(config_for(inputs, out, resume=True, seed=4))
     assert str(refused.value) == (
@@ -211,10 +218,7 @@ def test_resume_refuses_other_settings_and_a_locked_directory(inputs, tmp_path, 
 
 def test_resume_notices_changed_inputs(inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
-    run_generate(config_for(inputs, out))
-    os.unlink(out / "manifest.json")
-    monkeypatch.undo()
+    killed_before_its_manifest(inputs, out, monkeypatch)
     tag_photos(inputs / "labelled", 6, seed=9)  # same names, other pixels
     with pytest.raises(OutputDirError, match=r"\(the input files \(labelled photos, annotations, "
                                              r"backgrounds\) changed\)"):
@@ -312,10 +316,7 @@ def test_a_finished_run_deletes_the_output_a_killed_overwrite_run_moved_aside(in
 def test_a_damaged_part_file_is_deleted_reported_and_rewritten(inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
     expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out)
-    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
-    run_generate(config_for(inputs, out))
-    os.unlink(out / "manifest.json")  # as if the power went just before the manifest
-    monkeypatch.undo()
+    killed_before_its_manifest(inputs, out, monkeypatch)
     part = out / ".progress" / "parts" / "train" / "000000000.pickle"
     part.write_bytes(part.read_bytes()[:10])  # cut short: parts are not fsync-ed
     with pytest.raises(OutputDirError) as damaged:
@@ -330,10 +331,7 @@ def test_a_damaged_part_file_is_deleted_reported_and_rewritten(inputs, tmp_path,
 
 def test_resume_refuses_other_software_versions(inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
-    run_generate(config_for(inputs, out))
-    os.unlink(out / "manifest.json")
-    monkeypatch.undo()
+    killed_before_its_manifest(inputs, out, monkeypatch)
     from spatule_synth import progress
     upgraded = dict(progress.package_versions(), **{"opencv-python-headless": "9.9.9"})
     monkeypatch.setattr(progress, "package_versions", lambda: upgraded)
@@ -344,9 +342,7 @@ def test_resume_refuses_other_software_versions(inputs, tmp_path, monkeypatch):
 def test_a_run_killed_after_its_manifest_is_tidied_by_resume(inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
     expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out)
-    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
-    run_generate(config_for(inputs, out))
-    monkeypatch.undo()
+    killed_before_its_manifest(inputs, out, monkeypatch, manifest=True)
     assert (out / ".progress").exists() and (out / "manifest.json").exists()
     assert run_generate(config_for(inputs, out, resume=True)).already_complete
     assert tree(out) == expected
