@@ -16,6 +16,8 @@ import shutil
 import threading
 from typing import IO, Iterator, Sequence
 
+from absl import logging
+
 MARKER_NAME = ".spatule_synth_output"
 
 
@@ -115,7 +117,11 @@ def remove_replaced_leftovers(path: str) -> list[str]:
         leftover = os.path.join(folder, entry)
         if (entry.startswith(name) and suffix.startswith(".replaced-") and suffix[10:].isdigit()
                 and os.path.exists(os.path.join(leftover, MARKER_NAME))):
-            shutil.rmtree(leftover)
+            try:
+                shutil.rmtree(leftover)
+            except OSError as error:  # the new output is complete: only a warning
+                logging.warning("%s: could not delete it (%s); delete it by hand", leftover, error)
+                continue
             removed.append(leftover)
     return removed
 
