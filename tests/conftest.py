@@ -56,3 +56,38 @@ def add_photo(folder, name, objects=(), size=(64, 48), seed=0, xml=True):
         with open(os.path.join(folder, stem + ".xml"), "w", encoding="utf-8") as handle:
             handle.write(labelimg_xml(name, width, height, objects))
     return os.path.join(folder, name)
+
+
+def tag_photos(folder, count, size=(200, 150), tags_per_photo=2, seed=0):
+    """Photos of noise with bright 'tags' (white rectangles with dark bars), labelled in XML."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for index in range(count):
+        width, height = size
+        pixels = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+        objects = []
+        for k in range(tags_per_photo):
+            x0, y0 = 10 + 90 * k, int(rng.integers(10, height - 40))
+            pixels[y0:y0 + 20, x0:x0 + 30] = 245
+            pixels[y0 + 5:y0 + 15, x0 + 4:x0 + 26:5] = 20
+            objects.append(("tag", x0, y0, x0 + 30, y0 + 20))
+        name = f"TAG{index:02d} (1).JPG"
+        Image.fromarray(pixels).save(os.path.join(folder, name), quality=95)
+        with open(os.path.join(folder, f"TAG{index:02d} (1).xml"), "w") as handle:
+            handle.write(labelimg_xml(name, width, height, objects))
+
+
+def background_photos(folder, count, size=(200, 150), seed=1):
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for index in range(count):
+        pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(os.path.join(folder, f"BG{index:02d}.jpg"), quality=95)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """6 labelled tag photos (``labelled/``) and 6 backgrounds (``backgrounds/``) under tmp_path."""
+    tag_photos(tmp_path / "labelled", 6)
+    background_photos(tmp_path / "backgrounds", 6)
+    return tmp_path

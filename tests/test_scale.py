@@ -14,7 +14,8 @@ from spatule_synth.manifest import JsonLines, manifest_json
 from spatule_synth.output_dir import OutputDirError
 from spatule_synth.progress import Progress
 from spatule_synth.synthesize import OutputWriteError, run_generate
-from test_generate import background_photos, config_for, tag_photos
+from conftest import background_photos, tag_photos
+from test_generate import config_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,13 +51,6 @@ def alive(pid):
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-@pytest.fixture
-def inputs(tmp_path):
-    tag_photos(tmp_path / "labelled", 6)
-    background_photos(tmp_path / "backgrounds", 6)
-    return tmp_path
 
 
 def reference_run(config_maker, out, **options):

@@ -9,15 +9,14 @@ from spatule_synth.synthesize import run_generate
 from spatule_synth.tfrecord import RecordObject, ShardedRecordWriter, read_records
 from spatule_synth.verify import verify_output
 from test_cli import run
-from test_generate import background_photos, config_for, tag_photos
+from conftest import background_photos
+from test_generate import config_for
 
 
 @pytest.fixture
-def output(tmp_path):
-    tag_photos(tmp_path / "labelled", 6)
-    background_photos(tmp_path / "backgrounds", 6)
-    out = tmp_path / "out"
-    run_generate(config_for(tmp_path, out, num_images=20, negative_fraction=0.1))
+def output(inputs):
+    out = inputs / "out"
+    run_generate(config_for(inputs, out, num_images=20, negative_fraction=0.1))
     return out
 
 
