@@ -104,8 +104,17 @@ class Progress:
         return counts
 
     def read_run_file(self) -> dict:
-        with open(self.path(RUN_FILE), encoding="utf-8") as handle:
-            return json.load(handle)
+        """``run.json``; `OutputDirError` if it cannot be read as one."""
+        path = self.path(RUN_FILE)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                run = json.load(handle)
+            if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+                raise ValueError("not a run description")
+            return run
+        except (OSError, ValueError) as error:
+            raise OutputDirError(f"{path}: unreadable ({error}), so the interrupted run cannot be "
+                                 "resumed: pass --overwrite instead of --resume to start again") from None
 
     def create(self, run: dict, splits: Iterable[str]) -> None:
         for split in splits:

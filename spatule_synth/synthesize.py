@@ -244,7 +244,7 @@ def _finished_images_text(progress: Progress) -> str:
 def _unfinished_message(output_dir: str) -> str:
     try:
         written = f" ({_finished_images_text(Progress(output_dir))} written)"
-    except (OSError, ValueError, KeyError):
+    except (OutputDirError, KeyError, TypeError, AttributeError):
         written = ""
     return (f"output directory {output_dir} holds an unfinished run{written} and no manifest: it "
             "was interrupted. Pass --resume (with the same flags) to finish it, or --overwrite to "

@@ -348,3 +348,22 @@ def test_manifest_head_is_the_manifest_without_its_image_lists(inputs, tmp_path)
     whole = read_manifest(str(tmp_path / "out"))
     del whole["images"]
     assert read_manifest_head(str(tmp_path / "out")) == whole
+
+
+def test_an_unreadable_run_description_is_reported_not_a_traceback(inputs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    killed_before_its_manifest(inputs, out, monkeypatch)
+    run_file = out / ".progress" / "run.json"
+    run_file.write_text("{\"config\": ")  # cut short
+    with pytest.raises(OutputDirError) as refused:
+        run_generate(config_for(inputs, out))
+    assert str(refused.value) == (f"output directory {out} holds an unfinished run and no manifest: "
+                                  "it was interrupted. Pass --resume (with the same flags) to finish "
+                                  "it, or --overwrite to start again")
+    with pytest.raises(OutputDirError) as unreadable:
+        run_generate(config_for(inputs, out, resume=True))
+    assert str(unreadable.value).startswith(f"{run_file}: unreadable (")
+    assert str(unreadable.value).endswith("), so the interrupted run cannot be resumed: pass "
+                                          "--overwrite instead of --resume to start again")
+    run_generate(config_for(inputs, out, overwrite=True))
+    assert (out / "manifest.json").exists()
