@@ -320,7 +320,7 @@ class SplitAssembly(contextlib.AbstractContextManager):
 
     def __init__(self, split: str, config: GenerateConfig, label_map: LabelMap, progress: Progress,
                  counts: SplitCounts) -> None:
-        self.split, self.counts = split, counts
+        self.counts = counts
         self.canvas_size = config.canvas_size
         self.folder = os.path.join(config.output_dir, "images", split)
         annotations = os.path.join(config.output_dir, "annotations")
