@@ -64,7 +64,7 @@ def read_alpha_cutouts(root: str, problems: ProblemLog, allow_flat: bool = False
             continue
         obj = tight_masked_object(class_name, alpha, 0)
         assert obj is not None  # read_alpha refuses fully transparent images
-        cutouts.append(AnnotatedImage(path, path, (obj,)))
+        cutouts.append(AnnotatedImage(path, path, (obj,), is_cutout_file=True))
     return cutouts
 
 

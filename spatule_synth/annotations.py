@@ -31,14 +31,36 @@ class AnnotatedObject:
     mask: np.ndarray | None = None  # uint8 (box.height, box.width), see the module docstring
     truncated: bool = False
     difficult: bool = False
+    pose: str = "Unspecified"
+    annotation_id: str | None = None  # the format's own id of the object (COCO), for messages
+
+
+@dataclasses.dataclass(frozen=True)
+class LostObject:
+    """An object of the annotation file that its reader could not read (already reported): the
+    photo still shows it, so the photo has an object without a label."""
+
+    object_index: int
+    class_name: str | None
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class AnnotatedImage:
+    """A photo and what its annotation file says of it.
+
+    ``labelled`` is False for a photo that has no annotation file at all (not labelled yet, or a
+    photo known to be object-free if the user says so: ``--unlabelled``). ``lost`` lists the
+    objects the reader had to drop; validation skips such a photo whole (`spatule_synth.validation`).
+    """
+
     image_path: str
     annotation_path: str  # the file the objects come from (messages name it)
     objects: tuple[AnnotatedObject, ...]
     declared_size: tuple[int, int] | None = None  # (width, height) the annotation states, if any
+    lost: tuple[LostObject, ...] = ()
+    labelled: bool = True
+    is_cutout_file: bool = False  # the file is one cut-out object (alpha PNG): its edges are its own
 
 
 def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -17,6 +17,7 @@ from spatule_synth.augment import parse_ranges
 from spatule_synth.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, IDENTITY_MODES, \
     MASK_SOURCES, ConvertConfig, GenerateConfig
 from spatule_synth.problems import ON_ERROR_CHOICES
+from spatule_synth.validation import UNLABELLED_CHOICES
 
 MODES = ("generate", "convert", "verify", "report")
 
@@ -50,6 +51,15 @@ flags.DEFINE_float("tile_min_visible", 0.5, "convert: a box keeps its label in a
                    "share of it is inside the tile.", lower_bound=0, upper_bound=1)
 flags.DEFINE_float("tile_negative_fraction", 0.1, "convert: share of object-free tiles kept as "
                    "negatives.", lower_bound=0, upper_bound=1)
+flags.DEFINE_enum("unlabelled", "skip", UNLABELLED_CHOICES, "A photo with no annotation file (no "
+                  "XML, no YOLO txt) is not known to be object-free (usually: not labelled yet). "
+                  "'skip' leaves it out with one counted note; 'negative' takes it as a photo "
+                  "without objects (convert: a negative; generate: a background).")
+flags.DEFINE_list("ignore_classes", [], "Classes of your annotations that are not labels of the "
+                  "label map, on purpose (e.g. bird in a tag data set): their objects are left out "
+                  "with a note and the photo is kept. Any other class that is not in the label map "
+                  "skips its photo (it would show an object without a box). '*' = every class not "
+                  "in the label map, except names close to one of its classes (typos).")
 flags.DEFINE_enum("on_error", "skip", ON_ERROR_CHOICES, "Bad input: 'skip' warns, skips the "
                   "image or object and counts it in the summary; 'fail' stops at the first one.")
 # generate
@@ -150,6 +160,11 @@ flags.DEFINE_integer("num_steps", None, "generate: with --pipeline_config, the t
                      "learning-rate schedule follows (default: the template's).", lower_bound=1)
 flags.DEFINE_string("workspace", "object_detection_workspace", "generate: the TF OD API workspace "
                     "that receives models/NAME/pipeline.config.")
+flags.DEFINE_boolean("use_truncated_cutouts", False, "generate: also paste objects cut by their "
+                     "photo's edge (marked truncated, or a box touching the border): by default "
+                     "they are not cutouts (a half object would be labelled as a whole one).")
+flags.DEFINE_boolean("use_difficult_cutouts", False, "generate: also paste objects marked difficult "
+                     "(by default they are not cutouts; convert keeps them, flagged difficult).")
 flags.DEFINE_boolean("report", True, "generate: write OUT/report/ (stats.json, stats.png, "
                      "galleries with boxes and masks drawn, index.html) at the end; --noreport to skip.")
 flags.DEFINE_boolean("yolo_output", False, "generate: also write a YOLO NAME.txt beside each image "
@@ -180,7 +195,8 @@ def _convert_config() -> ConvertConfig:
         record_name=FLAGS.record_name, num_shards=FLAGS.num_shards,
         keep_negatives=FLAGS.keep_negatives, tile_size=FLAGS.tile_size, tile_overlap=FLAGS.tile_overlap,
         tile_min_visible=FLAGS.tile_min_visible, tile_negative_fraction=FLAGS.tile_negative_fraction,
-        overwrite=FLAGS.overwrite, on_error=FLAGS.on_error)
+        overwrite=FLAGS.overwrite, on_error=FLAGS.on_error, unlabelled=FLAGS.unlabelled,
+        ignore_classes=tuple(FLAGS.ignore_classes))
 
 
 def _pair(name: str, kind: type) -> tuple:
@@ -221,7 +237,10 @@ def generate_config() -> GenerateConfig:
             no_flip_classes=tuple(FLAGS.no_flip_classes),
             image_augment=parse_ranges(FLAGS.image_augment, "image"),
             max_occlusion=FLAGS.max_occlusion, min_visible=FLAGS.min_visible,
-            instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report)
+            instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report,
+            unlabelled=FLAGS.unlabelled, ignore_classes=tuple(FLAGS.ignore_classes),
+            use_truncated_cutouts=FLAGS.use_truncated_cutouts,
+            use_difficult_cutouts=FLAGS.use_difficult_cutouts)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 
@@ -254,11 +273,11 @@ def main(argv: list[str]) -> int:
     from spatule_synth.label_map import LabelMapError
     from spatule_synth.labelimg import InputDirError
     from spatule_synth.masks import MaskModelError
-    from spatule_synth.output_dir import OutputDirError
+    from spatule_synth.output_dir import OutputDirError, OutputWriteError
     from spatule_synth.problems import RunStopped
     from spatule_synth.sources import SourceError
     from spatule_synth.split import SplitError
-    from spatule_synth.synthesize import OutputWriteError, run_generate
+    from spatule_synth.synthesize import run_generate
     run = run_generate if FLAGS.mode == "generate" else run_convert
     try:
         if FLAGS.pipeline_config:

@@ -9,10 +9,13 @@ Conventions (checked against pycocotools, which every COCO consumer uses):
   lengths, column-major, starting with a run of 0s) or a compressed RLE (``counts`` a string).
   The object's box is then the tight box of its mask; the annotation's own ``bbox`` is only used
   for annotations without segmentation (box-only objects).
-* ``iscrowd=1`` regions cover several objects and are skipped (a ``crowd_region`` note).
+* ``iscrowd=1`` regions cover several objects under one label: they cannot be one object's label,
+  so they are dropped (``crowd_region``) and, like every dropped annotation, make the photo
+  incomplete (`spatule_synth.validation` skips it: its objects would show without boxes).
 * A file whose structure is broken (not JSON, a required key missing, duplicate image or category
-  ids) is reported once as ``malformed_annotation`` and yields nothing; a bad annotation only
-  costs its own object. Messages name the JSON file, the image file name and the annotation id.
+  ids) is reported once as ``malformed_annotation`` and yields nothing; a bad annotation is
+  reported and listed in the image's ``lost`` objects (the photo is then skipped by validation).
+  Messages name the JSON file, the image file name and the annotation id.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, mask_bounds, tight_masked_object
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, mask_bounds, \
+    tight_masked_object
 from spatule_synth.boxes import Box, BoxError
 from spatule_synth.output_dir import atomic_open, atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
@@ -94,10 +98,13 @@ def read_coco(json_path: str, image_dir: str, problems: ProblemLog) -> list[Anno
                                     f"{image_id!r}) is not in {image_dir}; its "
                                     f"{len(per_image[image_id])} annotation(s) skipped"))
             continue
-        objects = (_object(json_path, entry, index, annotation, categories, problems)
-                   for index, annotation in enumerate(per_image[image_id]))
-        result.append(AnnotatedImage(path, json_path, tuple(o for o in objects if o is not None),
-                                     (entry["width"], entry["height"])))
+        objects, lost = [], []
+        for index, annotation in enumerate(per_image[image_id]):
+            obj = _object(json_path, entry, index, annotation, categories, problems, lost)
+            if obj is not None:
+                objects.append(obj)
+        result.append(AnnotatedImage(path, json_path, tuple(objects), (entry["width"], entry["height"]),
+                                     tuple(lost)))
     return result
 
 
@@ -140,46 +147,50 @@ def _unique(entries: list[dict], what: str) -> dict[Any, dict]:
 
 
 def _object(json_path: str, entry: dict, index: int, annotation: dict, categories: dict[Any, str],
-            problems: ProblemLog) -> AnnotatedObject | None:
-    """The annotation as an object, or None (reported) if it cannot be one."""
+            problems: ProblemLog, lost: list[LostObject]) -> AnnotatedObject | None:
+    """The annotation as an object, or None (reported, and added to ``lost``) if it cannot be one."""
     name = categories.get(annotation["category_id"])
 
     def report(kind: str, reason: str) -> None:
         where = f"image {entry['file_name']!r}, annotation id {annotation['id']!r}"
         problems.report(Problem(kind, json_path, f"{where}: {reason}", index, name))
+        lost.append(LostObject(index, name, f"annotation id {annotation['id']!r}: "
+                               + reason.removesuffix("; object dropped").removesuffix("; dropped")))
 
     if name is None:
         report("unknown_class", f"category_id {annotation['category_id']!r} is not among the "
                                 "file's categories; object dropped")
         return None
     if annotation.get("iscrowd") in (1, True):
-        report("crowd_region", "iscrowd=1 marks a region of several objects; skipped")
+        report("crowd_region", "iscrowd=1 marks a region of several objects under one label; dropped")
         return None
     segmentation = annotation.get("segmentation")
+    annotation_id = repr(annotation["id"])
     if segmentation is None or segmentation == [] or segmentation == {}:
-        return _box_only(name, index, annotation.get("bbox"), report)
+        return _box_only(name, index, annotation.get("bbox"), report, annotation_id)
     width, height = entry["width"], entry["height"]
     try:
         full_mask = segmentation_mask(segmentation, height, width)
     except MaskError as error:
         report("mask_invalid", f"{error}; object dropped")
         return None
-    obj = tight_masked_object(name, full_mask, index)
+    obj = tight_masked_object(name, full_mask, index, annotation_id=annotation_id)
     if obj is None:
         report("mask_invalid", f"the segmentation covers no pixel of the {width}x{height} image; "
                                "object dropped")
     return obj
 
 
-def _box_only(name: str, index: int, bbox: Any,
-              report: Callable[[str, str], None]) -> AnnotatedObject | None:
+def _box_only(name: str, index: int, bbox: Any, report: Callable[[str, str], None],
+              annotation_id: str) -> AnnotatedObject | None:
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
         report("box_invalid", f"no segmentation and no bbox [x, y, width, height] (bbox is {bbox!r}); "
                               "object dropped")
         return None
     x, y, width, height = bbox
     try:
-        return AnnotatedObject(name, Box(x, y, x + width, y + height), index)
+        return AnnotatedObject(name, Box(x, y, x + width, y + height), index,
+                               annotation_id=annotation_id)
     except BoxError as error:
         report("box_invalid", f"bbox {bbox} is not a box: {error}; object dropped")
         return None

@@ -10,6 +10,7 @@ import dataclasses
 import os
 
 from spatule_synth.augment import ImageAugmentRanges, ObjectAugmentRanges
+from spatule_synth.validation import InputRules
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LABEL_MAP = os.path.join(REPO_ROOT, "annotations", "label_map.pbtxt")
@@ -32,8 +33,15 @@ class ConvertConfig:
     tile_negative_fraction: float = 0.1
     overwrite: bool = False
     on_error: str = "skip"
+    unlabelled: str = "skip"  # a photo with no XML: "skip" (not labelled yet) or "negative"
+    ignore_classes: tuple[str, ...] = ()  # classes that are not labels ("*": every other one)
+
+    @property
+    def input_rules(self) -> InputRules:
+        return InputRules(self.unlabelled, self.ignore_classes)
 
     def __post_init__(self) -> None:
+        self.input_rules  # validates unlabelled
         if self.tile_size and not 0 <= self.tile_overlap < self.tile_size:
             raise ValueError(f"tile_overlap must lie in [0, tile_size), got {self.tile_overlap}")
         for name in ("tile_min_visible", "tile_negative_fraction"):
@@ -102,8 +110,17 @@ class GenerateConfig:
     runner: str = "local"
     beam_pipeline_options: str = ""
     on_error: str = "skip"
+    unlabelled: str = "skip"  # a photo with no annotation file: "skip" or "negative"
+    ignore_classes: tuple[str, ...] = ()  # classes that are not labels ("*": every other one)
+    use_truncated_cutouts: bool = False  # objects cut by their photo's edge may be cutouts
+    use_difficult_cutouts: bool = False  # objects marked difficult may be cutouts
+
+    @property
+    def input_rules(self) -> InputRules:
+        return InputRules(self.unlabelled, self.ignore_classes)
 
     def __post_init__(self) -> None:
+        self.input_rules  # validates unlabelled
         if not self.output_dir:
             raise ValueError("output_dir is required")
         if self.runner not in RUNNERS:

@@ -6,14 +6,17 @@ For the real labelled photos users evaluate (or fine-tune) on. Output layout::
     OUT/annotations/label_map.pbtxt                the label map the ids refer to
     OUT/manifest.json                              config, versions, counts, problems, examples
 
-Images whose XML has no object, and images with no XML, are written as negatives (no boxes) unless
-``keep_negatives`` is off. With ``tile_size`` > 0 every photo is cut into ``tile_size`` windows
+Every photo goes through `spatule_synth.validation` (the same checks as generate): a photo that
+lost a label (a bad box, an unknown class, ...) is skipped whole, never written with its remaining
+boxes; a photo with no XML is skipped unless ``unlabelled="negative"``. Images whose XML has no
+object are written as negatives (no boxes) unless ``keep_negatives`` is off. With ``tile_size`` > 0 every photo is cut into ``tile_size`` windows
 at full resolution instead (`spatule_synth.tiles`: windows overlap by at least ``tile_overlap``;
 boxes are clipped to each window and marked truncated; a box with less than
 ``tile_min_visible`` of its area in a window is left out there and counted as an unlabelled part;
 windows with labels are kept, and ``tile_negative_fraction`` of the object-free ones), so a model
-trained on 640 crops is evaluated at the scale it was trained on. An image all of whose objects were dropped (bad boxes, unknown classes)
-is left out: its pixels still show those objects, so it is no negative. Source ids are 1, 2, 3, ... in the sorted input order.
+trained on 640 crops is evaluated at the scale it was trained on. Source ids are 1, 2, 3, ... in
+the sorted input order. ``difficult`` objects are kept, with ``image/object/difficult`` set (the OD
+API's evaluators leave them out of the score).
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from tqdm import tqdm
 from spatule_synth.config import ConvertConfig
 from spatule_synth.images import bytes_for_record, encode_jpeg
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
-from spatule_synth.labelimg import LabelledImage, find_pairs, load_labelled_image
+from spatule_synth.labelimg import find_pairs, read_labelimg
 from spatule_synth.manifest import write_manifest
-from spatule_synth.output_dir import check_output_dir, output_dir_for_run
+from spatule_synth.output_dir import OutputWriteError, cannot_write, check_output_dir, output_dir_for_run
 from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
 from spatule_synth.tiles import choose_negatives, cut_tiles, lost_objects, tile_pixels
+from spatule_synth.validation import ValidPhoto, load_photo
 
 
 @dataclasses.dataclass
@@ -48,7 +52,6 @@ class ConvertResult:
     pairs_found: int = 0
     examples: list[dict] = dataclasses.field(default_factory=list)
     negatives_dropped: int = 0
-    emptied_images: int = 0  # every object dropped: neither a positive nor a true negative
     unlabelled_parts: int = 0  # with tiles: slivers of objects left unlabelled in kept tiles
     objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     problems: ProblemLog = dataclasses.field(default_factory=ProblemLog)
@@ -63,9 +66,6 @@ class ConvertResult:
                  f"({self.negatives_written} negatives without objects"
                  + (f", {self.negatives_dropped} negatives left out" if self.negatives_dropped else "")
                  + ")"]
-        if self.emptied_images:
-            lines.append(f"  images left out because every object in them was dropped: "
-                         f"{self.emptied_images} (a negative would teach the model to ignore them)")
         if self.unlabelled_parts:
             lines.append(f"  object slivers under --tile_min_visible left unlabelled in kept tiles: "
                          f"{self.unlabelled_parts}")
@@ -79,17 +79,17 @@ class ConvertResult:
         return "\n".join(lines)
 
 
-def record_for(labelled: LabelledImage, source_id: int) -> RecordImage:
+def record_for(photo: ValidPhoto, source_id: int) -> RecordImage:
     """The TFRecord example of one validated photo."""
-    image = labelled.image
-    encoded, image_format = bytes_for_record(labelled.file_bytes, image)
+    image = photo.image
+    encoded, image_format = bytes_for_record(photo.file_bytes, image)
     objects = tuple(
-        RecordObject.from_box(obj.box, image.width, image.height, class_text=obj.name,
+        RecordObject.from_box(obj.box, image.width, image.height, class_text=obj.class_name,
                               class_label=obj.class_id, difficult=obj.difficult,
                               truncated=obj.truncated, view=obj.pose)
-        for obj in labelled.objects)
+        for obj in photo.objects)
     return RecordImage(encoded=encoded, image_format=image_format,
-                       filename=os.path.basename(labelled.source.image_path),
+                       filename=os.path.basename(photo.image_path),
                        source_id=str(source_id), height=image.height, width=image.width,
                        objects=objects)
 
@@ -103,8 +103,15 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     pairs = find_pairs(config.input_dirs, config.annotation_dirs, problems)
     if not pairs:
         logging.warning("no images found in %s", ", ".join(config.input_dirs))
-    with output_dir_for_run(config.output_dir, config.overwrite, input_dirs):
-        return _convert_into(config, label_map, problems, pairs)
+    replacing = os.path.isdir(config.output_dir) and bool(os.listdir(config.output_dir))
+    try:
+        with output_dir_for_run(config.output_dir, config.overwrite, input_dirs):
+            return _convert_into(config, label_map, problems, pairs)
+    except OSError as error:
+        after = (f"the previous output in {config.output_dir} is kept as it was" if replacing else
+                 f"{config.output_dir} holds no finished output (no manifest.json); fix the cause "
+                 "and rerun with --overwrite")
+        raise OutputWriteError(f"{cannot_write(error)}. The run stopped: {after}") from error
 
 
 def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemLog,
@@ -117,41 +124,39 @@ def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemL
                                os.path.join(annotations_dir, "label_map.pbtxt"),
                                pairs_found=len(pairs), problems=problems)
         for pair in tqdm(pairs, desc="convert", unit="img", disable=None):
-            labelled = load_labelled_image(pair, label_map, problems)
-            if labelled is None:
+            annotated = read_labelimg(pair, problems)
+            photo = annotated and load_photo(annotated, label_map, config.input_rules, problems)
+            if photo is None:
                 continue
-            if not labelled.objects and labelled.dropped_objects:
-                result.emptied_images += 1  # its pixels still show the dropped objects
-                continue
-            if not labelled.objects and not config.keep_negatives:
+            if not photo.objects and not config.keep_negatives:
                 result.negatives_dropped += 1
                 continue
             if config.tile_size:
-                _write_tiles(labelled, config, writer, result)
+                _write_tiles(photo, config, writer, result)
                 continue
-            record = record_for(labelled, source_id=len(result.examples) + 1)
+            record = record_for(photo, source_id=len(result.examples) + 1)
             writer.write(record)
-            result.objects_per_class.update(obj.name for obj in labelled.objects)
-            result.examples.append(_example_entry(labelled, record))
+            result.objects_per_class.update(obj.class_name for obj in photo.objects)
+            result.examples.append(_example_entry(photo, record))
     write_label_map(label_map, result.label_map_path)
     result.manifest_path = write_manifest(config.output_dir, _manifest(config, label_map, result))
     return result
 
 
-def _write_tiles(labelled: LabelledImage, config: ConvertConfig, writer: ShardedRecordWriter,
+def _write_tiles(photo: ValidPhoto, config: ConvertConfig, writer: ShardedRecordWriter,
                  result: ConvertResult) -> None:
     """The windows of one photo that carry labels, plus the chosen share of empty ones."""
-    image, path = labelled.image, labelled.source.image_path
-    objects = [(o.name, o.class_id, o.box, o.truncated) for o in labelled.objects]
+    image, path = photo.image, photo.image_path
+    objects = [(o.class_name, o.class_id, o.box, o.truncated) for o in photo.objects]
     tiles = cut_tiles(image.width, image.height, objects, config.tile_size, config.tile_overlap,
                       config.tile_min_visible)
     for index in lost_objects(tiles, len(objects)):
-        obj = labelled.objects[index]
-        result.problems.report(Problem("tile_lost", labelled.source.xml_path or path,
+        obj = photo.objects[index]
+        result.problems.report(Problem("tile_lost", photo.source_file,
                                        f"box ({obj.box}) is under --tile_min_visible="
                                        f"{config.tile_min_visible} in every {config.tile_size} px tile; "
                                        "it is in no tile's labels (raise --tile_overlap)",
-                                       obj.object_index, obj.name))
+                                       obj.object_index, obj.class_name))
     seed = zlib.crc32(os.path.basename(path).encode("utf-8", "surrogateescape"))
     negatives = {id(tile) for tile in choose_negatives(tiles, config.tile_negative_fraction, seed)}
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -166,26 +171,27 @@ def _write_tiles(labelled: LabelledImage, config: ConvertConfig, writer: Sharded
             height=size, width=size,
             objects=tuple(RecordObject.from_box(o.box, size, size, class_text=o.name,
                                                 class_label=o.class_id, truncated=o.truncated,
-                                                difficult=labelled.objects[o.source_index].difficult,
-                                                view=labelled.objects[o.source_index].pose)
+                                                difficult=photo.objects[o.source_index].difficult,
+                                                view=photo.objects[o.source_index].pose)
                           for o in tile.objects))
         writer.write(record)
         result.objects_per_class.update(o.name for o in tile.objects)
         result.examples.append({"source_id": record.source_id, "image": path, "tile": [tile.x, tile.y, size],
-                                "xml": labelled.source.xml_path, "width": size, "height": size,
+                                "xml": photo.annotation_path, "width": size, "height": size,
                                 "unlabelled_parts": tile.unlabelled_parts,
                                 "objects": [{"name": o.name, "object_index":
-                                             labelled.objects[o.source_index].object_index,
+                                             photo.objects[o.source_index].object_index,
                                              "box": [o.box.xmin, o.box.ymin, o.box.xmax, o.box.ymax],
                                              "truncated": o.truncated} for o in tile.objects]})
 
 
-def _example_entry(labelled: LabelledImage, record: RecordImage) -> dict:
-    return {"source_id": record.source_id, "image": labelled.source.image_path,
-            "xml": labelled.source.xml_path, "width": record.width, "height": record.height,
-            "objects": [{"name": obj.name, "object_index": obj.object_index,
-                         "box": [obj.box.xmin, obj.box.ymin, obj.box.xmax, obj.box.ymax]}
-                        for obj in labelled.objects]}
+def _example_entry(photo: ValidPhoto, record: RecordImage) -> dict:
+    return {"source_id": record.source_id, "image": photo.image_path,
+            "xml": photo.annotation_path, "width": record.width, "height": record.height,
+            "objects": [{"name": obj.class_name, "object_index": obj.object_index,
+                         "box": [obj.box.xmin, obj.box.ymin, obj.box.xmax, obj.box.ymax],
+                         "truncated": obj.truncated, "difficult": obj.difficult}
+                        for obj in photo.objects]}
 
 
 def _manifest(config: ConvertConfig, label_map: LabelMap, result: ConvertResult) -> dict:
@@ -196,7 +202,6 @@ def _manifest(config: ConvertConfig, label_map: LabelMap, result: ConvertResult)
         "counts": {"images_found": result.pairs_found, "examples": len(result.examples),
                    "negatives_written": result.negatives_written,
                    "negatives_dropped": result.negatives_dropped,
-                   "emptied_images": result.emptied_images,
                    "unlabelled_parts": result.unlabelled_parts,
                    "objects_per_class": dict(sorted(result.objects_per_class.items())),
                    "problems": result.problems.counts()},

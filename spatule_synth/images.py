@@ -22,6 +22,18 @@ from spatule_synth.boxes import Box
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                             ".pgm", ".pbm"})
+# Image formats people keep photos in that cannot be decoded here: named in messages (an XML
+# beside IMG_2041.HEIC must not read as "no image").
+UNSUPPORTED_FORMATS = {
+    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".jp2": "JPEG 2000",
+    ".psd": "PSD", ".svg": "SVG", ".raw": "RAW", ".dng": "DNG (RAW)", ".cr2": "Canon RAW (CR2)",
+    ".cr3": "Canon RAW (CR3)", ".crw": "Canon RAW (CRW)", ".nef": "Nikon RAW (NEF)",
+    ".nrw": "Nikon RAW (NRW)", ".arw": "Sony RAW (ARW)", ".srf": "Sony RAW (SRF)",
+    ".sr2": "Sony RAW (SR2)", ".orf": "Olympus RAW (ORF)", ".rw2": "Panasonic RAW (RW2)",
+    ".raf": "Fujifilm RAW (RAF)", ".pef": "Pentax RAW (PEF)", ".srw": "Samsung RAW (SRW)",
+    ".x3f": "Sigma RAW (X3F)", ".3fr": "Hasselblad RAW (3FR)", ".erf": "Epson RAW (ERF)",
+    ".kdc": "Kodak RAW (KDC)", ".mrw": "Minolta RAW (MRW)", ".rwl": "Leica RAW (RWL)",
+}
 # Formats whose file starts with a plain JPEG stream (MPO: multi-picture JPEG from many cameras).
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 EXIF_ORIENTATION_TAG = 0x0112
@@ -73,6 +85,16 @@ def is_image_file(path: str) -> bool:
     """An image by its extension (any case), ignoring hidden files such as macOS ``._`` forks."""
     name = os.path.basename(path)
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def unsupported_format(path: str) -> str | None:
+    """``"HEIC is not supported; convert it to JPEG"`` for a photo in a format listed in
+    `UNSUPPORTED_FORMATS` (by extension, any case), else None."""
+    name = os.path.basename(path)
+    kind = UNSUPPORTED_FORMATS.get(os.path.splitext(name)[1].lower())
+    if kind is None or name.startswith("."):
+        return None
+    return f"{kind} is not supported; convert it to JPEG"
 
 
 def read_image(path: str) -> DecodedImage:
@@ -202,6 +224,21 @@ def bytes_for_record(file_bytes: bytes, image: DecodedImage) -> tuple[bytes, str
     if image.file_format in JPEG_FORMATS:
         return encode_jpeg(image.pixels), "jpeg"
     return encode_png(image.pixels), "png"
+
+
+# EXIF orientation -> the Pillow transpose that displays the stored image (as
+# `ImageOps.exif_transpose`); `box_in_display_frame` is the same table for coordinates.
+EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                  6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                  8: Image.Transpose.ROTATE_90}
+
+
+def mask_in_display_frame(mask: np.ndarray, orientation: int) -> np.ndarray:
+    """A mask drawn over a box of the stored image, turned like the box (`box_in_display_frame`)."""
+    if orientation == 1:
+        return mask
+    return np.ascontiguousarray(np.asarray(Image.fromarray(mask).transpose(EXIF_TRANSPOSE[orientation])))
 
 
 def box_in_display_frame(box: Box, orientation: int, raw_size: tuple[int, int]) -> Box:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import unicodedata
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
@@ -59,12 +60,17 @@ class LabelMap:
     def name_of(self, class_id: int) -> str | None:
         return next((item.name for item in self.items if item.id == class_id), None)
 
+    def closest(self, name: str) -> str | None:
+        """The class ``name`` was probably meant to be (same letters up to case and spaces, or a
+        near spelling), or None."""
+        folded = {known.casefold().strip(): known for known in self.names}
+        return folded.get(name.casefold().strip()) or next(
+            iter(difflib.get_close_matches(name, self.names, n=1)), None)
+
     def unknown_class_reason(self, name: str) -> str:
         """Why ``name`` is not a class, with a suggestion when one is close."""
         reason = f"class {name!r} is not in the label map (classes: {', '.join(self.names)})"
-        folded = {known.casefold().strip(): known for known in self.names}
-        close = folded.get(name.casefold().strip()) or next(
-            iter(difflib.get_close_matches(name, self.names, n=1)), None)
+        close = self.closest(name)
         return reason + (f"; did you mean {close!r}?" if close else "")
 
     @functools.cached_property
@@ -72,13 +78,33 @@ class LabelMap:
         return {item.name: item.id for item in self.items}
 
 
+def class_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a class name, or None. A class name is written into VOC XML (which
+    labelImg reads with its whitespace collapsed into tabs), ``classes.txt`` lines and TFRecords,
+    and VOC ``<name>`` values are read stripped: so no empty name, no leading or trailing space,
+    no two spaces in a row, no tab, newline or other control character."""
+    if not name.strip():
+        return f"class name {name!r} is empty"
+    if name != name.strip():
+        return (f"class name {name!r} starts or ends with a space (VOC <name> values are read "
+                "without them, so no object could ever match it)")
+    if "  " in name:
+        return f"class name {name!r} contains two spaces in a row (labelImg turns them into a tab)"
+    control = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if control is not None:
+        return (f"class name {name!r} contains the control character U+{ord(control):04X} "
+                "(tab, newline, ...); it cannot be written to VOC XML or classes.txt")
+    return None
+
+
 def _validate(items: tuple[LabelMapItem, ...]) -> None:
     if not items:
         raise LabelMapError("the label map has no classes")
     problems = []
     for item in items:
-        if not item.name.strip():
-            problems.append(f"id {item.id} has an empty name")
+        name_problem = class_name_problem(item.name)
+        if name_problem:
+            problems.append(f"id {item.id}: {name_problem}")
         if item.id < 1:
             problems.append(f"class {item.name!r} has id {item.id}; class ids start at 1 "
                             "(0 is reserved for 'background')")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
 from typing import IO, Iterator, Sequence
@@ -23,6 +24,32 @@ MARKER_NAME = ".spatule_synth_output"
 
 class OutputDirError(RuntimeError):
     """The output directory cannot be used as asked; the message says what to do."""
+
+
+class OutputWriteError(RuntimeError):
+    """Writing the output failed (disk full, file too large, no permission); the message names the
+    file and says how to go on."""
+
+
+def cannot_write(error: OSError) -> str:
+    """``"cannot write OUT/annotations/real.record: [Errno 27] File too large"``: the file (its
+    final name, not the temporary one it was being written under) and the system's reason."""
+    reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+    if not error.filename:
+        return f"cannot write the output: {reason}"
+    folder, name = os.path.split(os.fsdecode(error.filename))
+    match = _TEMPORARY_NAME.fullmatch(name)
+    return f"cannot write {os.path.join(folder, match.group(1)) if match else error.filename}: {reason}"
+
+
+def naming(error: OSError, path: str) -> OSError:
+    """``error`` with ``path`` as its file name, if it has none (a failed ``write`` says only
+    "[Errno 27] File too large"); `cannot_write` then names the file."""
+    if error.filename or error.errno is None:
+        return error
+    named = OSError(error.errno, error.strerror, path)
+    named.__cause__ = error
+    return named
 
 
 def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
@@ -39,7 +66,10 @@ def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
 def atomic_open(path: str, durable: bool = True) -> Iterator[IO[bytes]]:
     """A binary file handle whose content appears under ``path`` only when the block succeeds."""
     temporary = temporary_path(path)
-    handle = open(temporary, "wb")  # plain permissions (umask), unlike tempfile's private 0600
+    try:
+        handle = open(temporary, "wb")  # plain permissions (umask), unlike tempfile's private 0600
+    except OSError as error:
+        raise naming(error, path) from error
     try:
         with handle:
             yield handle
@@ -47,10 +77,17 @@ def atomic_open(path: str, durable: bool = True) -> Iterator[IO[bytes]]:
             if durable:
                 os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise naming(error, path) from error
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+_TEMPORARY_NAME = re.compile(r"\.tmp-[0-9]+-[0-9]+-(.+)")
 
 
 def temporary_path(path: str) -> str:

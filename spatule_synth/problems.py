@@ -1,7 +1,8 @@
 """Bad-input bookkeeping: every problem is named, logged once, counted, and may stop the run.
 
-A `Problem` names the file, the object (index in its XML and class name, when it concerns one
-object), the reason and what was done about it. `ProblemLog.report` logs it as a warning and counts
+A `Problem` names the file, the image it labels (when the file is an annotation file), the object
+(index in the file and class name, when it concerns one object), the reason and what was done
+about it. `ProblemLog.report` logs it as a warning and counts
 it; with ``on_error="fail"`` a problem whose kind is *fatal* raises `RunStopped` carrying the same
 message instead. Notes (kinds that leave the data correct, like an XML ``<size>`` that disagrees
 with the decoded image) are logged and counted but never stop a run.
@@ -21,24 +22,44 @@ KINDS: dict[str, tuple[str, bool]] = {
     "malformed_xml": ("XML that does not parse as a labelImg annotation (image skipped)", True),
     "malformed_annotation": ("annotation file (COCO JSON, YOLO txt, mask PNG) that cannot be read "
                              "(skipped)", True),
-    "missing_image": ("XML whose image is missing (skipped)", True),
+    "missing_image": ("annotation whose image is missing (skipped)", True),
+    "unsupported_image": ("image in a format that cannot be read (HEIC, RAW, ...: skipped)", True),
     "unreadable_image": ("unreadable, corrupt or truncated image (skipped)", True),
     "duplicate_stem": ("several inputs with one stem in a folder (all skipped)", True),
+    "filename_mismatch": ("XML whose <filename> names another photo of the folder (skipped)", True),
+    "size_conflict": ("annotation size differs from the image and the boxes do not fit it "
+                      "(skipped)", True),
     "box_invalid": ("object with an inverted, zero-area or non-numeric box (dropped)", True),
     "box_outside": ("object box entirely outside its image (dropped)", True),
     "box_clipped": ("object box partly outside its image (clipped to the image)", True),
     "unknown_class": ("object whose class is not in the label map (dropped)", True),
     "mask_invalid": ("object whose mask is empty or does not fit its image (dropped)", True),
+    "crowd_region": ("COCO crowd region (iscrowd=1: several objects under one label; dropped)", True),
+    "image_incomplete": ("photo that lost an object's label (skipped whole: it would show an "
+                         "object without a box)", True),
+    "background_labelled": ("--background_dirs photo whose annotation file has objects (not a "
+                            "background)", True),
     "identity_unmatched": ("object whose file name --identity_regex does not match (skipped)", True),
     "cutout_too_large": ("object too large for the canvas (skipped)", True),
     "background_small": ("background smaller than the canvas (upscaled to cover it)", False),
-    "no_xml": ("image with no XML (taken as a photo without objects)", False),
-    "size_mismatch": ("XML <size> differs from the decoded image (decoded size used)", False),
+    "no_annotation": ("image with no annotation file: not labelled yet (skipped; "
+                      "--unlabelled=negative takes it as object-free)", False),
+    "unlabelled_negative": ("image with no annotation file, taken as object-free "
+                            "(--unlabelled=negative)", False),
+    "size_mismatch": ("annotation size differs from the image, boxes fit the image (kept)", False),
+    "size_scaled": ("photo resized after labelling (boxes scaled by the same factor)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
+    "duplicate_object": ("object exactly repeated in its photo (same class and box: kept once)", False),
+    "ignored_class": ("object of an --ignore_classes class (not a label: left out)", False),
+    "truncated_cutout": ("object cut by its photo's edge or marked truncated (not a cutout; "
+                         "--use_truncated_cutouts)", False),
+    "difficult_cutout": ("object marked difficult (not a cutout; --use_difficult_cutouts)", False),
     "mask_fallback": ("--mask=grabcut/model found no object in the box (the whole box is used)", False),
     "tile_lost": ("object under --tile_min_visible in every tile (in no tile's labels)", True),
-    "crowd_region": ("COCO crowd region (iscrowd=1: not one object; skipped)", False),
 }
+# Problems of one kind logged one by one before the rest are only counted (and listed in the
+# manifest): a folder of 2,000 photos not labelled yet gives a few lines, not 2,000.
+LOGGED_PER_KIND = 5
 
 
 class RunStopped(RuntimeError):
@@ -54,6 +75,8 @@ class Problem:
     reason: str
     object_index: int | None = None
     object_name: str | None = None
+    image: str | None = None  # the photo's file name, when ``file`` is its annotation file
+    annotation_id: str | None = None  # the object's id in its file, when the format has one (COCO)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -64,11 +87,17 @@ class Problem:
         return KINDS[self.kind][1]
 
     def message(self) -> str:
+        """``"photos/IMG_1.xml (image IMG_1.JPG), object #2 ('tga'): reason"``; a COCO object
+        reads ``"object #0 ('dog', annotation id 17)"``."""
         where = self.file
+        if self.image is not None:
+            where += f" (image {self.image})"
         if self.object_index is not None:
             where += f", object #{self.object_index}"
-            if self.object_name is not None:
-                where += f" ({self.object_name!r})"
+            details = ([repr(self.object_name)] if self.object_name is not None else []) + (
+                [f"annotation id {self.annotation_id}"] if self.annotation_id is not None else [])
+            if details:
+                where += f" ({', '.join(details)})"
         return f"{where}: {self.reason}"
 
 
@@ -80,13 +109,22 @@ class ProblemLog:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
         self.on_error = on_error
         self.problems: list[Problem] = []
+        self._logged: collections.Counter = collections.Counter()
 
     def report(self, problem: Problem) -> None:
-        """Log and count ``problem``; raise `RunStopped` if it is fatal and the run must stop."""
+        """Log and count ``problem``; raise `RunStopped` if it is fatal and the run must stop.
+
+        The first `LOGGED_PER_KIND` problems of a kind are logged; then one line says that the
+        others are only counted (summary) and listed (manifest)."""
         self.problems.append(problem)
         if problem.fatal and self.on_error == "fail":
             raise RunStopped(f"{problem.message()} (stopped by --on_error=fail)")
-        logging.warning("%s", problem.message())
+        self._logged[problem.kind] += 1
+        if self._logged[problem.kind] <= LOGGED_PER_KIND:
+            logging.warning("%s", problem.message())
+        if self._logged[problem.kind] == LOGGED_PER_KIND + 1:
+            logging.warning("more problems of this kind (%s): counted in the summary and listed in "
+                            "manifest.json, not logged one by one", KINDS[problem.kind][0])
 
     def counts(self) -> dict[str, int]:
         """Number of problems per kind, in the order of `KINDS`."""

@@ -4,15 +4,22 @@
   the objects it overlaps, with its mask. Sources: labelImg folders (``input_dirs``), COCO JSON,
   YOLO folders, VOC ``SegmentationObject`` roots and alpha-PNG cutout folders. Box-only objects
   get masks by ``--mask`` (``box``, ``grabcut`` or ``model``), computed once per object here.
-  Each cutout knows its identity (see `identity_of`).
-* **Backgrounds**: photos known to show no labelled object (an annotation without objects, or no
-  annotation at all) from the labelled inputs, plus every image of ``background_dirs``. A photo
-  whose objects were all dropped is *not* a background: its pixels still show them.
+  Each cutout knows its identity (see `identity_of`). Objects cut by their photo's edge (marked
+  truncated, or a box touching the border) and objects marked difficult are not pasted unless
+  ``use_truncated_cutouts``/``use_difficult_cutouts`` say so (nor is anything overlapping them:
+  they would be cut out together); alpha cutouts are whole by definition.
+* **Backgrounds**: photos known to show no labelled object (an annotation without objects; with
+  ``--unlabelled=negative`` a photo without annotation file) from the labelled inputs, plus every
+  image of ``background_dirs`` that has no annotation file with objects beside it. A photo that lost
+  a label is *not* a background: its pixels still show the object. A photo given twice is one
+  background.
 * **Distractors**: alpha-PNG cutouts from ``distractor_dirs``, pasted but never labelled.
 
-Every format goes through the same validation (`_validated`): class in the label map, box inside
-the decoded photo (clipped, or dropped, and reported), mask not empty. Pixels of backgrounds are
-not kept here (workers decode them again, with a bounded cache); only their file and size.
+Every format goes through the same validation (`spatule_synth.validation.load_photo`, shared with
+convert): class in the label map, boxes in the frame the annotator saw, inside the decoded photo,
+masks not empty, duplicates once; a photo that lost a label is skipped whole. Pixels of
+backgrounds are not kept here (workers decode them again, with a bounded cache); only their file
+and size.
 """
 
 from __future__ import annotations
@@ -23,18 +30,19 @@ import re
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
 
-from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, mask_bounds
+from spatule_synth.annotations import AnnotatedImage
 from spatule_synth.boxes import Box
 from spatule_synth.config import GenerateConfig
 from spatule_synth.cutouts import Cutout, PhotoObject, cut_group, distractor_cutout, overlapping_groups
-from spatule_synth.images import DecodedImage, ImageReadError, \
-    box_in_display_frame, check_image, is_image_file, read_image
+from spatule_synth.images import ImageReadError, check_image, is_image_file, read_image, \
+    unsupported_format
 from spatule_synth.label_map import LabelMap
-from spatule_synth.labelimg import InputDirError, find_pairs, load_labelled_image
+from spatule_synth.labelimg import InputDirError, find_pairs, read_labelimg, stem_key
 from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.transform import CUTOUT_MARGIN, placement_geometry
+from spatule_synth.validation import ValidObject, ValidPhoto, load_photo
+from spatule_synth.voc import VocFormatError, read_voc
 
 __all__ = ["CUTOUT_MARGIN", "Background", "Cutout", "SourceError", "SourceSet", "read_sources"]
 
@@ -78,18 +86,21 @@ class _MaskMaker:
     def __init__(self, config: GenerateConfig, problems: ProblemLog) -> None:
         self.config, self.problems, self._model = config, problems, None
 
-    def __call__(self, pixels: np.ndarray, box: tuple[int, int, int, int], file: str, index: int,
-                 name: str) -> np.ndarray:
-        x0, y0, x1, y1 = box
+    def __call__(self, photo: ValidPhoto, obj: ValidObject) -> np.ndarray:
+        """The mask of ``obj`` over ``obj.box.voc_ints()``: its own, or one made by ``--mask``."""
+        if obj.mask is not None:
+            return obj.mask
+        x0, y0, x1, y1 = obj.box.voc_ints()
         if self.config.mask == "box":
             return np.full((y1 - y0, x1 - x0), 255, np.uint8)
         from spatule_synth.masks import load_mask_model, refine_mask
         if self.config.mask == "model" and self._model is None:
             self._model = load_mask_model(self.config.mask_model)
-        mask, fell_back = refine_mask(pixels, Box(x0, y0, x1, y1), self.config.mask, self._model)
+        mask, fell_back = refine_mask(photo.image.pixels, Box(x0, y0, x1, y1), self.config.mask,
+                                      self._model)
         if fell_back:
-            self.problems.report(Problem("mask_fallback", file, f"--mask={self.config.mask} found no "
-                                         "object in the box; the whole box is used", index, name))
+            self.problems.report(photo.problem("mask_fallback", f"--mask={self.config.mask} found "
+                                               "no object in the box; the whole box is used", obj))
         return mask
 
 
@@ -97,46 +108,30 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     """Read and validate every input once; `SourceError` if no cutout or no background is left."""
     make_mask = _MaskMaker(config, problems)
     cutouts: list[Cutout] = []
-    backgrounds: list[Background] = []
-    for pair in find_pairs(config.input_dirs, config.annotation_dirs, problems) if config.input_dirs else ():
-        labelled = load_labelled_image(pair, label_map, problems)
-        if labelled is None:
-            continue
-        xml = pair.xml_path or pair.image_path
-        if labelled.objects:
-            objects = []
-            for obj in labelled.objects:
-                box = obj.box.voc_ints()
-                mask = make_mask(labelled.image.pixels, box, xml, obj.object_index, obj.name)
-                objects.append(PhotoObject(obj.name, obj.class_id, box, mask, obj.object_index))
-            cutouts.extend(cut_out(pair.image_path, labelled.image.pixels, objects, xml, config, problems))
-        elif labelled.is_object_free:
-            backgrounds.append(_background(pair.image_path, labelled.image.width,
-                                           labelled.image.height, config, problems))
+    backgrounds: dict[str, Background] = {}  # by real path: a photo given twice is one background
     for annotated in _annotated_images(config, problems):
-        try:
-            image = read_image(annotated.image_path)
-        except ImageReadError as error:
-            problems.report(Problem("unreadable_image", annotated.image_path, f"{error}; image skipped"))
+        photo = load_photo(annotated, label_map, config.input_rules, problems)
+        if photo is None:
             continue
-        objects = _validated(annotated, image, label_map, problems, make_mask)
-        if objects:
-            cutouts.extend(cut_out(annotated.image_path, image.pixels, objects,
-                                   annotated.annotation_path, config, problems))
-        elif not annotated.objects:
-            backgrounds.append(_background(annotated.image_path, image.width, image.height, config,
-                                           problems))
+        if photo.objects:
+            cutouts.extend(cut_out(photo, config, problems, make_mask,
+                                   edge_cuts_objects=not annotated.is_cutout_file))
+        else:
+            backgrounds.setdefault(os.path.realpath(photo.image_path), _background(
+                photo.image_path, photo.image.width, photo.image.height, config, problems))
     for folder in config.background_dirs:
-        backgrounds.extend(_backgrounds_in(folder, config, problems))
+        for background in _backgrounds_in(folder, config, problems):
+            backgrounds.setdefault(os.path.realpath(background.path), background)
     if not cutouts:
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
                           "the label map) or check the messages above")
     if not backgrounds:
         raise SourceError("no background photo: add photos without objects to the inputs "
-                          "(an annotation with no object, or none) or give --background_dirs")
+                          "(an annotation with no object; or photos without annotation file with "
+                          "--unlabelled=negative) or give --background_dirs")
     if config.identity == "auto":
         cutouts = _merge_near_duplicates(cutouts)
-    return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(_distractors(config, problems)))
+    return SourceSet(tuple(cutouts), tuple(backgrounds.values()), tuple(_distractors(config, problems)))
 
 
 def _merge_near_duplicates(cutouts: list[Cutout]) -> list[Cutout]:
@@ -152,7 +147,12 @@ def _merge_near_duplicates(cutouts: list[Cutout]) -> list[Cutout]:
 
 
 def _annotated_images(config: GenerateConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:
-    """Labelled photos of every format other than labelImg folders, in flag order."""
+    """Labelled photos of every format, in flag order: labelImg folders first."""
+    if config.input_dirs:
+        for pair in find_pairs(config.input_dirs, config.annotation_dirs, problems):
+            annotated = read_labelimg(pair, problems)
+            if annotated is not None:
+                yield annotated
     if config.coco_json:
         from spatule_synth.coco import read_coco
         for json_path, image_dir in zip(config.coco_json, config.coco_image_dirs):
@@ -171,104 +171,78 @@ def _annotated_images(config: GenerateConfig, problems: ProblemLog) -> Iterator[
             yield from read_alpha_cutouts(root, problems)
 
 
-_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-                   6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-                   8: Image.Transpose.ROTATE_90}  # as Pillow's ImageOps.exif_transpose
-
-
-def _validated(annotated: AnnotatedImage, image: DecodedImage, label_map: LabelMap,
-               problems: ProblemLog, make_mask: _MaskMaker) -> list[PhotoObject]:
-    """The objects of ``annotated`` that fit ``image`` and the label map, with masks."""
-    file = annotated.annotation_path
-    in_raw_frame = False
-    if annotated.declared_size not in (None, (image.width, image.height)):
-        in_raw_frame = image.orientation != 1 and annotated.declared_size == image.raw_size
-        kind, note = (("exif_frame", "annotations are in the stored frame of an EXIF-rotated image; "
-                       "moved to the displayed frame") if in_raw_frame else
-                      ("size_mismatch", "using the decoded size"))
-        problems.report(Problem(kind, file, f"{annotated.image_path}: the annotation says "
-                                f"{annotated.declared_size[0]}x{annotated.declared_size[1]}, the image "
-                                f"decodes to {image.width}x{image.height}; {note}"))
-    objects = []
-    for obj in annotated.objects:
-        class_id = label_map.id_of(obj.class_name)
-        if class_id is None:
-            problems.report(Problem("unknown_class", file, label_map.unknown_class_reason(obj.class_name)
-                                    + "; object dropped", obj.object_index, obj.class_name))
-            continue
-        box, mask = obj.box, obj.mask
-        if in_raw_frame:
-            box = box_in_display_frame(box, image.orientation, image.raw_size)
-            if mask is not None:
-                mask = np.asarray(Image.fromarray(mask).transpose(_EXIF_TRANSPOSE[image.orientation]))
-        placed = _inside(box, mask, image, file, obj, problems)
-        if placed is None:
-            continue
-        box_ints, mask = placed
-        if mask is None:
-            mask = make_mask(image.pixels, box_ints, file, obj.object_index, obj.class_name)
-        objects.append(PhotoObject(obj.class_name, class_id, box_ints, mask, obj.object_index))
-    return objects
-
-
-def _inside(box: Box, mask: np.ndarray | None, image: DecodedImage, file: str, obj: AnnotatedObject,
-            problems: ProblemLog) -> tuple[tuple[int, int, int, int], np.ndarray | None] | None:
-    """Integer box (and mask) clipped to the image; None, reported, if nothing usable is left."""
-    size = f"{image.width}x{image.height}"
-    clipped = box.clipped_to(image.width, image.height) if box.width >= 1 and box.height >= 1 else None
-    if clipped is None or clipped.width < 1 or clipped.height < 1:
-        problems.report(Problem("box_outside" if box.width >= 1 and box.height >= 1 else "box_invalid",
-                                file, f"box ({box}) leaves less than one pixel inside the {size} image;"
-                                " object dropped", obj.object_index, obj.class_name))
+def _not_a_cutout(obj: ValidObject, width: int, height: int, config: GenerateConfig,
+                  edge_cuts_objects: bool) -> tuple[str, str] | None:
+    """``(problem kind, reason)`` if ``obj`` may not be pasted: marked difficult, or cut by its
+    photo's edge (marked truncated, or its box touches the border), unless the flags allow it."""
+    if obj.difficult and not config.use_difficult_cutouts:
+        return "difficult_cutout", ("marked difficult in its annotation; not used as a cutout "
+                                    "(--use_difficult_cutouts to allow)")
+    if config.use_truncated_cutouts:
         return None
-    if clipped != box:
-        problems.report(Problem("box_clipped", file, f"box ({box}) goes beyond the {size} image; "
-                                f"clipped to ({clipped})", obj.object_index, obj.class_name))
-    x0, y0, x1, y1 = clipped.voc_ints()
-    if mask is not None:
-        bx0, by0 = int(box.xmin), int(box.ymin)
-        mask = mask[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
-        if mask.shape != (y1 - y0, x1 - x0) or mask_bounds(mask) is None:
-            problems.report(Problem("mask_invalid", file, "the mask is empty inside the image; "
-                                    "object dropped", obj.object_index, obj.class_name))
-            return None
-    return (x0, y0, x1, y1), mask
+    if obj.truncated:
+        return "truncated_cutout", ("marked truncated in its annotation (only part of it is in the "
+                                    "photo); not used as a cutout (--use_truncated_cutouts to allow)")
+    box = obj.box
+    if edge_cuts_objects and (box.xmin <= 0 or box.ymin <= 0 or box.xmax >= width or box.ymax >= height):
+        return "truncated_cutout", (f"its box ({box}) touches the edge of the {width}x{height} photo, "
+                                    "so the object may go on beyond it; not used as a cutout "
+                                    "(--use_truncated_cutouts to allow)")
+    return None
 
 
-def cut_out(path: str, pixels: np.ndarray, objects: list[PhotoObject], file: str,
-            config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
-    """The cutouts of one photo: overlapping objects grouped; too-large groups reported."""
+def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, make_mask: _MaskMaker,
+            edge_cuts_objects: bool = True) -> list[Cutout]:
+    """The cutouts of one photo: overlapping objects grouped (a group with an object that may not
+    be pasted is not used); masks made for box-only objects; too-large groups reported."""
+    objects, image = photo.objects, photo.image
     cutouts = []
-    for group in overlapping_groups([obj.box for obj in objects]):
+    for group in overlapping_groups([obj.box.voc_ints() for obj in objects]):
         members = [objects[i] for i in group]
-        first = members[0]
-        identity = identity_of(config, path, first.object_index)
+        refused = {obj.object_index: _not_a_cutout(obj, image.width, image.height, config,
+                                                   edge_cuts_objects) for obj in members}
+        if any(refused.values()):
+            first = next(index for index, why in refused.items() if why)
+            for obj in members:
+                kind, reason = refused[obj.object_index] or (
+                    refused[first][0], f"overlaps object #{first}, which is not used as a cutout; "
+                                       "not used either (they would be pasted together)")
+                problems.report(photo.problem(kind, reason, obj))
+            continue
+        identity = identity_of(config, photo.image_path, members[0].object_index)
         if identity is None:
             for obj in members:
-                problems.report(Problem("identity_unmatched", file, f"--identity_regex "
-                                        f"{config.identity_regex!r} does not match the file name; "
-                                        "object skipped", obj.object_index, obj.class_name))
+                problems.report(photo.problem("identity_unmatched", f"--identity_regex "
+                                              f"{config.identity_regex!r} does not match the file "
+                                              "name; object skipped", obj))
             continue
-        cutout = cut_group(pixels, members, path, identity)
-        smallest = placement_geometry(cutout.size, cutout.object_box, config.scale_range[0])
-        if max(smallest.width, smallest.height) > config.canvas_size:
-            for obj in members:
-                problems.report(Problem("cutout_too_large", file, f"object{' group' if len(members) > 1 else ''} "
-                                        f"of {int(cutout.object_box.width)}x{int(cutout.object_box.height)} px "
-                                        f"(with its {CUTOUT_MARGIN} px margin, at the smallest "
-                                        "--scale_range) does not fit the "
-                                        f"{config.canvas_size}x{config.canvas_size} canvas; object skipped",
-                                        obj.object_index, obj.class_name))
+        parts = [PhotoObject(obj.class_name, obj.class_id, obj.box.voc_ints(), make_mask(photo, obj),
+                             obj.object_index) for obj in members]
+        cutout = cut_group(image.pixels, parts, photo.image_path, identity)
+        if _reported_too_large(cutout, members, photo, config, problems):
             continue
         kept = {part.object_index for part in cutout.parts}
         for obj in members:
             if obj.object_index not in kept:
-                problems.report(Problem("mask_invalid", file, "every pixel of its mask belongs to a "
-                                        "smaller overlapping object; object dropped",
-                                        obj.object_index, obj.class_name))
+                problems.report(photo.problem("mask_invalid", "every pixel of its mask belongs to a "
+                                              "smaller overlapping object; object dropped", obj))
         cutouts.append(cutout)
     return cutouts
+
+
+def _reported_too_large(cutout: Cutout, members: list[ValidObject], photo: ValidPhoto,
+                        config: GenerateConfig, problems: ProblemLog) -> bool:
+    smallest = placement_geometry(cutout.size, cutout.object_box, config.scale_range[0])
+    if max(smallest.width, smallest.height) <= config.canvas_size:
+        return False
+    for obj in members:
+        problems.report(photo.problem("cutout_too_large", f"object{' group' if len(members) > 1 else ''} "
+                                      f"of {int(cutout.object_box.width)}x"
+                                      f"{int(cutout.object_box.height)} px (with its {CUTOUT_MARGIN} px "
+                                      "margin, at the smallest --scale_range) does not fit the "
+                                      f"{config.canvas_size}x{config.canvas_size} canvas; object "
+                                      "skipped", obj))
+    return True
 
 
 def _distractors(config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
@@ -289,12 +263,31 @@ def _distractors(config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
 
 
 def _backgrounds_in(folder: str, config: GenerateConfig, problems: ProblemLog) -> list[Background]:
+    """The photos of a ``--background_dirs`` folder, each checked to decode and to have no
+    annotation file with objects beside it (the labelled folder given here too)."""
     if not os.path.isdir(folder):
         raise InputDirError(f"background folder {folder} does not exist or is not a folder")
+    names = sorted(os.listdir(folder))
+    labels = {stem_key(name): os.path.join(folder, name) for name in names
+              if os.path.splitext(name)[1].lower() in (".xml", ".txt") and not name.startswith(".")
+              and name.lower() != "classes.txt"}
     found = []
-    for name in sorted(os.listdir(folder)):
+    for name in names:
         path = os.path.join(folder, name)
-        if not (os.path.isfile(path) and is_image_file(path)):
+        if not os.path.isfile(path):
+            continue
+        if unsupported_format(path):
+            problems.report(Problem("unsupported_image", path, f"{unsupported_format(path)}; "
+                                    "background skipped"))
+            continue
+        if not is_image_file(path):
+            continue
+        label = labels.get(stem_key(name))
+        objects = _objects_in_label_file(label) if label else None
+        if objects:
+            problems.report(Problem("background_labelled", path, f"its annotation file {label} "
+                                    f"{objects}: a photo with objects is not a background; skipped "
+                                    "(give labelled folders as --input_dirs)"))
             continue
         try:  # decoded once, so a corrupt photo is caught here and not in a worker
             width, height = check_image(path)
@@ -303,6 +296,25 @@ def _backgrounds_in(folder: str, config: GenerateConfig, problems: ProblemLog) -
             continue
         found.append(_background(path, width, height, config, problems))
     return found
+
+
+def _objects_in_label_file(path: str) -> str | None:
+    """What a labelImg XML or YOLO txt beside a background photo says against its use, e.g.
+    ``"has 2 objects"``; None if it says the photo has no object."""
+    if path.lower().endswith(".txt"):
+        try:
+            with open(path, "rb") as handle:
+                lines = [line for line in handle.read().splitlines() if line.strip()]
+        except OSError as error:
+            return f"cannot be read ({error.strerror or error})"
+        return f"has {len(lines)} YOLO object line(s)" if lines else None
+    bad: list[int] = []
+    try:
+        annotation = read_voc(path, on_bad_object=lambda index, name, reason: bad.append(index))
+    except VocFormatError as error:
+        return f"cannot be read ({str(error).removeprefix(f'{path}: ')})"
+    count = len(annotation.objects) + len(bad)
+    return f"has {count} object{'s' if count > 1 else ''}" if count else None
 
 
 def _background(path: str, width: int, height: int, config: GenerateConfig,

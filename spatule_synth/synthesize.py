@@ -37,8 +37,8 @@ from spatule_synth.coco import CocoStreamWriter
 from spatule_synth.execute import LocalRunner, SplitJob
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
-from spatule_synth.output_dir import OutputDirError, check_output_dir, output_dir_for_run, \
-    remove_replaced_leftovers
+from spatule_synth.output_dir import OutputDirError, OutputWriteError, cannot_write, check_output_dir, \
+    output_dir_for_run, remove_replaced_leftovers
 from spatule_synth.plan import SplitPool, windows_per_background
 from spatule_synth.problems import ProblemLog
 from spatule_synth.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
@@ -49,10 +49,6 @@ from spatule_synth.sources import SourceSet, read_sources
 from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
 from spatule_synth.tfrecord import ShardedRecordWriter
 from spatule_synth.yolo import write_classes
-
-
-class OutputWriteError(RuntimeError):
-    """Writing the output failed (disk full, no permission); the message says how to go on."""
 
 
 @dataclasses.dataclass
@@ -257,7 +253,7 @@ def _stopped_message(config: GenerateConfig, error: OSError) -> str:
                      "permissions) and rerun the same command with --resume")
     else:
         next_step = "fix the cause and rerun"
-    return (f"cannot write the output: {error}. The run stopped unfinished, so {config.output_dir} "
+    return (f"{cannot_write(error)}. The run stopped unfinished, so {config.output_dir} "
             f"has no manifest.json; {next_step}")
 
 
@@ -375,5 +371,6 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
         }
     return {"mode": "generate", "config": config.as_json(), "seed": config.seed,
             "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],
-            "splits": splits, "problems": result.problems.as_json(),
+            "splits": splits, "problem_counts": result.problems.counts(),
+            "problems": result.problems.as_json(),
             "images": {split: entries[split] for split in SPLITS}}

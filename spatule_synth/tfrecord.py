@@ -28,7 +28,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from spatule_synth.boxes import Box
-from spatule_synth.output_dir import temporary_path
+from spatule_synth.output_dir import naming, temporary_path
 
 
 class KEYS:
@@ -287,25 +287,43 @@ class ShardedRecordWriter:
         self.count = 0
 
     def __enter__(self) -> ShardedRecordWriter:
-        self._files = [open(path, "wb") for path in self._temporary]
+        for temporary, final in zip(self._temporary, self.paths):
+            try:
+                self._files.append(open(temporary, "wb"))
+            except OSError as error:
+                self.__exit__(type(error), error, None)
+                raise naming(error, final) from error
         return self
 
     def write(self, record: RecordImage) -> None:
         self.write_serialized(serialize_example(record))
 
     def write_serialized(self, serialized: bytes) -> None:
-        """Append an already serialized example (see `serialize_example`)."""
-        self._files[self.count % len(self._files)].write(framed(serialized))
+        """Append an already serialized example (see `serialize_example`). An OSError names the
+        shard (its final name)."""
+        shard = self.count % len(self._files)
+        try:
+            self._files[shard].write(framed(serialized))
+        except OSError as error:
+            raise naming(error, self.paths[shard]) from error
         self.count += 1
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        for handle in self._files:
-            handle.close()
+        failure = None
+        for handle, final in zip(self._files, self.paths):
+            try:
+                handle.close()  # flushes: a full disk may only show here
+            except OSError as error:
+                failure = failure or naming(error, final)
+        if failure is not None:
+            exc_type = type(failure)
         for temporary, final in zip(self._temporary, self.paths):
             if exc_type is None:
                 os.replace(temporary, final)
             elif os.path.exists(temporary):
                 os.unlink(temporary)
+        if failure is not None and exc is None:
+            raise failure
 
 
 def read_records(paths: Iterable[str]) -> Iterator[RecordImage]:

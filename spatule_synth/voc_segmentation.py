@@ -26,12 +26,11 @@ its mask. Void pixels belong to no object: masks are therefore slightly *inside*
 (VOC's void band is about 5 px wide, centred on it), as in VOC's own evaluation.
 
 Problems (reported to the `ProblemLog`, see `spatule_synth.problems`): an ``<object>`` with no
-pixel in the PNG, or without ``<name>``, is dropped; pixel values with no ``<object>`` are
-reported and unused; a PNG without XML or image, an unreadable PNG or XML, a photo whose header
+pixel in the PNG, or without ``<name>``, and pixel values with no ``<object>`` are objects without
+a usable label: they are listed in the photo's ``lost`` objects, so validation skips the photo
+(they still show in it). A PNG without XML or image, an unreadable PNG or XML, a photo whose header
 cannot be read, and a PNG whose size is not the photo's (EXIF orientation applied) skip the photo.
-A photo none of whose objects is kept is skipped too (its objects are still in its pixels, so it
-must not pass for a photo without objects); a photo whose XML has no ``<object>`` and whose PNG
-has no instance pixel is returned with no objects.
+A photo whose XML has no ``<object>`` and whose PNG has no instance pixel has no objects.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, tight_masked_object
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, tight_masked_object
 from spatule_synth.images import ImageReadError, displayed_size, is_image_file
 from spatule_synth.labelimg import InputDirError
 from spatule_synth.problems import Problem, ProblemLog
@@ -196,37 +195,42 @@ def _same_size(png: str, indices: np.ndarray, image_path: str, problems: Problem
 
 def _annotated(png: str, xml: str, image_path: str, annotation: VocAnnotation,
                unnamed: dict[int, str | None], indices: np.ndarray,
-               problems: ProblemLog) -> AnnotatedImage | None:
-    """The objects of one photo; None (its problems reported) if none is left."""
+               problems: ProblemLog) -> AnnotatedImage:
+    """The objects of one photo; the ones that cannot be used are reported and listed in ``lost``
+    (validation then skips the photo: they would show without a label)."""
     by_position = {obj.position: obj for obj in annotation.objects}
     count = len(by_position) + len(unnamed)
     pixels = np.bincount(indices.ravel(), minlength=256)
     objects: list[AnnotatedObject] = []
+    lost: list[LostObject] = []
+
+    def lose(kind: str, file: str, reason: str, index: int, name: str | None) -> None:
+        problems.report(Problem(kind, file, f"{reason}; object dropped", index, name,
+                                os.path.basename(image_path)))
+        lost.append(LostObject(index, name, reason))
+
     for index in range(count):
         obj = by_position.get(index)
         name = obj.name if obj is not None else unnamed.get(index)
         value = index + 1
         if not name:
-            problems.report(Problem("malformed_annotation", xml, f"<object> has no <name> (it is pixel "
-                                    f"value {value} of {os.path.basename(png)}); object dropped", index))
+            lose("malformed_annotation", xml, f"<object> has no <name> (it is pixel value {value} of "
+                 f"{os.path.basename(png)})", index, None)
             continue
         if value >= VOID:
-            problems.report(Problem("mask_invalid", png, f"a VOC mask numbers at most {VOID - 1} objects "
-                                    f"(value {VOID} is void); object dropped", index, name))
+            lose("mask_invalid", png, f"a VOC mask numbers at most {VOID - 1} objects (value {VOID} "
+                 "is void)", index, name)
             continue
-        flags = dict(truncated=obj.truncated, difficult=obj.difficult) if obj is not None else {}
+        flags = dict(truncated=obj.truncated, difficult=obj.difficult, pose=obj.pose) \
+            if obj is not None else {}
         kept = tight_masked_object(name, indices == value, index, **flags) if pixels[value] else None
         if kept is None:
-            problems.report(Problem("mask_invalid", png, f"no pixel has value {value}, the number of this "
-                                    f"<object> of {os.path.basename(xml)}; object dropped", index, name))
+            lose("mask_invalid", png, f"no pixel has value {value}, the number of this <object> of "
+                 f"{os.path.basename(xml)}", index, name)
             continue
         objects.append(kept)
-    strays = [int(v) for v in np.flatnonzero(pixels) if v not in (0, VOID) and v > count]
-    for value in strays:
-        problems.report(Problem("mask_invalid", png, f"{pixels[value]} pixels have value {value} but "
-                                f"{os.path.basename(xml)} has {count} <object>s: no class for them; "
-                                "these pixels are not used", value - 1))
-    if not objects and (count or strays):
-        return None
-    declared = (annotation.width, annotation.height) if annotation.width and annotation.height else None
-    return AnnotatedImage(image_path, xml, tuple(objects), declared)
+    for value in (int(v) for v in np.flatnonzero(pixels) if v not in (0, VOID) and v > count):
+        lose("mask_invalid", png, f"{pixels[value]} pixels have value {value} but "
+             f"{os.path.basename(xml)} has {count} <object>s: no class for them", value - 1, None)
+    # The PNG, checked to cover the decoded photo, is the frame of the masks: no declared size.
+    return AnnotatedImage(image_path, xml, tuple(objects), None, tuple(lost))

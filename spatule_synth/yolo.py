@@ -22,9 +22,9 @@ import os
 import re
 from typing import Iterable
 
-from spatule_synth.annotations import AnnotatedImage, AnnotatedObject
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject
 from spatule_synth.boxes import Box, BoxError
-from spatule_synth.images import ImageReadError, displayed_size
+from spatule_synth.images import ImageReadError, displayed_size, unsupported_format
 from spatule_synth.labelimg import pair_by_stem
 from spatule_synth.output_dir import atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
@@ -43,7 +43,9 @@ class _BadLine(ValueError):
 def read_yolo_folder(image_dir: str, problems: ProblemLog,
                      label_dir: str | None = None) -> list[AnnotatedImage]:
     """Every image of ``image_dir`` with the objects of its txt (looked for in ``image_dir`` and
-    ``label_dir``); an image without txt is a photo without objects (a ``no_xml`` note).
+    ``label_dir``); an image without txt is not labelled (``labelled=False``: validation skips
+    it, or takes it as object-free with ``--unlabelled=negative``). A bad line is listed in the
+    image's ``lost`` objects (validation then skips the photo: its object would show unlabelled).
 
     ``classes.txt`` is read from ``label_dir``, else from ``image_dir``; without it no index can
     be named, and the folder is reported and skipped. `InputDirError` if a folder does not exist.
@@ -63,19 +65,23 @@ def read_yolo_folder(image_dir: str, problems: ProblemLog,
         return []
     result = []
     for image_path, txt_path in pair_by_stem(image_dir, folders, _is_label_txt, ("a txt", "txt"), problems):
-        if txt_path is None:
-            problems.report(Problem("no_xml", image_path, "no YOLO txt labels this image; it is taken "
-                                    "as a photo without objects"))
-            result.append(AnnotatedImage(image_path, image_path, ()))
+        if txt_path is None:  # not labelled: validation skips it or, on request, takes it as object-free
+            result.append(AnnotatedImage(image_path, image_path, (), labelled=False))
+            continue
+        if unsupported_format(image_path):
+            problems.report(Problem("unsupported_image", image_path,
+                                    f"{unsupported_format(image_path)}; image skipped"))
             continue
         try:
             width, height = displayed_size(image_path)
         except ImageReadError as error:
             problems.report(Problem("unreadable_image", image_path, f"{error}; image skipped"))
             continue
-        objects = read_yolo_txt(txt_path, width, height, class_names, problems)
+        lost: list[LostObject] = []
+        objects = read_yolo_txt(txt_path, width, height, class_names, problems, lost,
+                                os.path.basename(image_path))
         if objects is not None:
-            result.append(AnnotatedImage(image_path, txt_path, objects))
+            result.append(AnnotatedImage(image_path, txt_path, objects, lost=tuple(lost)))
     return result
 
 
@@ -104,11 +110,13 @@ def read_classes(path: str) -> list[str]:
 
 
 def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str],
-                  problems: ProblemLog) -> tuple[AnnotatedObject, ...] | None:
+                  problems: ProblemLog, lost: list[LostObject] | None = None,
+                  image: str | None = None) -> tuple[AnnotatedObject, ...] | None:
     """The objects of one txt for an image of ``width`` x ``height`` displayed pixels.
 
-    Bad lines are reported (naming the txt and the line number) and dropped; ``object_index`` is
-    the position of the line among the non-blank lines. None (reported) if the file is unreadable.
+    Bad lines are reported (naming the txt and the line number), dropped and added to ``lost``;
+    ``object_index`` is the position of the line among the non-blank lines. None (reported) if
+    the file is unreadable.
     """
     try:
         with open(txt_path, "rb") as handle:
@@ -116,7 +124,7 @@ def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str]
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         problems.report(Problem("malformed_annotation", txt_path, f"cannot read file: {reason}; "
-                                "image skipped"))
+                                "image skipped", image=image))
         return None
     objects, index = [], 0
     for number, line in enumerate(text.splitlines(), 1):
@@ -128,7 +136,9 @@ def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str]
             objects.append(AnnotatedObject(name, box, index))
         except _BadLine as bad:
             problems.report(Problem(bad.kind, txt_path, f"line {number}: {bad.reason}; object dropped",
-                                    index, bad.name))
+                                    index, bad.name, image))
+            if lost is not None:
+                lost.append(LostObject(index, bad.name, f"line {number}: {bad.reason}"))
         index += 1
     return tuple(objects)
 

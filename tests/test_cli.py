@@ -21,11 +21,11 @@ def run(*flags):
 def test_convert_prints_a_summary(quirks_dir, tmp_path):
     done = run("--mode=convert", f"--input_dirs={quirks_dir / 'photos'}",
                f"--annotation_dirs={quirks_dir / 'saved_xml'}", f"--output_dir={tmp_path / 'out'}",
-               "--num_shards=2")
+               "--num_shards=2", "--unlabelled=negative")
     assert done.returncode == 0, done.stderr
     assert "convert: 7 examples written from 7 images found (2 negatives without objects)" in done.stdout
     assert "objects of class 'tag': 5" in done.stdout
-    assert "1  XML whose image is missing (skipped)" in done.stdout
+    assert "1  annotation whose image is missing (skipped)" in done.stdout
     assert "IMAG0399.xml: no image named IMAG0399.*" in done.stderr
     assert sorted(os.listdir(tmp_path / "out" / "annotations")) == [
         "label_map.pbtxt", "real.record-00000-of-00002", "real.record-00001-of-00002"]
@@ -42,7 +42,8 @@ def test_flagfile_presets_work(quirks_dir, tmp_path):
 
 @pytest.mark.parametrize("make_flags, message", [
     (lambda d: [f"--input_dirs={d / 'in'}", "--on_error=fail"],
-     "b.xml, object #0 ('bird'): class 'bird' is not in the label map (classes: tag); object dropped "
+     "b.xml (image b.jpg), object #0 ('bird'): class 'bird' is not in the label map (classes: tag); "
+     "object dropped "
      "(stopped by --on_error=fail)"),
     (lambda d: [f"--input_dirs={d / 'nowhere'}"], "does not exist or is not a folder"),
     (lambda d: [f"--input_dirs={d / 'in'}", f"--label_map={d / 'bad.pbtxt'}"],
@@ -81,7 +82,7 @@ def test_demo_photos_convert_with_boxes_on_the_tags(tmp_path):
     """Real-photo conversion of the demo data: every box sits on a ring, EXIF-rotated photo too."""
     out = tmp_path / "real"
     done = run("--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled,"
-               "spatule_synth/demo_data/backgrounds", f"--output_dir={out}")
+               "spatule_synth/demo_data/backgrounds", f"--output_dir={out}", "--unlabelled=negative")
     assert done.returncode == 0, done.stderr
     assert "convert: 12 examples written from 12 images found (6 negatives without objects)" in done.stdout
     assert "objects of class 'tag': 10" in done.stdout

@@ -230,7 +230,8 @@ def test_bad_annotations_are_reported_and_dropped(tmp_path):
     assert messages(problems) == [
         f"{path}: annotation id 15 refers to image_id 99, which no image entry has; annotation skipped",
         f"{where}1: {what} 2: category_id 3 is not among the file's categories; object dropped",
-        f"{where}2 ('tag'): {what} 3: iscrowd=1 marks a region of several objects; skipped",
+        f"{where}2 ('tag'): {what} 3: iscrowd=1 marks a region of several objects under one label; "
+        "dropped",
         f"{where}3 ('tag'): {what} 4: polygon 0 has 2 point(s), fewer than 3; object dropped",
         f"{where}4 ('tag'): {what} 5: polygon 0 has an odd number of coordinates (5); object dropped",
         f"{where}5 ('tag'): {what} 6: polygon 0 is degenerate (zero area); object dropped",
@@ -251,6 +252,8 @@ def test_bad_annotations_are_reported_and_dropped(tmp_path):
     ]
     assert problems.counts() == {"malformed_annotation": 1, "box_invalid": 2, "unknown_class": 1,
                                  "mask_invalid": 10, "crowd_region": 1}
+    # every dropped annotation is listed, so validation skips the photo (they would show unlabelled)
+    assert [lost.object_index for lost in image.lost] == list(range(1, 14)) + [15]
 
 
 def test_missing_image_is_reported_and_skipped(tmp_path):

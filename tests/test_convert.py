@@ -32,7 +32,7 @@ def pixels(record):
 
 def test_labelimg_quirks_convert_to_the_right_boxes(quirks_dir, tmp_path):
     result = convert([quirks_dir / "photos"], tmp_path / "out",
-                     annotation_dirs=(str(quirks_dir / "saved_xml"),))
+                     annotation_dirs=(str(quirks_dir / "saved_xml"),), unlabelled="negative")
     records = records_by_name(result)
     assert sorted(records) == ["IMAG0420.JPG", "IMAG0488 (2).JPG", "IMAG0489.jpeg", "IMAG0517.JPG",
                                "IMAG0518.JPG", "IMAG0600.JPG", "gray photo.png"]
@@ -49,7 +49,7 @@ def test_labelimg_quirks_convert_to_the_right_boxes(quirks_dir, tmp_path):
         assert image[y0 - 6:y0 - 1, x0:x1].mean() < 160, name
     assert records["IMAG0489.jpeg"].objects[0].box(320, 240) == Box(99.6, 60, 160, 90)
     assert records["IMAG0420.JPG"].objects == () and records["IMAG0600.JPG"].objects == ()
-    assert result.problems.counts() == {"missing_image": 1, "no_xml": 1, "exif_frame": 1}
+    assert result.problems.counts() == {"missing_image": 1, "unlabelled_negative": 1, "exif_frame": 1}
     manifest = read_manifest(result.output_dir)
     assert manifest["counts"]["examples"] == 7 and manifest["counts"]["negatives_written"] == 2
     assert manifest["counts"]["objects_per_class"] == {"tag": 5}
@@ -61,7 +61,8 @@ def test_rotated_photo_is_stored_upright_for_tensorflow(quirks_dir, tmp_path):
 
 
 def test_negatives_can_be_left_out(quirks_dir, tmp_path):
-    result = convert([quirks_dir / "photos"], tmp_path / "out", keep_negatives=False)
+    result = convert([quirks_dir / "photos"], tmp_path / "out", keep_negatives=False,
+                     unlabelled="negative")
     assert all(record.objects for record in read_records(result.shard_paths))
     assert result.negatives_dropped == 3  # empty XML, no XML, XML in a folder not given
 
@@ -116,7 +117,8 @@ def test_malformed_xml_skips_the_image_instead_of_calling_it_a_negative(tmp_path
     add_photo(folder, "c.jpg", [("tag", 1, 1, 9, 9)])
     (folder / "c.xml").write_text("<annotation><object><name>tag</name>")
     result, message = single_problem(folder, tmp_path, "malformed_xml")
-    assert message.startswith(f"{folder}/c.xml: malformed XML: ") and message.endswith("; image skipped")
+    assert message.startswith(f"{folder}/c.xml (image c.jpg): malformed XML: ")
+    assert message.endswith("; image skipped")
     assert result.examples == []
 
 
@@ -124,7 +126,7 @@ def test_box_partly_outside_is_clipped_and_said(tmp_path):
     folder = tmp_path / "in"
     add_photo(folder, "d.jpg", [("tag", 50, 40, 70, 60)], size=(64, 48))
     result, message = single_problem(folder, tmp_path, "box_clipped")
-    assert message == (f"{folder}/d.xml, object #0 ('tag'): box (xmin=50 ymin=40 xmax=70 ymax=60) "
+    assert message == (f"{folder}/d.xml (image d.jpg), object #0 ('tag'): box (xmin=50 ymin=40 xmax=70 ymax=60) "
                        "goes beyond the 64x48 image; clipped to (xmin=50 ymin=40 xmax=64 ymax=48)")
     [record] = read_records(result.shard_paths)
     assert record.objects[0].box(64, 48) == Box(50, 40, 64, 48)
@@ -137,22 +139,24 @@ def test_box_partly_outside_is_clipped_and_said(tmp_path):
     ((5, 10, 5, 30), "box_invalid", "zero-area box (xmin=5 ymin=10 xmax=5 ymax=30); object dropped"),
 ])
 def test_boxes_outside_inverted_or_empty_are_dropped_and_said(tmp_path, box, kind, reason):
+    """The bad box is named; its photo is skipped whole (never written with the good box only)."""
     folder = tmp_path / "in"
     add_photo(folder, "e.jpg", [("tag", 1, 2, 9, 9), ("tag", *box)], size=(64, 48))
-    result, message = single_problem(folder, tmp_path, kind)
-    assert message == f"{folder}/e.xml, object #1 ('tag'): {reason}"
-    [record] = read_records(result.shard_paths)
-    assert [o.box(64, 48) for o in record.objects] == [Box(1, 2, 9, 9)]
+    result = convert([folder], tmp_path / "out")
+    assert result.problems.counts() == {kind: 1, "image_incomplete": 1}
+    assert result.problems.problems[0].message() == f"{folder}/e.xml (image e.jpg), object #1 ('tag'): {reason}"
+    assert result.examples == [] and list(read_records(result.shard_paths)) == []
 
 
 def test_class_not_in_the_label_map_is_dropped_and_said(tmp_path):
     folder = tmp_path / "in"
     add_photo(folder, "f.jpg", [("Tag", 1, 2, 9, 9), ("tag", 3, 3, 8, 8)])
-    result, message = single_problem(folder, tmp_path, "unknown_class")
-    assert message == (f"{folder}/f.xml, object #0 ('Tag'): class 'Tag' is not in the label map "
-                       "(classes: tag); did you mean 'tag'?; object dropped")
-    [record] = read_records(result.shard_paths)
-    assert [o.class_text for o in record.objects] == ["tag"]
+    result = convert([folder], tmp_path / "out")
+    assert result.problems.counts() == {"unknown_class": 1, "image_incomplete": 1}
+    assert result.problems.problems[0].message() == (
+        f"{folder}/f.xml (image f.jpg), object #0 ('Tag'): class 'Tag' is not in the label map "
+        "(classes: tag); did you mean 'tag'?; object dropped")
+    assert result.examples == []
 
 
 def test_two_images_with_one_stem_are_both_skipped(tmp_path):
@@ -176,10 +180,11 @@ def test_same_stem_in_two_folders_is_fine(tmp_path):
 def test_xml_size_disagreeing_with_the_image_is_noted_and_the_decoded_size_wins(tmp_path):
     folder = tmp_path / "in"
     add_photo(folder, "h.jpg", [("tag", 1, 2, 9, 9)], size=(64, 48))
-    (folder / "h.xml").write_text(labelimg_xml("h.jpg", 640, 480, [("tag", 1, 2, 9, 9)]))
+    (folder / "h.xml").write_text(labelimg_xml("h.jpg", 640, 300, [("tag", 1, 2, 9, 9)]))
     result, message = single_problem(folder, tmp_path, "size_mismatch")
-    assert message == (f"{folder}/h.xml: XML <size> says 640x480 but the image decodes to 64x48; "
-                       "using the decoded size")
+    assert message == (f"{folder}/h.xml (image h.jpg): the annotation says the image is 640x300 but "
+                       "it decodes to 64x48; every box lies inside the decoded image, so the boxes "
+                       "are kept as drawn")
     [record] = read_records(result.shard_paths)
     assert (record.width, record.height) == (64, 48)
     assert record.objects[0].xmax == pytest.approx(9 / 64)
@@ -189,7 +194,7 @@ def test_on_error_fail_stops_at_the_first_bad_input_and_claims_nothing(tmp_path)
     folder = tmp_path / "in"
     add_photo(folder, "a.jpg", [("tag", 1, 2, 9, 9)])
     add_photo(folder, "b.jpg", [("bird", 1, 2, 9, 9)])
-    with pytest.raises(RunStopped, match=r"b\.xml, object #0 \('bird'\): class 'bird' is not in the "
+    with pytest.raises(RunStopped, match=r"b\.xml \(image b\.jpg\), object #0 \('bird'\): class 'bird' is not in the "
                                          r"label map .*\(stopped by --on_error=fail\)"):
         convert([folder], tmp_path / "out", on_error="fail")
     assert not (tmp_path / "out" / "manifest.json").exists()
@@ -199,7 +204,7 @@ def test_on_error_fail_stops_at_the_first_bad_input_and_claims_nothing(tmp_path)
 def test_notes_do_not_stop_a_failing_run(quirks_dir, tmp_path):
     os.remove(quirks_dir / "photos" / "IMAG0399.xml")
     result = convert([quirks_dir / "photos"], tmp_path / "out", on_error="fail")
-    assert result.problems.counts() == {"no_xml": 2, "exif_frame": 1}
+    assert result.problems.counts() == {"no_annotation": 2, "exif_frame": 1}
 
 
 # --- the output directory ---------------------------------------------------------------------------
@@ -235,15 +240,16 @@ def test_image_whose_every_object_was_dropped_is_not_written_as_a_negative(tmp_p
     add_photo(folder, "empty.jpg", [])
     result = convert([folder], tmp_path / "out")
     assert [e["image"] for e in result.examples] == [str(folder / "empty.jpg")]
-    assert result.emptied_images == 1
-    assert "images left out because every object in them was dropped: 1" in result.summary()
+    assert result.problems.counts() == {"unknown_class": 1, "image_incomplete": 1}
+    assert "1  photo that lost an object's label (skipped whole" in result.summary()
 
 
 def test_messages_name_the_object_by_its_position_in_the_xml(tmp_path):
     folder = tmp_path / "in"
     add_photo(folder, "p.jpg", [("tag", 9, 9, 3, 3), ("Tag", 1, 2, 9, 9)])
     result = convert([folder], tmp_path / "out")
-    assert [p.object_index for p in result.problems.problems] == [0, 1]
+    assert [(p.kind, p.object_index) for p in result.problems.problems] == [
+        ("box_invalid", 0), ("unknown_class", 1), ("image_incomplete", None)]
 
 
 def test_xml_named_in_another_case_still_labels_its_image(tmp_path):
@@ -254,24 +260,27 @@ def test_xml_named_in_another_case_still_labels_its_image(tmp_path):
     assert result.problems.counts() == {} and len(result.examples[0]["objects"]) == 1
 
 
-def test_image_without_xml_is_a_negative_and_said(tmp_path):
+def test_image_without_xml_is_skipped_unless_said_to_be_a_negative(tmp_path):
     folder = tmp_path / "in"
     add_photo(folder, "lonely.jpg", xml=False)
-    result, message = single_problem(folder, tmp_path, "no_xml")
-    assert message == f"{folder}/lonely.jpg: no XML file labels this image; it is taken as a photo " \
-                      "without objects"
-    assert result.negatives_written == 1
+    result, message = single_problem(folder, tmp_path, "no_annotation")
+    assert message == (f"{folder}/lonely.jpg: no annotation file labels this image (not labelled "
+                       "yet?); skipped. If such photos show no object, pass --unlabelled=negative "
+                       "or give their folder as --background_dirs")
+    assert result.examples == []
+    result = convert([folder], tmp_path / "out2", unlabelled="negative")
+    assert result.problems.counts() == {"unlabelled_negative": 1} and result.negatives_written == 1
 
 
 def test_sub_pixel_boxes_are_dropped(tmp_path):
     folder = tmp_path / "in"
     add_photo(folder, "s.jpg", [("tag", 10, 10, 10.5, 20), ("tag", -30, 5, 0.4, 20), ("tag", 1, 2, 9, 9)])
     result = convert([folder], tmp_path / "out")
-    assert [p.message().split(": ", 1)[1] for p in result.problems.problems] == [
+    assert [p.message().split(": ", 1)[1] for p in result.problems.problems[:2]] == [
         "box (xmin=10 ymin=10 xmax=10.5 ymax=20) is less than one pixel wide or high; object dropped",
         "box (xmin=-30 ymin=5 xmax=0.4 ymax=20) leaves less than one pixel inside the 64x48 image; "
         "object dropped"]
-    assert len(result.examples[0]["objects"]) == 1
+    assert result.problems.problems[2].kind == "image_incomplete" and result.examples == []
 
 
 def test_the_same_folder_twice_is_refused(tmp_path):
@@ -309,9 +318,10 @@ def test_manifest_text_is_json_with_one_line_per_listed_object():
 def test_tiles_keep_every_object_inside_its_tile_and_lose_none(tmp_path):
     """Demo photos (3264x2448 and rotated) cut into 640 px tiles: every box inside its tile, cut
     boxes clipped and flagged, every tag of every photo labelled whole in some tile."""
-    from spatule_synth.labelimg import find_pairs, load_labelled_image
+    from spatule_synth.labelimg import find_pairs, read_labelimg
     from spatule_synth.label_map import read_label_map
     from spatule_synth.problems import ProblemLog
+    from spatule_synth.validation import InputRules, load_photo
     demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "spatule_synth", "demo_data", "labelled")
     result = run_convert(ConvertConfig(input_dirs=(demo,), output_dir=str(tmp_path / "out"), tile_size=640,
@@ -319,7 +329,7 @@ def test_tiles_keep_every_object_inside_its_tile_and_lose_none(tmp_path):
     label_map = read_label_map(ConvertConfig(input_dirs=(), output_dir="x").label_map_path)
     expected, sizes = set(), {}
     for pair in find_pairs((demo,), (), ProblemLog()):
-        labelled = load_labelled_image(pair, label_map, ProblemLog())
+        labelled = load_photo(read_labelimg(pair, ProblemLog()), label_map, InputRules(), ProblemLog())
         expected |= {(pair.image_path, o.object_index) for o in labelled.objects}
         sizes.update({(pair.image_path, o.object_index): o.box for o in labelled.objects})
     records = list(read_records(result.shard_paths))

@@ -135,7 +135,8 @@ def test_cutout_larger_than_the_canvas_is_skipped_and_said(inputs, tmp_path):
                                      input_dirs=(str(inputs / "labelled"), str(big))))
     assert result.problems.counts() == {"cutout_too_large": 1}
     assert result.problems.problems[0].message() == (
-        f"{big / 'TAG00 (1).xml'}, object #0 ('tag'): object of 120x20 px (with its 8 px margin, at "
+        f"{big / 'TAG00 (1).xml'} (image TAG00 (1).JPG), object #0 ('tag'): object of 120x20 px (with "
+        "its 8 px margin, at "
         "the smallest --scale_range) does not fit the 96x96 canvas; object skipped")
 
 

@@ -161,7 +161,7 @@ def test_a_full_disk_stops_the_run_with_a_message_and_no_manifest(inputs, tmp_pa
     with pytest.raises(OutputWriteError) as stopped:
         run_generate(config_for(inputs, out, instance_masks=True))
     assert str(stopped.value) == (
-        f"cannot write the output: [Errno 28] No space left on device: '{out}/somewhere'. The run "
+        f"cannot write {out}/somewhere: [Errno 28] No space left on device. The run "
         f"stopped unfinished, so {out} has no manifest.json; the images finished so far are kept: "
         "free some space (or fix the permissions) and rerun the same command with --resume")
     assert not (out / "manifest.json").exists()
@@ -181,7 +181,7 @@ def test_write_error_message_reaches_the_command_line(tmp_path):
         cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: cannot write the output: [Errno 20] Not a directory: '{out}'. The run stopped "
+        f"error: cannot write {out}: [Errno 20] Not a directory. The run stopped "
         f"unfinished, so {out} has no manifest.json; fix the cause and rerun")
 
 

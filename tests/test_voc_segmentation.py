@@ -100,7 +100,8 @@ def test_masks_and_classes(tmp_path, png_mode):
     (image,) = read_voc_segmentation(str(root), problems)
     assert problems.problems == []
     image_path, xml, _ = paths(root)
-    assert (image.image_path, image.annotation_path, image.declared_size) == (image_path, xml, (64, 48))
+    # no declared size: the PNG, checked to cover the decoded photo, is the frame of the masks
+    assert (image.image_path, image.annotation_path, image.declared_size) == (image_path, xml, None)
     indices, cat, dog = shapes()
     assert [(o.class_name, o.object_index, o.truncated, o.difficult) for o in image.objects] == \
         [("cat", 0, True, False), ("dog", 1, False, True)]
@@ -134,9 +135,10 @@ def test_object_without_pixels_is_dropped(tmp_path):
     problems = ProblemLog()
     (image,) = read_voc_segmentation(str(root), problems)
     assert [o.class_name for o in image.objects] == ["cat"]
+    assert [(lost.object_index, lost.class_name) for lost in image.lost] == [(1, "dog")]
     png = paths(root)[2]
-    assert messages(problems) == [("mask_invalid", f"{png}, object #1 ('dog'): no pixel has value 2, "
-                                   "the number of this <object> of a.xml; object dropped")]
+    assert messages(problems) == [("mask_invalid", f"{png} (image a.jpg), object #1 ('dog'): no pixel "
+                                   "has value 2, the number of this <object> of a.xml; object dropped")]
 
 
 def test_pixels_without_object_are_reported(tmp_path):
@@ -145,10 +147,10 @@ def test_pixels_without_object_are_reported(tmp_path):
     root = make_root(tmp_path, indices=indices)
     problems = ProblemLog()
     (image,) = read_voc_segmentation(str(root), problems)
-    assert len(image.objects) == 2
+    assert len(image.objects) == 2 and [lost.object_index for lost in image.lost] == [2]
     png = paths(root)[2]
-    assert messages(problems) == [("mask_invalid", f"{png}, object #2: 20 pixels have value 3 but a.xml "
-                                   "has 2 <object>s: no class for them; these pixels are not used")]
+    assert messages(problems) == [("mask_invalid", f"{png} (image a.jpg), object #2: 20 pixels have "
+                                   "value 3 but a.xml has 2 <object>s: no class for them; object dropped")]
 
 
 def test_object_without_name_is_dropped_and_unreadable_box_is_not_needed(tmp_path):
@@ -157,14 +159,15 @@ def test_object_without_name_is_dropped_and_unreadable_box_is_not_needed(tmp_pat
     (image,) = read_voc_segmentation(str(root), problems)
     assert [(o.class_name, o.object_index) for o in image.objects] == [("dog", 1)]
     xml = paths(root)[1]
-    assert messages(problems) == [("malformed_annotation", f"{xml}, object #0: <object> has no <name> "
-                                   "(it is pixel value 1 of a.png); object dropped")]
+    assert messages(problems) == [("malformed_annotation", f"{xml} (image a.jpg), object #0: <object> "
+                                   "has no <name> (it is pixel value 1 of a.png); object dropped")]
 
 
-def test_photo_with_every_object_dropped_is_skipped_but_an_empty_one_is_kept(tmp_path):
+def test_photo_with_every_object_dropped_lists_them_but_an_empty_one_is_kept(tmp_path):
     root = make_root(tmp_path, photos=("a",), indices=np.zeros((HEIGHT, WIDTH), np.uint8))
     problems = ProblemLog()
-    assert read_voc_segmentation(str(root), problems) == []
+    (image,) = read_voc_segmentation(str(root), problems)
+    assert image.objects == () and [lost.class_name for lost in image.lost] == ["cat", "dog"]
     assert [p.kind for p in problems.problems] == ["mask_invalid", "mask_invalid"]
     empty = make_root(tmp_path / "empty", objects=[], indices=np.zeros((HEIGHT, WIDTH), np.uint8))
     problems = ProblemLog()

@@ -97,7 +97,8 @@ def test_bad_lines_are_reported_and_dropped(tmp_path):
     (image,), problems = read(tmp_path)
     assert [(o.object_index, o.class_name) for o in image.objects] == [(0, "cat"), (9, "spatule")]
     assert image.objects[1].box == Box(0, 0, 320, 240)
-    txt = str(tmp_path / "a.txt")
+    assert [lost.object_index for lost in image.lost] == list(range(1, 9))
+    txt = str(tmp_path / "a.txt") + " (image a.jpg)"
     assert messages(problems) == [
         f"{txt}, object #1: line 3: 4 fields instead of 5 (class_index x_center y_center width height); "
         "object dropped",
@@ -131,10 +132,9 @@ def test_pairing_by_stem_and_object_free_photos(tmp_path):
     assert [(os.path.basename(i.image_path), len(i.objects)) for i in images] == [
         ("empty.jpg", 0), ("Photo.jpg", 1), ("unlabelled.png", 0)]
     assert images[2].annotation_path == images[2].image_path
+    assert [i.labelled for i in images] == [True, True, False]  # validation decides (--unlabelled)
     assert messages(problems) == [
         f"{tmp_path / 'orphan.txt'}: no image named orphan.* in {folder}; txt skipped",
-        f"{tmp_path / 'unlabelled.png'}: no YOLO txt labels this image; it is taken as a photo without "
-        "objects",
     ]
 
 
