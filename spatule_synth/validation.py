@@ -299,11 +299,11 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog)
     for target, orientation in ((decoded, 1), (image.raw_size, image.orientation) if turned else (None, 1)):
         if target is not None and _same_shape(declared, target):
             scale = (target[0] / declared[0], target[1] / declared[1])
-            problems.report(Problem("size_scaled", file, f"{said}, the decoded {decoded[0]}x"
-                                    f"{decoded[1]} image {'(un-rotated) ' if orientation != 1 else ''}"
-                                    f"scaled by {scale[0]:.4g}: the photo was resized after "
-                                    f"labelling; its boxes are scaled by {scale[0]:.4g} too",
-                                    image=image_name))
+            turn = f" (EXIF orientation {orientation}: boxes drawn un-rotated)" if orientation != 1 else ""
+            problems.report(Problem("size_scaled", file, f"{said} but it decodes to {decoded[0]}x"
+                                    f"{decoded[1]}{turn}: the same photo scaled by {scale[0]:.4g}, "
+                                    f"resized after labelling; its boxes are scaled by {scale[0]:.4g} "
+                                    "too", image=image_name))
             return _Frame(scale, orientation, image.raw_size)
     outside = next((obj for obj in annotated.objects
                     if not _fits(obj.box, decoded)), None)
