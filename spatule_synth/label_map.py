@@ -4,8 +4,9 @@ Parsed and written with protobuf's own text format against the OD API's ``String
 schema (fields ``name`` = 1, ``id`` = 2, ``display_name`` = 3; other OD API fields such as
 ``keypoints`` are accepted and ignored), so quoting, comments and field order behave exactly as in
 the OD API. Rules: ids start at 1; id 0 is allowed only for ``background`` (and is not a class);
-duplicate names or ids are rejected with a message that names them. The class ``name`` is what VOC
-``<name>`` must equal.
+duplicate names or ids, and names the writers would refuse (`class_name_problem`: empty, spaces
+around, two spaces in a row, control characters), are rejected with a message that names them.
+The class ``name`` is what VOC ``<name>`` must equal.
 """
 
 from __future__ import annotations

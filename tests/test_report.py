@@ -116,7 +116,7 @@ def test_summaries_and_histograms_are_numpy_on_the_expanded_lists(tmp_path):
                "placements": [{"augment": {"blur": 1.0, "hue": 3}} for _ in boxes]}
               for i, boxes in enumerate(BOXES * 7)]
     manifest = {"mode": "generate", "config": {"canvas_size": 100}, "images": {"train": images},
-                "problems": [{"kind": "no_xml"}, {"kind": "no_xml"}]}
+                "problems": [{"kind": "no_annotation"}, {"kind": "no_annotation"}]}
     stats = collect_stats(str(tmp_path), manifest)
     split = stats["splits"]["train"]
     boxes = [box for boxes in BOXES * 7 for box in boxes]
@@ -151,7 +151,7 @@ def test_summaries_and_histograms_are_numpy_on_the_expanded_lists(tmp_path):
     assert heatmap[1][15] == 7 and heatmap[8][8] == 7 and heatmap[9][8] == 7  # (95, 10), (50, 50), (55, 60)
     assert heatmap[15][15] == 0
     assert split["pixels"] == {"images_measured": 0}  # no image files
-    assert stats["inputs_skipped_or_noted"] == {"no_xml": 2}
+    assert stats["inputs_skipped_or_noted"] == {"no_annotation": 2}
 
 
 def test_memory_does_not_grow_with_the_images(tmp_path):
