@@ -32,7 +32,7 @@ class AnnotatedObject:
     truncated: bool = False
     difficult: bool = False
     pose: str = "Unspecified"
-    annotation_id: str | None = None  # the format's own id of the object (COCO), for messages
+    reference: str | None = None  # where it is in its file, for messages: "annotation id 7", "line 3"
 
 
 @dataclasses.dataclass(frozen=True)

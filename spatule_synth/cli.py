@@ -30,7 +30,8 @@ flags.DEFINE_enum("mode", "generate", MODES,
                   "write --output_dir/report/ (statistics, figures, galleries) for a finished run.")
 flags.DEFINE_list("input_dirs", [], "labelImg folders (images, with their XML beside them unless "
                   "--annotation_dirs is given). Not searched recursively. generate: their objects "
-                  "become cutouts; their images with no object (or no XML) become backgrounds.")
+                  "become cutouts; their images whose XML has no object become backgrounds (photos "
+                  "without XML: see --unlabelled).")
 flags.DEFINE_list("annotation_dirs", [], "Optional: one folder of XML files per --input_dirs entry "
                   "(labelImg's 'Change Save Dir'). XML is matched to images by file stem.")
 flags.DEFINE_string("label_map", DEFAULT_LABEL_MAP, "label_map.pbtxt whose names the VOC <name> "
@@ -42,7 +43,7 @@ flags.DEFINE_string("record_name", "real", "convert: TFRecord name, giving "
                     "OUT/annotations/NAME.record[-SSSSS-of-NNNNN].")
 flags.DEFINE_integer("num_shards", 1, "Number of TFRecord shards per record file.", lower_bound=1)
 flags.DEFINE_boolean("keep_negatives", True, "convert: keep images without objects (XML with no "
-                     "<object>, or no XML) as negative examples.")
+                     "<object>; without XML: see --unlabelled) as negative examples.")
 flags.DEFINE_integer("tile_size", 0, "convert: cut every photo into windows of this size at full "
                      "resolution (e.g. 640, the training scale); 0 = whole photos.", lower_bound=0)
 flags.DEFINE_integer("tile_overlap", 64, "convert: least overlap of neighbouring tiles, px (objects "

@@ -26,10 +26,12 @@ import math
 import os
 import shutil
 import tempfile
+import unicodedata
 import warnings
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, mask_bounds, \
@@ -37,6 +39,11 @@ from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObjec
 from spatule_synth.boxes import Box, BoxError
 from spatule_synth.output_dir import atomic_open, atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
+
+
+# The most pixels an image entry may claim: Pillow refuses to decode more (its decompression-bomb
+# limit); pycocotools would try to allocate the mask and crash the process.
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 
 
 class MaskError(ValueError):
@@ -91,21 +98,57 @@ def read_coco(json_path: str, image_dir: str, problems: ProblemLog) -> list[Anno
         else:
             per_image[annotation["image_id"]].append(annotation)
     result = []
-    for image_id, entry in images.items():
+    for ids in _entries_by_file(images, image_dir).values():
+        entry = images[ids[0]]
         path = os.path.join(image_dir, entry["file_name"])
-        if not os.path.isfile(path):
-            problems.report(Problem("missing_image", json_path, f"image {entry['file_name']!r} (id "
-                                    f"{image_id!r}) is not in {image_dir}; its "
-                                    f"{len(per_image[image_id])} annotation(s) skipped"))
+        annotations = [a for image_id in ids for a in per_image[image_id]]
+        if not _usable_entries(json_path, image_dir, path, [images[i] for i in ids], len(annotations),
+                               problems):
             continue
         objects, lost = [], []
-        for index, annotation in enumerate(per_image[image_id]):
+        for index, annotation in enumerate(annotations):
             obj = _object(json_path, entry, index, annotation, categories, problems, lost)
             if obj is not None:
                 objects.append(obj)
         result.append(AnnotatedImage(path, json_path, tuple(objects), (entry["width"], entry["height"]),
                                      tuple(lost)))
     return result
+
+
+def _entries_by_file(images: dict[Any, dict], image_dir: str) -> dict[str, list]:
+    """Image ids by the file they name (one file may be listed by several entries), JSON order."""
+    by_file: dict[str, list] = {}
+    for image_id, entry in images.items():
+        key = os.path.normcase(os.path.normpath(os.path.join(image_dir, entry["file_name"])))
+        by_file.setdefault(unicodedata.normalize("NFC", key), []).append(image_id)
+    return by_file
+
+
+def _usable_entries(json_path: str, image_dir: str, path: str, entries: list[dict],
+                    annotations: int, problems: ProblemLog) -> bool:
+    """True if the image entries of one file can be read together: the file exists, they agree
+    on its size (several entries: their annotations are merged, with a note) and the size is one a
+    photo can have; else reported."""
+    entry, ids = entries[0], ", ".join(repr(e["id"]) for e in entries)
+    name = entry["file_name"]
+    if not os.path.isfile(path):
+        problems.report(Problem("missing_image", json_path, f"image {name!r} (id {ids}) is not in "
+                                f"{image_dir}; its {annotations} annotation(s) skipped"))
+        return False
+    if len({(e["width"], e["height"]) for e in entries}) > 1:
+        sizes = ", ".join(f"{e['width']}x{e['height']}" for e in entries)
+        problems.report(Problem("malformed_annotation", json_path, f"image {name!r} is listed by "
+                                f"several entries (ids {ids}) of other sizes ({sizes}); all skipped"))
+        return False
+    if entry["width"] * entry["height"] > MAX_PIXELS:
+        problems.report(Problem("malformed_annotation", json_path, f"image {name!r} (id {ids}) says "
+                                f"it is {entry['width']}x{entry['height']} pixels, more than any photo "
+                                f"can be decoded at ({MAX_PIXELS} pixels); image skipped"))
+        return False
+    if len(entries) > 1:
+        problems.report(Problem("duplicate_entry", json_path, f"image {name!r} is listed by several "
+                                f"entries (ids {ids}); their annotations are taken together"))
+    return True
 
 
 def _load_json(path: str) -> dict:
@@ -151,10 +194,11 @@ def _object(json_path: str, entry: dict, index: int, annotation: dict, categorie
     """The annotation as an object, or None (reported, and added to ``lost``) if it cannot be one."""
     name = categories.get(annotation["category_id"])
 
+    reference = f"annotation id {annotation['id']!r}"
+
     def report(kind: str, reason: str) -> None:
-        where = f"image {entry['file_name']!r}, annotation id {annotation['id']!r}"
-        problems.report(Problem(kind, json_path, f"{where}: {reason}", index, name))
-        lost.append(LostObject(index, name, f"annotation id {annotation['id']!r}: "
+        problems.report(Problem(kind, json_path, reason, index, name, entry["file_name"], reference))
+        lost.append(LostObject(index, name, f"{reference}: "
                                + reason.removesuffix("; object dropped").removesuffix("; dropped")))
 
     if name is None:
@@ -165,16 +209,15 @@ def _object(json_path: str, entry: dict, index: int, annotation: dict, categorie
         report("crowd_region", "iscrowd=1 marks a region of several objects under one label; dropped")
         return None
     segmentation = annotation.get("segmentation")
-    annotation_id = repr(annotation["id"])
     if segmentation is None or segmentation == [] or segmentation == {}:
-        return _box_only(name, index, annotation.get("bbox"), report, annotation_id)
+        return _box_only(name, index, annotation.get("bbox"), report, reference)
     width, height = entry["width"], entry["height"]
     try:
         full_mask = segmentation_mask(segmentation, height, width)
     except MaskError as error:
         report("mask_invalid", f"{error}; object dropped")
         return None
-    obj = tight_masked_object(name, full_mask, index, annotation_id=annotation_id)
+    obj = tight_masked_object(name, full_mask, index, reference=reference)
     if obj is None:
         report("mask_invalid", f"the segmentation covers no pixel of the {width}x{height} image; "
                                "object dropped")
@@ -182,7 +225,7 @@ def _object(json_path: str, entry: dict, index: int, annotation: dict, categorie
 
 
 def _box_only(name: str, index: int, bbox: Any, report: Callable[[str, str], None],
-              annotation_id: str) -> AnnotatedObject | None:
+              reference: str) -> AnnotatedObject | None:
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
         report("box_invalid", f"no segmentation and no bbox [x, y, width, height] (bbox is {bbox!r}); "
                               "object dropped")
@@ -190,7 +233,7 @@ def _box_only(name: str, index: int, bbox: Any, report: Callable[[str, str], Non
     x, y, width, height = bbox
     try:
         return AnnotatedObject(name, Box(x, y, x + width, y + height), index,
-                               annotation_id=annotation_id)
+                               reference=reference)
     except BoxError as error:
         report("box_invalid", f"bbox {bbox} is not a box: {error}; object dropped")
         return None
@@ -199,7 +242,8 @@ def _box_only(name: str, index: int, bbox: Any, report: Callable[[str, str], Non
 def segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     """The full-image ``bool`` mask (height, width) of a COCO segmentation; `MaskError` if bad."""
     if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(_polygons(segmentation), height, width))
+        polygons = _polygons(segmentation, width, height)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         rle = _rle(segmentation, height, width)
     else:
@@ -210,8 +254,10 @@ def segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
         return mask_utils.decode(rle).astype(bool)
 
 
-def _polygons(pieces: list) -> list[list[float]]:
-    """Check every polygon: at least 3 points, finite numbers, a non-zero area (shoelace)."""
+def _polygons(pieces: list, width: int, height: int) -> list[list[float]]:
+    """Check every polygon: at least 3 points, finite numbers, a non-zero area (shoelace), every
+    vertex within a pixel of the ``width`` x ``height`` image (a polygon beyond it was drawn on
+    another image, and pycocotools would cut it off at the edge without a word)."""
     for number, piece in enumerate(pieces):
         if not isinstance(piece, list) or not all(_is_number(v) for v in piece):
             raise MaskError(f"polygon {number} is not a list of finite numbers")
@@ -220,6 +266,11 @@ def _polygons(pieces: list) -> list[list[float]]:
         if len(piece) < 6:
             raise MaskError(f"polygon {number} has {len(piece) // 2} point(s), fewer than 3")
         xs, ys = np.asarray(piece[0::2], float), np.asarray(piece[1::2], float)
+        outside = np.flatnonzero((xs < -1) | (xs > width + 1) | (ys < -1) | (ys > height + 1))
+        if outside.size:
+            x, y = piece[2 * outside[0]], piece[2 * outside[0] + 1]
+            raise MaskError(f"polygon {number} reaches ({x:g}, {y:g}), beyond the {width}x{height} "
+                            "image of its entry")
         if np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)) == 0:
             raise MaskError(f"polygon {number} is degenerate (zero area)")
     return [[float(v) for v in piece] for piece in pieces]

@@ -35,7 +35,7 @@ from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.labelimg import find_pairs, read_labelimg
 from spatule_synth.manifest import write_manifest
 from spatule_synth.output_dir import OutputWriteError, cannot_write, check_output_dir, output_dir_for_run
-from spatule_synth.problems import Problem, ProblemLog
+from spatule_synth.problems import ProblemLog
 from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
 from spatule_synth.tiles import choose_negatives, cut_tiles, lost_objects, tile_pixels
 from spatule_synth.validation import ValidPhoto, load_photo
@@ -99,6 +99,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     input_dirs = config.input_dirs + config.annotation_dirs
     check_output_dir(config.output_dir, config.overwrite, input_dirs)
     label_map = read_label_map(config.label_map_path)
+    config.input_rules.check(label_map)
     problems = ProblemLog(config.on_error)
     pairs = find_pairs(config.input_dirs, config.annotation_dirs, problems)
     if not pairs:
@@ -152,11 +153,10 @@ def _write_tiles(photo: ValidPhoto, config: ConvertConfig, writer: ShardedRecord
                       config.tile_min_visible)
     for index in lost_objects(tiles, len(objects)):
         obj = photo.objects[index]
-        result.problems.report(Problem("tile_lost", photo.source_file,
-                                       f"box ({obj.box}) is under --tile_min_visible="
-                                       f"{config.tile_min_visible} in every {config.tile_size} px tile; "
-                                       "it is in no tile's labels (raise --tile_overlap)",
-                                       obj.object_index, obj.class_name))
+        result.problems.report(photo.problem("tile_lost", f"box ({obj.box}) is under "
+                                             f"--tile_min_visible={config.tile_min_visible} in every "
+                                             f"{config.tile_size} px tile; it is in no tile's labels "
+                                             "(raise --tile_overlap)", obj))
     seed = zlib.crc32(os.path.basename(path).encode("utf-8", "surrogateescape"))
     negatives = {id(tile) for tile in choose_negatives(tiles, config.tile_negative_fraction, seed)}
     stem = os.path.splitext(os.path.basename(path))[0]

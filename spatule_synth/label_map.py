@@ -56,7 +56,9 @@ class LabelMap:
         return max(item.id for item in self.items)
 
     def id_of(self, name: str) -> int | None:
-        return self._ids.get(name)
+        """The id of class ``name`` (compared in Unicode NFC: a macOS-typed ``é`` is the same
+        letter as a Windows one), or None."""
+        return self._ids.get(unicodedata.normalize("NFC", name))
 
     def name_of(self, class_id: int) -> str | None:
         return next((item.name for item in self.items if item.id == class_id), None)
@@ -76,7 +78,7 @@ class LabelMap:
 
     @functools.cached_property
     def _ids(self) -> dict[str, int]:
-        return {item.name: item.id for item in self.items}
+        return {unicodedata.normalize("NFC", item.name): item.id for item in self.items}
 
 
 def class_name_problem(name: str) -> str | None:
@@ -109,7 +111,8 @@ def _validate(items: tuple[LabelMapItem, ...]) -> None:
         if item.id < 1:
             problems.append(f"class {item.name!r} has id {item.id}; class ids start at 1 "
                             "(0 is reserved for 'background')")
-    for label, key in (("name", lambda item: item.name), ("id", lambda item: item.id)):
+    for label, key in (("name", lambda item: unicodedata.normalize("NFC", item.name)),
+                       ("id", lambda item: item.id)):
         seen: dict = {}
         for item in items:
             seen.setdefault(key(item), []).append(item)

@@ -46,8 +46,11 @@ KINDS: dict[str, tuple[str, bool]] = {
                       "--unlabelled=negative takes it as object-free)", False),
     "unlabelled_negative": ("image with no annotation file, taken as object-free "
                             "(--unlabelled=negative)", False),
+    "duplicate_entry": ("image listed by several entries of one COCO file (annotations merged)", False),
     "size_mismatch": ("annotation size differs from the image, boxes fit the image (kept)", False),
     "size_scaled": ("photo resized after labelling (boxes scaled by the same factor)", False),
+    "exif_unknown_frame": ("EXIF-rotated photo whose annotation size cannot tell the frame of the "
+                           "boxes (taken as displayed)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
     "duplicate_object": ("object exactly repeated in its photo (same class and box: kept once)", False),
     "ignored_class": ("object of an --ignore_classes class (not a label: left out)", False),
@@ -76,7 +79,7 @@ class Problem:
     object_index: int | None = None
     object_name: str | None = None
     image: str | None = None  # the photo's file name, when ``file`` is its annotation file
-    annotation_id: str | None = None  # the object's id in its file, when the format has one (COCO)
+    reference: str | None = None  # where the object is in its file: "annotation id 7", "line 3"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -88,14 +91,14 @@ class Problem:
 
     def message(self) -> str:
         """``"photos/IMG_1.xml (image IMG_1.JPG), object #2 ('tga'): reason"``; a COCO object
-        reads ``"object #0 ('dog', annotation id 17)"``."""
+        reads ``"object #0 ('dog', annotation id 17)"``, a YOLO one ``"object #0 ('tag', line 1)"``."""
         where = self.file
         if self.image is not None:
             where += f" (image {self.image})"
         if self.object_index is not None:
             where += f", object #{self.object_index}"
             details = ([repr(self.object_name)] if self.object_name is not None else []) + (
-                [f"annotation id {self.annotation_id}"] if self.annotation_id is not None else [])
+                [self.reference] if self.reference is not None else [])
             if details:
                 where += f" ({', '.join(details)})"
         return f"{where}: {self.reason}"

@@ -106,6 +106,7 @@ class _MaskMaker:
 
 def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog) -> SourceSet:
     """Read and validate every input once; `SourceError` if no cutout or no background is left."""
+    config.input_rules.check(label_map)
     make_mask = _MaskMaker(config, problems)
     cutouts: list[Cutout] = []
     backgrounds: dict[str, Background] = {}  # by real path: a photo given twice is one background

@@ -42,7 +42,7 @@ from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObjec
 from spatule_synth.boxes import Box
 from spatule_synth.images import DecodedImage, ImageReadError, TRANSPOSING_ORIENTATIONS, \
     box_in_display_frame, decode_image, mask_in_display_frame, unsupported_format
-from spatule_synth.label_map import LabelMap
+from spatule_synth.label_map import LabelMap, LabelMapError
 from spatule_synth.problems import Problem, ProblemLog
 
 UNLABELLED_CHOICES = ("skip", "negative")
@@ -61,6 +61,14 @@ class InputRules:
         if self.unlabelled not in UNLABELLED_CHOICES:
             raise ValueError(f"unlabelled must be one of {', '.join(UNLABELLED_CHOICES)}, "
                              f"got {self.unlabelled!r}")
+
+    def check(self, label_map: LabelMap) -> None:
+        """`LabelMapError` if ``ignore_classes`` names a class of the label map (it cannot be
+        both a label and not one)."""
+        both = [name for name in self.ignore_classes if label_map.id_of(name) is not None]
+        if both:
+            raise LabelMapError(f"--ignore_classes names {', '.join(map(repr, both))}, a class of the "
+                                "label map: a class is either a label or ignored")
 
     def ignores(self, name: str, label_map: LabelMap) -> bool:
         """True if ``name`` (not in the label map) is deliberately not a label."""
@@ -82,7 +90,7 @@ class ValidObject:
     truncated: bool = False
     difficult: bool = False
     pose: str = "Unspecified"
-    annotation_id: str | None = None  # the format's own id of the object (COCO), for messages
+    reference: str | None = None  # where it is in its file (`AnnotatedObject.reference`)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -107,7 +115,7 @@ class ValidPhoto:
         if obj is None:
             return Problem(kind, self.source_file, reason, image=image)
         return Problem(kind, self.source_file, reason, obj.object_index, obj.class_name, image,
-                       obj.annotation_id)
+                       obj.reference)
 
 
 def load_photo(annotated: AnnotatedImage, label_map: LabelMap, rules: InputRules,
@@ -162,7 +170,7 @@ def validate_objects(annotated: AnnotatedImage, image: DecodedImage, label_map: 
             problems.report(Problem("duplicate_object", annotated.annotation_path,
                                     f"same class and box ({valid.box}) as object #{seen[key]}: "
                                     "labelled twice; kept once", obj.object_index, obj.class_name,
-                                    _image_name(annotated), obj.annotation_id))
+                                    _image_name(annotated), obj.reference))
             continue
         seen[key] = obj.object_index
         kept.append(valid)
@@ -184,11 +192,13 @@ def _image_name(annotated: AnnotatedImage) -> str | None:
 
 
 def _describe_lost(lost: list[LostObject]) -> str:
-    described = [f"#{o.object_index}" + (f" ({o.class_name!r})" if o.class_name else "")
-                 for o in lost]
-    if len(described) == 1:
-        return f"object {described[0]} lost its label ({lost[0].reason})"
-    return f"objects {', '.join(described)} lost their labels (see the messages above)"
+    """``"object #1 ('tga') lost its label (class 'tga' is not ...)"``; at most 3 reasons."""
+    named = [f"#{o.object_index}" + (f" ({o.class_name!r})" if o.class_name else "") for o in lost]
+    if len(lost) == 1:
+        return f"object {named[0]} lost its label ({lost[0].reason})"
+    more = f"; and {len(lost) - 3} more (all listed in manifest.json)" if len(lost) > 3 else ""
+    return (f"{len(lost)} objects lost their labels ("
+            + "; ".join(f"{name}: {o.reason}" for name, o in zip(named, lost[:3])) + more + ")")
 
 
 def _valid_object(annotated: AnnotatedImage, obj: AnnotatedObject, image: DecodedImage,
@@ -200,7 +210,7 @@ def _valid_object(annotated: AnnotatedImage, obj: AnnotatedObject, image: Decode
 
     def lose(kind: str, reason: str) -> None:
         problems.report(Problem(kind, file, f"{reason}; object dropped", obj.object_index,
-                                obj.class_name, image_name, obj.annotation_id))
+                                obj.class_name, image_name, obj.reference))
         lost.append(LostObject(obj.object_index, obj.class_name, reason))
 
     class_id = label_map.id_of(obj.class_name)
@@ -208,7 +218,7 @@ def _valid_object(annotated: AnnotatedImage, obj: AnnotatedObject, image: Decode
         if rules.ignores(obj.class_name, label_map):
             problems.report(Problem("ignored_class", file, f"class {obj.class_name!r} is in "
                                     "--ignore_classes: not a label, left out", obj.object_index,
-                                    obj.class_name, image_name, obj.annotation_id))
+                                    obj.class_name, image_name, obj.reference))
         else:
             lose("unknown_class", label_map.unknown_class_reason(obj.class_name))
         return None
@@ -234,9 +244,9 @@ def _valid_object(annotated: AnnotatedImage, obj: AnnotatedObject, image: Decode
     if beyond:
         problems.report(Problem("box_clipped", file, f"box ({box}) goes beyond the {size} image; "
                                 f"clipped to ({clipped})", obj.object_index, obj.class_name,
-                                image_name, obj.annotation_id))
-    return ValidObject(obj.class_name, class_id, clipped, obj.object_index, mask, obj.truncated,
-                       obj.difficult, obj.pose, obj.annotation_id)
+                                image_name, obj.reference))
+    return ValidObject(label_map.name_of(class_id), class_id, clipped, obj.object_index, mask,
+                       obj.truncated, obj.difficult, obj.pose, obj.reference)
 
 
 def _mask_inside(mask: np.ndarray, box: Box, clipped: Box) -> tuple[Box, np.ndarray] | None:
@@ -285,11 +295,18 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog)
     """The frame of the annotation's coordinates (module docstring); None (reported) if the
     boxes were drawn on another image."""
     declared, decoded = annotated.declared_size, (image.width, image.height)
-    if declared is None or declared == decoded:
-        return _Frame()
     file, image_name = annotated.annotation_path, _image_name(annotated)
-    said = f"the annotation says the image is {declared[0]}x{declared[1]}"
     turned = image.orientation in TRANSPOSING_ORIENTATIONS
+    if declared is None or declared == decoded:
+        if image.orientation != 1 and declared is not None and annotated.objects and (
+                not turned or decoded[0] == decoded[1]):
+            problems.report(Problem("exif_unknown_frame", file, f"the photo has EXIF orientation "
+                                    f"{image.orientation}: labelImg >= 1.8.4 labels it as displayed, "
+                                    "older versions as stored, and its size cannot tell which; the "
+                                    "boxes are taken as drawn on the displayed photo (check it in "
+                                    "labelImg)", image=image_name))
+        return _Frame()
+    said = f"the annotation says the image is {declared[0]}x{declared[1]}"
     if turned and declared == image.raw_size:
         problems.report(Problem("exif_frame", file, f"{said}, the un-rotated size of a photo with "
                                 f"EXIF orientation {image.orientation}: boxes were drawn on the "
@@ -305,6 +322,12 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog)
                                     f"resized after labelling; its boxes are scaled by {scale[0]:.4g} "
                                     "too", image=image_name))
             return _Frame(scale, orientation, image.raw_size)
+    if declared == decoded[::-1]:
+        problems.report(Problem("size_conflict", file, f"{said} but it decodes to {decoded[0]}x"
+                                f"{decoded[1]}: the photo was turned by 90 degrees after labelling "
+                                "(or lost its EXIF orientation), so its boxes are in another frame; "
+                                "image skipped", image=image_name))
+        return None
     outside = next((obj for obj in annotated.objects
                     if not _fits(obj.box, decoded)), None)
     if outside is None:

@@ -87,6 +87,7 @@ def parse_voc(data: bytes, on_bad_object: BadObjectCallback | None = None) -> Vo
         raise VocFormatError(f"malformed XML: {error}") from error
     if root.tag != "annotation":
         raise VocFormatError(f"root element is <{root.tag}>, expected <annotation>")
+    _check_objects_are_where_labelimg_reads_them(root)
     objects = []
     for index, element in enumerate(root.iterfind("object")):
         try:
@@ -110,6 +111,26 @@ def parse_voc(data: bytes, on_bad_object: BadObjectCallback | None = None) -> Vo
     )
 
 
+def _check_objects_are_where_labelimg_reads_them(root: etree._Element) -> None:
+    """`VocFormatError` for an object labelImg and the OD API would not see (so its photo would
+    pass for one without it): ``<Object>`` in another case, or ``<object>``/``<bndbox>`` nested
+    elsewhere than ``<annotation><object><bndbox>``."""
+    for element in root.iter(etree.Element):
+        tag = element.tag.lower()
+        if tag not in ("object", "bndbox") or element is root:
+            continue
+        parent = element.getparent()
+        if element.tag != tag:
+            raise VocFormatError(f"<{element.tag}> (line {element.sourceline}) is not <{tag}>: tags are "
+                                 "case-sensitive, so labelImg would not show this object")
+        expected = root if tag == "object" else None
+        if (tag == "object" and parent is not expected) or (
+                tag == "bndbox" and (parent.tag != "object" or parent.getparent() is not root)):
+            raise VocFormatError(f"<{tag}> (line {element.sourceline}) inside <{parent.tag}>: labelImg "
+                                 f"only reads <{tag}> directly under "
+                                 f"<{'annotation' if tag == 'object' else 'object'}>")
+
+
 def _parse_object(element: etree._Element) -> VocObject:
     name = _text(element, "name")
     if not name:
@@ -117,6 +138,9 @@ def _parse_object(element: etree._Element) -> VocObject:
     bndbox = element.find("bndbox")
     if bndbox is None:
         raise VocFormatError("no <bndbox>")
+    for tag in ("name", "bndbox"):
+        if len(element.findall(tag)) > 1:
+            raise VocFormatError(f"{len(element.findall(tag))} <{tag}> elements in one <object>")
     coords = []
     for key in ("xmin", "ymin", "xmax", "ymax"):
         text = _text(bndbox, key)

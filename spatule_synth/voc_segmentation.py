@@ -45,7 +45,7 @@ from PIL import Image
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, tight_masked_object
 from spatule_synth.images import ImageReadError, displayed_size, is_image_file
-from spatule_synth.labelimg import InputDirError
+from spatule_synth.labelimg import InputDirError, stem_key
 from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.voc import VocAnnotation, VocFormatError, read_voc
 
@@ -96,7 +96,7 @@ def _images_by_stem(folder: str) -> dict[str, list[str]]:
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if is_image_file(path) and os.path.isfile(path):
-            found[os.path.splitext(name)[0].casefold()].append(path)
+            found[stem_key(path)].append(path)
     return found
 
 
@@ -105,7 +105,7 @@ def _read_one(root: str, png: str, images: dict[str, list[str]],
     """One photo of the root, or None (reported) if it must be skipped."""
     stem = os.path.splitext(os.path.basename(png))[0]
     xml = os.path.join(root, ANNOTATIONS_DIR, stem + ".xml")
-    image_path = _image_of(png, stem, images.get(stem.casefold(), []), root, problems)
+    image_path = _image_of(png, stem, images.get(stem_key(png), []), root, problems)
     if image_path is None:
         return None
     if not os.path.isfile(xml):

@@ -133,10 +133,10 @@ def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str]
             continue
         try:
             name, box = _parse_line(fields, width, height, class_names)
-            objects.append(AnnotatedObject(name, box, index))
+            objects.append(AnnotatedObject(name, box, index, reference=f"line {number}"))
         except _BadLine as bad:
-            problems.report(Problem(bad.kind, txt_path, f"line {number}: {bad.reason}; object dropped",
-                                    index, bad.name, image))
+            problems.report(Problem(bad.kind, txt_path, f"{bad.reason}; object dropped", index,
+                                    bad.name, image, f"line {number}"))
             if lost is not None:
                 lost.append(LostObject(index, bad.name, f"line {number}: {bad.reason}"))
         index += 1
@@ -145,8 +145,10 @@ def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str]
 
 def _parse_line(fields: list[str], width: int, height: int, class_names: list[str]) -> tuple[str, Box]:
     if len(fields) != 5:
-        raise _BadLine("box_invalid", f"{len(fields)} fields instead of 5 "
-                                      "(class_index x_center y_center width height)")
+        known = _CLASS_INDEX.fullmatch(fields[0]) and 0 <= int(fields[0]) < len(class_names)
+        raise _BadLine("box_invalid", f"{len(fields)} fields instead of 5 (class_index x_center "
+                                      "y_center width height)",
+                       class_names[int(fields[0])] if known else None)
     if not _CLASS_INDEX.fullmatch(fields[0]):
         raise _BadLine("unknown_class", f"class index {fields[0]!r} is not an integer")
     class_index = int(fields[0])

@@ -81,10 +81,10 @@ def coco_json(path, images) -> None:
     1 = tag, 2 = dog."""
     document = {"images": [], "annotations": [],
                 "categories": [{"id": 1, "name": "tag"}, {"id": 2, "name": "dog"}]}
-    for image_id, (file_name, (width, height), annotations) in enumerate(images, 1):
+    for image_id, (file_name, (width, height), entries) in enumerate(images, 1):
         document["images"].append({"id": image_id, "file_name": file_name, "width": width,
                                    "height": height})
-        for annotation in annotations:
+        for annotation in entries:
             document["annotations"].append({"id": len(document["annotations"]) + 1,
                                             "image_id": image_id, "iscrowd": 0, **annotation})
     with open(path, "w", encoding="utf-8") as handle:

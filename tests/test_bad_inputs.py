@@ -133,6 +133,9 @@ def test_ignored_classes_are_not_labels_and_keep_their_photo(tmp_path):
         f"{folder}/birds.xml (image birds.jpg), object #1 ('bird'): class 'bird' is in "
         "--ignore_classes: not a label, left out")
     check_records(result)
+    with pytest.raises(LabelMapError, match=r"^--ignore_classes names 'tag', a class of the label "
+                                            "map: a class is either a label or ignored$"):
+        convert(folder, tmp_path / "out2", ignore_classes=("bird", "tag"))
 
 
 def _labelimg_inputs(root):

@@ -220,40 +220,42 @@ def test_bad_annotations_are_reported_and_dropped(tmp_path):
         annotation(square, ann_id=15, image_id=99),
         annotation(square, ann_id=16, category_id=7),
         annotation({"size": [H, W], "counts": SHORT_RLE}, ann_id=17),
+        annotation([[0.1, 0.1, 0.4, 0.1, 0.4, 0.4]], ann_id=18),
     ]
     path = coco_file(tmp_path, annotations)
     image, problems = read_one(path, tmp_path)
     assert [(o.object_index, o.class_name) for o in image.objects] == [(0, "tag"), (14, "spatula")]
     rle_total = "the RLE run lengths add up to {} pixels, not the 16x12 = 192 of the image"
-    where = f"{path}, object #"
-    what = "image 'a.png', annotation id"
+    where = f"{path} (image a.png), object #"
     assert messages(problems) == [
         f"{path}: annotation id 15 refers to image_id 99, which no image entry has; annotation skipped",
-        f"{where}1: {what} 2: category_id 3 is not among the file's categories; object dropped",
-        f"{where}2 ('tag'): {what} 3: iscrowd=1 marks a region of several objects under one label; "
+        f"{where}1 (annotation id 2): category_id 3 is not among the file's categories; object dropped",
+        f"{where}2 ('tag', annotation id 3): iscrowd=1 marks a region of several objects under one label; "
         "dropped",
-        f"{where}3 ('tag'): {what} 4: polygon 0 has 2 point(s), fewer than 3; object dropped",
-        f"{where}4 ('tag'): {what} 5: polygon 0 has an odd number of coordinates (5); object dropped",
-        f"{where}5 ('tag'): {what} 6: polygon 0 is degenerate (zero area); object dropped",
-        f"{where}6 ('tag'): {what} 7: the segmentation covers no pixel of the 16x12 image; object dropped",
-        f"{where}7 ('tag'): {what} 8: the RLE size [16, 12] is not the image's [height, width] [12, 16]; "
+        f"{where}3 ('tag', annotation id 4): polygon 0 has 2 point(s), fewer than 3; object dropped",
+        f"{where}4 ('tag', annotation id 5): polygon 0 has an odd number of coordinates (5); object dropped",
+        f"{where}5 ('tag', annotation id 6): polygon 0 is degenerate (zero area); object dropped",
+        f"{where}6 ('tag', annotation id 7): polygon 0 reaches (20, 20), beyond the 16x12 image of its entry; object dropped",
+        f"{where}7 ('tag', annotation id 8): the RLE size [16, 12] is not the image's [height, width] [12, 16]; "
         "object dropped",
-        f"{where}8 ('tag'): {what} 9: {rle_total.format(8)}; object dropped",
-        f"{where}9 ('tag'): {what} 10: the RLE counts are neither a compressed string nor a list of run "
+        f"{where}8 ('tag', annotation id 9): {rle_total.format(8)}; object dropped",
+        f"{where}9 ('tag', annotation id 10): the RLE counts are neither a compressed string nor a list of run "
         "lengths; object dropped",
-        f"{where}10 ('tag'): {what} 11: polygon 0 is not a list of finite numbers; object dropped",
-        f"{where}11 ('tag'): {what} 12: the segmentation is neither a list of polygons nor an RLE with "
+        f"{where}10 ('tag', annotation id 11): polygon 0 is not a list of finite numbers; object dropped",
+        f"{where}11 ('tag', annotation id 12): the segmentation is neither a list of polygons nor an RLE with "
         "'counts' and 'size'; object dropped",
-        f"{where}12 ('tag'): {what} 13: bbox [1, 1, 0, 4] is not a box: zero-area box (xmin=1 ymin=1 "
+        f"{where}12 ('tag', annotation id 13): bbox [1, 1, 0, 4] is not a box: zero-area box (xmin=1 ymin=1 "
         "xmax=1 ymax=5); object dropped",
-        f"{where}13 ('tag'): {what} 14: no segmentation and no bbox [x, y, width, height] (bbox is "
+        f"{where}13 ('tag', annotation id 14): no segmentation and no bbox [x, y, width, height] (bbox is "
         "None); object dropped",
-        f"{where}15 ('tag'): {what} 17: {rle_total.format(16)}; object dropped",
+        f"{where}15 ('tag', annotation id 17): {rle_total.format(16)}; object dropped",
+        f"{where}16 ('tag', annotation id 18): the segmentation covers no pixel of the 16x12 image; "
+        "object dropped",
     ]
     assert problems.counts() == {"malformed_annotation": 1, "box_invalid": 2, "unknown_class": 1,
-                                 "mask_invalid": 10, "crowd_region": 1}
+                                 "mask_invalid": 11, "crowd_region": 1}
     # every dropped annotation is listed, so validation skips the photo (they would show unlabelled)
-    assert [lost.object_index for lost in image.lost] == list(range(1, 14)) + [15]
+    assert [lost.object_index for lost in image.lost] == list(range(1, 14)) + [15, 16]
 
 
 def test_missing_image_is_reported_and_skipped(tmp_path):

@@ -100,15 +100,15 @@ def test_bad_lines_are_reported_and_dropped(tmp_path):
     assert [lost.object_index for lost in image.lost] == list(range(1, 9))
     txt = str(tmp_path / "a.txt") + " (image a.jpg)"
     assert messages(problems) == [
-        f"{txt}, object #1: line 3: 4 fields instead of 5 (class_index x_center y_center width height); "
+        f"{txt}, object #1 ('dog', line 3): 4 fields instead of 5 (class_index x_center y_center width height); "
         "object dropped",
-        f"{txt}, object #2: line 4: class index 3 is not in classes.txt (indices 0 to 2); object dropped",
-        f"{txt}, object #3: line 5: class index -1 is not in classes.txt (indices 0 to 2); object dropped",
-        f"{txt}, object #4: line 6: class index 'cat' is not an integer; object dropped",
-        f"{txt}, object #5 ('spatule'): line 7: 'abc' is not a number; object dropped",
-        f"{txt}, object #6 ('spatule'): line 8: 'nan' is not a finite number; object dropped",
-        f"{txt}, object #7 ('dog'): line 9: width 0.0 and height 0.2 must both be positive; object dropped",
-        f"{txt}, object #8 ('dog'): line 10: width 0.2 and height -0.1 must both be positive; object dropped",
+        f"{txt}, object #2 (line 4): class index 3 is not in classes.txt (indices 0 to 2); object dropped",
+        f"{txt}, object #3 (line 5): class index -1 is not in classes.txt (indices 0 to 2); object dropped",
+        f"{txt}, object #4 (line 6): class index 'cat' is not an integer; object dropped",
+        f"{txt}, object #5 ('spatule', line 7): 'abc' is not a number; object dropped",
+        f"{txt}, object #6 ('spatule', line 8): 'nan' is not a finite number; object dropped",
+        f"{txt}, object #7 ('dog', line 9): width 0.0 and height 0.2 must both be positive; object dropped",
+        f"{txt}, object #8 ('dog', line 10): width 0.2 and height -0.1 must both be positive; object dropped",
     ]
     assert problems.counts() == {"box_invalid": 5, "unknown_class": 3}
 
