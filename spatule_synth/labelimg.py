@@ -116,7 +116,7 @@ def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str]
     for label_dir in {os.path.realpath(d): d for d in label_dirs}.values():
         for path in _list_dir(label_dir):
             if is_label(path):
-                labels[stem_key(path)].append(path)
+                labels[_label_key(path, images, unsupported)].append(path)
     pairs = []
     a_label, label_name = label
     for key in sorted(set(images) | set(labels)):
@@ -133,6 +133,17 @@ def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str]
         else:
             pairs.append((candidates[0], labels[key][0] if labels.get(key) else None))
     return pairs
+
+
+def _label_key(path: str, *images: Mapping[str, list[str]]) -> str:
+    """The `stem_key` of a label file; for ``IMG_1.jpg.xml`` (saved with the photo's whole name,
+    as some tools do) the key of ``IMG_1`` when no image has the longer stem and one has this."""
+    key = stem_key(path)
+    inner = os.path.splitext(key)
+    if inner[1] and (is_image_file(key) or unsupported_format(key)) and \
+            not any(key in found for found in images) and any(inner[0] in found for found in images):
+        return inner[0]
+    return key
 
 
 def _name(path: str) -> str:

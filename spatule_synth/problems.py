@@ -39,6 +39,8 @@ KINDS: dict[str, tuple[str, bool]] = {
                          "object without a box)", True),
     "background_labelled": ("--background_dirs photo whose annotation file has objects (not a "
                             "background)", True),
+    "distractor_labelled": ("distractor that shows a labelled object (class of the label map, or "
+                            "also a cutout; skipped)", True),
     "identity_unmatched": ("object whose file name --identity_regex does not match (skipped)", True),
     "cutout_too_large": ("object too large for the canvas (skipped)", True),
     "background_small": ("background smaller than the canvas (upscaled to cover it)", False),

@@ -109,8 +109,13 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     config.input_rules.check(label_map)
     make_mask = _MaskMaker(config, problems)
     cutouts: list[Cutout] = []
-    backgrounds: dict[str, Background] = {}  # by real path: a photo given twice is one background
+    candidates: list[Background] = []  # photos known to be object-free, from every input
+    labelled: dict[str, str] = {}  # real path of a photo with labels -> the file that labels it
     for annotated in _annotated_images(config, problems):
+        if annotated.lost or any(label_map.id_of(o.class_name) is not None or
+                                 not config.input_rules.ignores(o.class_name, label_map)
+                                 for o in annotated.objects):
+            labelled.setdefault(os.path.realpath(annotated.image_path), annotated.annotation_path)
         photo = load_photo(annotated, label_map, config.input_rules, problems)
         if photo is None:
             continue
@@ -118,11 +123,10 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
             cutouts.extend(cut_out(photo, config, problems, make_mask,
                                    edge_cuts_objects=not annotated.is_cutout_file))
         else:
-            backgrounds.setdefault(os.path.realpath(photo.image_path), _background(
-                photo.image_path, photo.image.width, photo.image.height, config, problems))
+            candidates.append(Background(photo.image_path, photo.image.width, photo.image.height))
     for folder in config.background_dirs:
-        for background in _backgrounds_in(folder, config, problems):
-            backgrounds.setdefault(os.path.realpath(background.path), background)
+        candidates.extend(_backgrounds_in(folder, problems))
+    backgrounds = _backgrounds(candidates, labelled, config, problems)
     if not cutouts:
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
                           "the label map) or check the messages above")
@@ -132,7 +136,27 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
                           "--unlabelled=negative) or give --background_dirs")
     if config.identity == "auto":
         cutouts = _merge_near_duplicates(cutouts)
-    return SourceSet(tuple(cutouts), tuple(backgrounds.values()), tuple(_distractors(config, problems)))
+    distractors = _distractors(config, label_map, {os.path.realpath(c.source_file) for c in cutouts},
+                               problems)
+    return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(distractors))
+
+
+def _backgrounds(candidates: list[Background], labelled: dict[str, str], config: GenerateConfig,
+                 problems: ProblemLog) -> list[Background]:
+    """The candidates that no input labels with objects (a photo listed without objects by one
+    input, or given in --background_dirs, and with objects by another is not a background), each
+    photo once."""
+    backgrounds: dict[str, Background] = {}
+    for candidate in candidates:
+        real = os.path.realpath(candidate.path)
+        if real in labelled:
+            problems.report(Problem("background_labelled", candidate.path, f"{labelled[real]} labels "
+                                    "objects in this photo: a photo with objects is not a background; "
+                                    "skipped"))
+        elif real not in backgrounds:
+            backgrounds[real] = candidate
+            _check_background_size(candidate, config, problems)
+    return list(backgrounds.values())
 
 
 def _merge_near_duplicates(cutouts: list[Cutout]) -> list[Cutout]:
@@ -246,13 +270,26 @@ def _reported_too_large(cutout: Cutout, members: list[ValidObject], photo: Valid
     return True
 
 
-def _distractors(config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
+def _distractors(config: GenerateConfig, label_map: LabelMap, cutout_files: set[str],
+                 problems: ProblemLog) -> list[Cutout]:
+    """The unlabelled clutter of ``distractor_dirs``; a file that shows a labelled object (in a
+    folder named after a class of the label map, or also a cutout) is refused: it would be pasted
+    without a box."""
     if not config.distractor_dirs:
         return []
     from spatule_synth.alpha_cutouts import read_alpha_cutouts
     found = []
     for root in config.distractor_dirs:
         for annotated in read_alpha_cutouts(root, problems, allow_flat=True):
+            [obj] = annotated.objects
+            if label_map.id_of(obj.class_name) is not None or \
+                    os.path.realpath(annotated.image_path) in cutout_files:
+                why = (f"its folder names {obj.class_name!r}, a class of the label map"
+                       if label_map.id_of(obj.class_name) is not None else "it is also a cutout")
+                problems.report(Problem("distractor_labelled", annotated.image_path, f"{why}: a "
+                                        "distractor is pasted without a box, so it must show no "
+                                        "labelled object; skipped"))
+                continue
             try:
                 pixels = read_image(annotated.image_path).pixels
             except ImageReadError as error:
@@ -263,7 +300,7 @@ def _distractors(config: GenerateConfig, problems: ProblemLog) -> list[Cutout]:
     return found
 
 
-def _backgrounds_in(folder: str, config: GenerateConfig, problems: ProblemLog) -> list[Background]:
+def _backgrounds_in(folder: str, problems: ProblemLog) -> list[Background]:
     """The photos of a ``--background_dirs`` folder, each checked to decode and to have no
     annotation file with objects beside it (the labelled folder given here too)."""
     if not os.path.isdir(folder):
@@ -295,7 +332,7 @@ def _backgrounds_in(folder: str, config: GenerateConfig, problems: ProblemLog) -
         except ImageReadError as error:
             problems.report(Problem("unreadable_image", path, f"{error}; background skipped"))
             continue
-        found.append(_background(path, width, height, config, problems))
+        found.append(Background(path, width, height))
     return found
 
 
@@ -318,10 +355,10 @@ def _objects_in_label_file(path: str) -> str | None:
     return f"has {count} object{'s' if count > 1 else ''}" if count else None
 
 
-def _background(path: str, width: int, height: int, config: GenerateConfig,
-                problems: ProblemLog) -> Background:
+def _check_background_size(background: Background, config: GenerateConfig,
+                           problems: ProblemLog) -> None:
+    width, height = background.width, background.height
     if min(width, height) < config.canvas_size:
-        problems.report(Problem("background_small", path, f"{width}x{height} is smaller than the "
-                                f"{config.canvas_size}x{config.canvas_size} canvas; it is upscaled "
-                                "to cover it"))
-    return Background(path, width, height)
+        problems.report(Problem("background_small", background.path, f"{width}x{height} is smaller "
+                                f"than the {config.canvas_size}x{config.canvas_size} canvas; it is "
+                                "upscaled to cover it"))

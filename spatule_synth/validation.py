@@ -155,7 +155,8 @@ def validate_objects(annotated: AnnotatedImage, image: DecodedImage, label_map: 
                      rules: InputRules, problems: ProblemLog) -> tuple[ValidObject, ...] | None:
     """The trusted objects of ``annotated`` in the decoded ``image``; None (reported) if the
     photo must be skipped."""
-    frame = _frame(annotated, image, problems)
+    notes: list[Problem] = []
+    frame = _frame(annotated, image, problems, notes)
     if frame is None:
         return None
     lost = list(annotated.lost)
@@ -181,6 +182,8 @@ def validate_objects(annotated: AnnotatedImage, image: DecodedImage, label_map: 
                                 "that is not a label in --ignore_classes)",
                                 image=_image_name(annotated)))
         return None
+    for note in notes:
+        problems.report(note)
     return tuple(kept)
 
 
@@ -291,16 +294,18 @@ def _scaled_mask(mask: np.ndarray, scaled: Box) -> np.ndarray:
     return cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=interpolation)
 
 
-def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog) -> _Frame | None:
+def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog,
+           notes: list[Problem]) -> _Frame | None:
     """The frame of the annotation's coordinates (module docstring); None (reported) if the
-    boxes were drawn on another image."""
+    boxes were drawn on another image. What was done to the boxes goes to ``notes``, reported
+    only if the photo is kept."""
     declared, decoded = annotated.declared_size, (image.width, image.height)
     file, image_name = annotated.annotation_path, _image_name(annotated)
     turned = image.orientation in TRANSPOSING_ORIENTATIONS
     if declared is None or declared == decoded:
         if image.orientation != 1 and declared is not None and annotated.objects and (
                 not turned or decoded[0] == decoded[1]):
-            problems.report(Problem("exif_unknown_frame", file, f"the photo has EXIF orientation "
+            notes.append(Problem("exif_unknown_frame", file, f"the photo has EXIF orientation "
                                     f"{image.orientation}: labelImg >= 1.8.4 labels it as displayed, "
                                     "older versions as stored, and its size cannot tell which; the "
                                     "boxes are taken as drawn on the displayed photo (check it in "
@@ -308,7 +313,7 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog)
         return _Frame()
     said = f"the annotation says the image is {declared[0]}x{declared[1]}"
     if turned and declared == image.raw_size:
-        problems.report(Problem("exif_frame", file, f"{said}, the un-rotated size of a photo with "
+        notes.append(Problem("exif_frame", file, f"{said}, the un-rotated size of a photo with "
                                 f"EXIF orientation {image.orientation}: boxes were drawn on the "
                                 "un-rotated image (labelImg < 1.8.4) and are moved to the displayed "
                                 f"{decoded[0]}x{decoded[1]} frame", image=image_name))
@@ -317,7 +322,7 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog)
         if target is not None and _same_shape(declared, target):
             scale = (target[0] / declared[0], target[1] / declared[1])
             turn = f" (EXIF orientation {orientation}: boxes drawn un-rotated)" if orientation != 1 else ""
-            problems.report(Problem("size_scaled", file, f"{said} but it decodes to {decoded[0]}x"
+            notes.append(Problem("size_scaled", file, f"{said} but it decodes to {decoded[0]}x"
                                     f"{decoded[1]}{turn}: the same photo scaled by {scale[0]:.4g}, "
                                     f"resized after labelling; its boxes are scaled by {scale[0]:.4g} "
                                     "too", image=image_name))
@@ -331,7 +336,7 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog)
     outside = next((obj for obj in annotated.objects
                     if not _fits(obj.box, decoded)), None)
     if outside is None:
-        problems.report(Problem("size_mismatch", file, f"{said} but it decodes to {decoded[0]}x"
+        notes.append(Problem("size_mismatch", file, f"{said} but it decodes to {decoded[0]}x"
                                 f"{decoded[1]}; every box lies inside the decoded image, so the "
                                 "boxes are kept as drawn", image=image_name))
         return _Frame()

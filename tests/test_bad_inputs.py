@@ -505,3 +505,166 @@ def test_coco_and_yolo_boxes_touching_the_border_are_not_cutouts(tmp_path):
     assert result.problems.counts() == {"truncated_cutout": 1}
     assert used_photos(tmp_path / "out")[0] == {"b.jpg"}
     check_generated(tmp_path / "out")
+
+
+# --- found by trying to break it: every input that could pass a labelled photo for an empty one ---
+
+
+def test_a_photo_labelled_by_one_input_is_no_background_for_another(tmp_path):
+    folder = tmp_path / "coco"
+    save_photo(folder, "P1.jpg", [TAG, (90, 60, 150, 110)])
+    save_photo(folder, "P2.jpg", [TAG], seed=1)
+    coco_json(folder / "instances.json", [
+        ("P1.jpg", SIZE, [{"category_id": 1, "bbox": [20, 30, 40, 20]},
+                          {"category_id": 1, "bbox": [90, 60, 60, 50]}]),
+        ("P1.jpg", SIZE, []),  # the same file listed again, without annotations
+        ("P2.jpg", SIZE, [{"category_id": 1, "bbox": [20, 30, 40, 20]}])])
+    labelimg = tmp_path / "labelimg"
+    os.makedirs(labelimg)
+    os.symlink(folder / "P2.jpg", labelimg / "P2.jpg")  # labelled empty here, with a tag there
+    (labelimg / "P2.xml").write_text(voc_xml("P2.jpg", SIZE, []))
+    result = generate(tmp_path, coco_json=(str(folder / "instances.json"),), input_dirs=(str(labelimg),),
+                      background_dirs=(str(backgrounds(tmp_path)), str(folder)))
+    messages = [p.message() for p in result.problems.problems]
+    assert messages == [
+        f"{folder}/instances.json: image 'P1.jpg' is listed by several entries (ids 1, 2); their "
+        "annotations are taken together",
+        f"{labelimg}/P2.jpg: {folder}/instances.json labels objects in this photo: a photo with "
+        "objects is not a background; skipped",
+        f"{folder}/P1.jpg: {folder}/instances.json labels objects in this photo: a photo with objects "
+        "is not a background; skipped",
+        f"{folder}/P2.jpg: {folder}/instances.json labels objects in this photo: a photo with objects "
+        "is not a background; skipped"]
+    assert used_photos(tmp_path / "out")[1] == {"BG0.jpg", "BG1.jpg"}
+    check_generated(tmp_path / "out")
+
+
+def test_background_dirs_photo_labelled_in_annotation_dirs_is_refused(tmp_path):
+    images, xml = tmp_path / "images", tmp_path / "xml"
+    for k in range(2):
+        labelled_photo(images, f"P{k}.jpg", [("tag", TAG)], seed=k)
+    os.makedirs(xml)
+    for k in range(2):
+        os.rename(images / f"P{k}.xml", xml / f"P{k}.xml")
+    result = generate(tmp_path, input_dirs=(str(images),), annotation_dirs=(str(xml),),
+                      background_dirs=(str(backgrounds(tmp_path)), str(images)))
+    assert result.problems.counts() == {"background_labelled": 2}
+    assert used_photos(tmp_path / "out") == ({"P0.jpg", "P1.jpg"}, {"BG0.jpg", "BG1.jpg"})
+    check_generated(tmp_path / "out")
+
+
+def test_label_file_named_after_the_whole_photo_name_still_labels_it(tmp_path):
+    folder = tmp_path / "in"
+    labelled_photo(folder, "A1.jpg", [("tag", TAG)])
+    os.rename(folder / "A1.xml", folder / "A1.jpg.xml")
+    result = convert(folder, tmp_path / "out", unlabelled="negative")
+    assert result.problems.problems == []
+    [record] = check_records(result)
+    assert len(record.objects) == 1
+    yolo = tmp_path / "yolo"
+    yolo.mkdir()
+    (yolo / "classes.txt").write_text("tag\n")
+    for k in range(2):
+        save_photo(yolo, f"Y{k}.jpg", [TAG], seed=k)
+        (yolo / f"Y{k}.jpg.txt").write_text(_yolo_line(TAG))
+    generate(tmp_path, "gen", yolo_dirs=(str(yolo),), unlabelled="negative")
+    assert used_photos(tmp_path / "gen") == ({"Y0.jpg", "Y1.jpg"}, {"BG0.jpg", "BG1.jpg"})
+    check_generated(tmp_path / "gen")
+
+
+def test_distractors_that_show_labelled_objects_are_refused(tmp_path):
+    labelled_photo(tmp_path / "in", "good.jpg", [("tag", TAG)])
+    clutter = tmp_path / "clutter" / "tag"  # cut-out tags given as clutter: pasted without boxes
+    os.makedirs(clutter)
+    rgba = np.zeros((20, 40, 4), np.uint8)
+    rgba[2:18, 2:38] = (255, 0, 255, 255)
+    Image.fromarray(rgba).save(clutter / "t.png")
+    result = generate(tmp_path, input_dirs=(str(tmp_path / "in"),),
+                      distractor_dirs=(str(tmp_path / "clutter"),), distractors_per_image=(1, 2))
+    assert [p.message() for p in result.problems.problems] == [
+        f"{clutter}/t.png: its folder names 'tag', a class of the label map: a distractor is pasted "
+        "without a box, so it must show no labelled object; skipped"]
+    check_generated(tmp_path / "out")
+
+
+@pytest.mark.parametrize("xml, reason", [
+    ("<annotation><Object><name>tag</name><bndbox><xmin>20</xmin><ymin>30</ymin><xmax>60</xmax>"
+     "<ymax>50</ymax></bndbox></Object></annotation>",
+     "<Object> (line 1) is not <object>: tags are case-sensitive, so labelImg would not show this "
+     "object"),
+    ("<annotation><objects><object><name>tag</name><bndbox><xmin>20</xmin><ymin>30</ymin>"
+     "<xmax>60</xmax><ymax>50</ymax></bndbox></object></objects></annotation>",
+     "<object> (line 1) inside <objects>: labelImg only reads <object> directly under <annotation>"),
+])
+def test_objects_labelimg_would_not_see_make_the_xml_malformed(tmp_path, xml, reason):
+    folder = tmp_path / "in"
+    save_photo(folder, "u.jpg", [TAG])
+    (folder / "u.xml").write_text(xml)
+    result = convert(folder, tmp_path / "out")
+    assert [p.message() for p in result.problems.problems] == [
+        f"{folder}/u.xml (image u.jpg): {reason}; image skipped"]
+    assert result.examples == []
+
+
+def test_photo_turned_after_labelling_is_skipped_and_an_undecidable_exif_frame_is_noted(tmp_path):
+    folder = tmp_path / "in"
+    save_photo(folder, "turned.jpg", [(50, 10, 70, 40)], size=(120, 160))
+    (folder / "turned.xml").write_text(voc_xml("turned.jpg", (160, 120), [("tag", (10, 10, 40, 30))]))
+    labelled = Image.fromarray(np.asarray(Image.open(save_photo(folder, "upside.jpg", [TAG]))))
+    exif = Image.Exif()
+    exif[0x0112] = 3  # upside down: the size is the same in both frames
+    labelled.rotate(180).save(folder / "upside.jpg", exif=exif.tobytes(), quality=95)
+    (folder / "upside.xml").write_text(voc_xml("upside.jpg", SIZE, [("tag", TAG)]))
+    result = convert(folder, tmp_path / "out")
+    assert [p.message() for p in result.problems.problems] == [
+        f"{folder}/turned.xml (image turned.jpg): the annotation says the image is 160x120 but it "
+        "decodes to 120x160: the photo was turned by 90 degrees after labelling (or lost its EXIF "
+        "orientation), so its boxes are in another frame; image skipped",
+        f"{folder}/upside.xml (image upside.jpg): the photo has EXIF orientation 3: labelImg >= 1.8.4 "
+        "labels it as displayed, older versions as stored, and its size cannot tell which; the boxes "
+        "are taken as drawn on the displayed photo (check it in labelImg)"]
+    assert [r.filename for r in check_records(result)] == ["upside.jpg"]
+
+
+def test_coco_sizes_and_polygons_beyond_the_image_are_refused(tmp_path):
+    folder = tmp_path / "coco"
+    for name in ("huge.jpg", "cut.jpg", "far.jpg"):
+        save_photo(folder, name, [(20, 30, 60, 140)], size=(200, 160))
+    square = [[20, 30, 60, 30, 60, 140, 20, 140]]
+    coco_json(folder / "instances.json", [
+        ("huge.jpg", (2_000_000, 1_600_000), [{"category_id": 1, "segmentation": square}]),
+        ("cut.jpg", (200, 100), [{"category_id": 1, "segmentation": square}]),  # 100 px too short
+        ("far.jpg", (200, 160), [{"category_id": 1, "segmentation": [[20, 30, 1e12, 30, 60, 140]]}])])
+    labelled_photo(tmp_path / "in", "good.jpg", [("tag", TAG)])
+    result = generate(tmp_path, input_dirs=(str(tmp_path / "in"),),
+                      coco_json=(str(folder / "instances.json"),))
+    json_path = folder / "instances.json"
+    messages = [p.message() for p in result.problems.problems]
+    assert messages[:1] + messages[1:5:2] + messages[2:5:2] == [  # the reader, then validation
+        f"{json_path}: image 'huge.jpg' (id 1) says it is 2000000x1600000 pixels, more than any photo "
+        "can be decoded at (178956970 pixels); image skipped",
+        f"{json_path} (image cut.jpg), object #0 ('tag', annotation id 2): polygon 0 reaches (60, "
+        "140), beyond the 200x100 image of its entry; object dropped",
+        f"{json_path} (image cut.jpg): image skipped whole: object #0 ('tag') lost its label "
+        "(annotation id 2: polygon 0 reaches (60, 140), beyond the 200x100 image of its entry), so "
+        "the photo would show an object without a box. Fix the annotation (or list a class that is "
+        "not a label in --ignore_classes)",
+        f"{json_path} (image far.jpg), object #0 ('tag', annotation id 3): polygon 0 reaches (1e+12, "
+        "30), beyond the 200x160 image of its entry; object dropped",
+        f"{json_path} (image far.jpg): image skipped whole: object #0 ('tag') lost its label "
+        "(annotation id 3: polygon 0 reaches (1e+12, 30), beyond the 200x160 image of its entry), so "
+        "the photo would show an object without a box. Fix the annotation (or list a class that is "
+        "not a label in --ignore_classes)"]
+    check_generated(tmp_path / "out")
+
+
+def test_class_names_match_whatever_the_unicode_normalisation(tmp_path):
+    from spatule_synth.label_map import LabelMap, write_label_map
+    write_label_map(LabelMap.from_names([unicodedata.normalize("NFC", "étiquette")]),
+                    str(tmp_path / "map.pbtxt"))
+    folder = tmp_path / "in"
+    labelled_photo(folder, "a.jpg", [(unicodedata.normalize("NFD", "étiquette"), TAG)])
+    result = convert(folder, tmp_path / "out", label_map_path=str(tmp_path / "map.pbtxt"))
+    assert result.problems.problems == []
+    [record] = check_records(result)
+    assert record.objects[0].class_text == unicodedata.normalize("NFC", "étiquette")
