@@ -305,47 +305,47 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog,
     if declared is None or declared == decoded:
         if image.orientation != 1 and declared is not None and annotated.objects and (
                 not turned or decoded[0] == decoded[1]):
-            notes.append(Problem("exif_unknown_frame", file, f"the photo has EXIF orientation "
-                                    f"{image.orientation}: labelImg >= 1.8.4 labels it as displayed, "
-                                    "older versions as stored, and its size cannot tell which; the "
-                                    "boxes are taken as drawn on the displayed photo (check it in "
-                                    "labelImg)", image=image_name))
+            notes.append(_undecidable_frame(file, image_name, image.orientation))
         return _Frame()
     said = f"the annotation says the image is {declared[0]}x{declared[1]}"
+    decodes = f"it decodes to {decoded[0]}x{decoded[1]}"
     if turned and declared == image.raw_size:
-        notes.append(Problem("exif_frame", file, f"{said}, the un-rotated size of a photo with "
-                                f"EXIF orientation {image.orientation}: boxes were drawn on the "
-                                "un-rotated image (labelImg < 1.8.4) and are moved to the displayed "
-                                f"{decoded[0]}x{decoded[1]} frame", image=image_name))
+        notes.append(Problem("exif_frame", file, f"{said}, the un-rotated size of a photo with EXIF "
+                             f"orientation {image.orientation}: boxes were drawn on the un-rotated "
+                             "image (labelImg < 1.8.4) and are moved to the displayed "
+                             f"{decoded[0]}x{decoded[1]} frame", image=image_name))
         return _Frame(orientation=image.orientation, raw_size=image.raw_size)
-    for target, orientation in ((decoded, 1), (image.raw_size, image.orientation) if turned else (None, 1)):
-        if target is not None and _same_shape(declared, target):
+    targets = [(decoded, 1)] + ([(image.raw_size, image.orientation)] if turned else [])
+    for target, orientation in targets:
+        if _same_shape(declared, target):
             scale = (target[0] / declared[0], target[1] / declared[1])
             turn = f" (EXIF orientation {orientation}: boxes drawn un-rotated)" if orientation != 1 else ""
-            notes.append(Problem("size_scaled", file, f"{said} but it decodes to {decoded[0]}x"
-                                    f"{decoded[1]}{turn}: the same photo scaled by {scale[0]:.4g}, "
-                                    f"resized after labelling; its boxes are scaled by {scale[0]:.4g} "
-                                    "too", image=image_name))
+            notes.append(Problem("size_scaled", file, f"{said} but {decodes}{turn}: the same photo "
+                                 f"scaled by {scale[0]:.4g}, resized after labelling; its boxes are "
+                                 f"scaled by {scale[0]:.4g} too", image=image_name))
             return _Frame(scale, orientation, image.raw_size)
     if declared == decoded[::-1]:
-        problems.report(Problem("size_conflict", file, f"{said} but it decodes to {decoded[0]}x"
-                                f"{decoded[1]}: the photo was turned by 90 degrees after labelling "
-                                "(or lost its EXIF orientation), so its boxes are in another frame; "
-                                "image skipped", image=image_name))
+        problems.report(Problem("size_conflict", file, f"{said} but {decodes}: the photo was turned "
+                                "by 90 degrees after labelling (or lost its EXIF orientation), so "
+                                "its boxes are in another frame; image skipped", image=image_name))
         return None
-    outside = next((obj for obj in annotated.objects
-                    if not _fits(obj.box, decoded)), None)
+    outside = next((obj for obj in annotated.objects if not _fits(obj.box, decoded)), None)
     if outside is None:
-        notes.append(Problem("size_mismatch", file, f"{said} but it decodes to {decoded[0]}x"
-                                f"{decoded[1]}; every box lies inside the decoded image, so the "
-                                "boxes are kept as drawn", image=image_name))
+        notes.append(Problem("size_mismatch", file, f"{said} but {decodes}; every box lies inside "
+                             "the decoded image, so the boxes are kept as drawn", image=image_name))
         return _Frame()
-    problems.report(Problem("size_conflict", file, f"{said} but it decodes to {decoded[0]}x"
-                            f"{decoded[1]} (not the same photo resized), and the box of object "
-                            f"#{outside.object_index} ({outside.class_name!r}: {outside.box}) lies "
-                            "beyond the decoded image: the boxes were drawn on another image; "
-                            "image skipped", image=image_name))
+    problems.report(Problem("size_conflict", file, f"{said} but {decodes} (not the same photo "
+                            f"resized), and the box of object #{outside.object_index} "
+                            f"({outside.class_name!r}: {outside.box}) lies beyond the decoded image: "
+                            "the boxes were drawn on another image; image skipped", image=image_name))
     return None
+
+
+def _undecidable_frame(file: str, image_name: str | None, orientation: int) -> Problem:
+    return Problem("exif_unknown_frame", file, f"the photo has EXIF orientation {orientation}: "
+                   "labelImg >= 1.8.4 labels it as displayed, older versions as stored, and its size "
+                   "cannot tell which; the boxes are taken as drawn on the displayed photo (check it "
+                   "in labelImg)", image=image_name)
 
 
 def _same_shape(declared: tuple[int, int], target: tuple[int, int]) -> bool:
