@@ -20,9 +20,12 @@ The rules (each problem is reported to the `ProblemLog` naming the file, the obj
 * **The frame the annotator saw.** When the annotation states a size that is not the decoded one:
   the stored (un-rotated) size of an EXIF-rotated photo moves the boxes to the displayed frame
   (``exif_frame``, older labelImg); the same size scaled by one factor on both axes (the photo was
-  resized after labelling) scales the boxes and masks (``size_scaled``); any other size keeps the
+  resized after labelling) scales the boxes and masks (``size_scaled``); width and height swapped
+  (the photo was turned after labelling) skips it (``size_conflict``); any other size keeps the
   boxes only if every one of them lies inside the decoded image (``size_mismatch``), else the
-  photo is skipped (``size_conflict``: the boxes were drawn on another image).
+  photo is skipped (``size_conflict``: the boxes were drawn on another image). An EXIF-rotated
+  photo whose size cannot tell the frame (orientation 2-4, or square) gets a note
+  (``exif_unknown_frame``). Notes about the frame are reported only for photos that are kept.
 * **Boxes** partly outside the photo are clipped (``box_clipped``); an object of less than one
   pixel inside it is lost. An exact duplicate (same class, box and mask) is kept once
   (``duplicate_object``).
