@@ -47,6 +47,11 @@ from spatule_synth.voc import VocFormatError, read_voc
 __all__ = ["CUTOUT_MARGIN", "Background", "Cutout", "SourceError", "SourceSet", "read_sources"]
 
 
+# A box this close to the photo's border touches it: labelImg writes a box drawn to the left or top
+# edge as starting at 1 (never 0), and some tools end boxes at width - 1.
+EDGE_PX = 1
+
+
 class SourceError(ValueError):
     """The inputs cannot make a data set at all (no cutout, no background); says what to add."""
 
@@ -208,8 +213,9 @@ def _not_a_cutout(obj: ValidObject, width: int, height: int, config: GenerateCon
     if obj.truncated:
         return "truncated_cutout", ("marked truncated in its annotation (only part of it is in the "
                                     "photo); not used as a cutout (--use_truncated_cutouts to allow)")
-    box = obj.box
-    if edge_cuts_objects and (box.xmin <= 0 or box.ymin <= 0 or box.xmax >= width or box.ymax >= height):
+    box, edge = obj.box, EDGE_PX
+    if edge_cuts_objects and (box.xmin <= edge or box.ymin <= edge or box.xmax >= width - edge
+                              or box.ymax >= height - edge):
         return "truncated_cutout", (f"its box ({box}) touches the edge of the {width}x{height} photo, "
                                     "so the object may go on beyond it; not used as a cutout "
                                     "(--use_truncated_cutouts to allow)")

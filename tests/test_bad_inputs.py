@@ -465,6 +465,7 @@ def test_generate_does_not_paste_edge_cut_or_difficult_objects_unless_asked(tmp_
     folder = tmp_path / "in"
     labelled_photo(folder, "good.jpg", [("tag", TAG)])
     labelled_photo(folder, "edge.jpg", [("tag", (0, 30, 40, 50))], seed=1)
+    labelled_photo(folder, "right.jpg", [("tag", (121, 30, 159, 50))], seed=5)  # labelImg: 1 px in
     labelled_photo(folder, "flagged.jpg", [("tag", TAG, 1, 0)], seed=2)
     labelled_photo(folder, "hard.jpg", [("tag", TAG, 0, 1)], seed=3)
     labelled_photo(folder, "group.jpg", [("tag", (60, 40, 100, 60)), ("tag", (90, 50, 130, 70), 0, 1)],
@@ -484,14 +485,17 @@ def test_generate_does_not_paste_edge_cut_or_difficult_objects_unless_asked(tmp_
         f"{folder}/group.xml (image group.jpg), object #1 ('tag'): marked difficult in its annotation; "
         "not used as a cutout (--use_difficult_cutouts to allow)",
         f"{folder}/hard.xml (image hard.jpg), object #0 ('tag'): marked difficult in its annotation; "
-        "not used as a cutout (--use_difficult_cutouts to allow)"]
-    assert result.problems.counts() == {"truncated_cutout": 2, "difficult_cutout": 3}
+        "not used as a cutout (--use_difficult_cutouts to allow)",
+        f"{folder}/right.xml (image right.jpg), object #0 ('tag'): its box (xmin=121 ymin=30 xmax=159 "
+        "ymax=50) touches the edge of the 160x120 photo, so the object may go on beyond it; not used "
+        "as a cutout (--use_truncated_cutouts to allow)"]
+    assert result.problems.counts() == {"truncated_cutout": 3, "difficult_cutout": 3}
     assert used_photos(tmp_path / "out")[1] == {"BG0.jpg", "BG1.jpg"}  # nor backgrounds
     check_generated(tmp_path / "out")
     generate(tmp_path, "out2", input_dirs=(str(folder),), use_truncated_cutouts=True,
              use_difficult_cutouts=True)
     assert used_photos(tmp_path / "out2")[0] == {"good.jpg", "edge.jpg", "flagged.jpg", "hard.jpg",
-                                                 "group.jpg"}
+                                                 "group.jpg", "right.jpg"}
     check_generated(tmp_path / "out2")
 
 
