@@ -52,6 +52,9 @@ class AnnotatedImage:
     ``labelled`` is False for a photo that has no annotation file at all (not labelled yet, or a
     photo known to be object-free if the user says so: ``--unlabelled``). ``lost`` lists the
     objects the reader had to drop; validation skips such a photo whole (`spatule_synth.validation`).
+    ``usable`` is False for a photo whose annotation file exists but could not be used at all
+    (already reported: malformed, copied from another photo, ...): what it shows is unknown, so it
+    is skipped, and never taken as object-free by another input either (`unusable`).
     """
 
     image_path: str
@@ -61,6 +64,12 @@ class AnnotatedImage:
     lost: tuple[LostObject, ...] = ()
     labelled: bool = True
     is_cutout_file: bool = False  # the file is one cut-out object (alpha PNG): its edges are its own
+    usable: bool = True
+
+
+def unusable(image_path: str, annotation_path: str) -> AnnotatedImage:
+    """A photo whose annotation could not be used (the reader reported why)."""
+    return AnnotatedImage(image_path, annotation_path, (), usable=False)
 
 
 def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:

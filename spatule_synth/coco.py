@@ -35,7 +35,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, mask_bounds, \
-    tight_masked_object
+    tight_masked_object, unusable
 from spatule_synth.boxes import Box, BoxError
 from spatule_synth.output_dir import atomic_open, atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
@@ -102,8 +102,11 @@ def read_coco(json_path: str, image_dir: str, problems: ProblemLog) -> list[Anno
         entry = images[ids[0]]
         path = os.path.join(image_dir, entry["file_name"])
         annotations = [a for image_id in ids for a in per_image[image_id]]
-        if not _usable_entries(json_path, image_dir, path, [images[i] for i in ids], len(annotations),
-                               problems):
+        usable = _usable_entries(json_path, image_dir, path, [images[i] for i in ids], len(annotations),
+                                 problems)
+        if usable is not True:
+            if usable is None:  # the photo exists, its entries do not describe it: never object-free
+                result.append(unusable(path, json_path))
             continue
         objects, lost = [], []
         for index, annotation in enumerate(annotations):
@@ -125,10 +128,10 @@ def _entries_by_file(images: dict[Any, dict], image_dir: str) -> dict[str, list]
 
 
 def _usable_entries(json_path: str, image_dir: str, path: str, entries: list[dict],
-                    annotations: int, problems: ProblemLog) -> bool:
+                    annotations: int, problems: ProblemLog) -> bool | None:
     """True if the image entries of one file can be read together: the file exists, they agree
     on its size (several entries: their annotations are merged, with a note) and the size is one a
-    photo can have; else reported."""
+    photo can have; else reported, and False (no file) or None (entries unusable)."""
     entry, ids = entries[0], ", ".join(repr(e["id"]) for e in entries)
     name = entry["file_name"]
     if not os.path.isfile(path):
@@ -139,12 +142,12 @@ def _usable_entries(json_path: str, image_dir: str, path: str, entries: list[dic
         sizes = ", ".join(f"{e['width']}x{e['height']}" for e in entries)
         problems.report(Problem("malformed_annotation", json_path, f"image {name!r} is listed by "
                                 f"several entries (ids {ids}) of other sizes ({sizes}); all skipped"))
-        return False
+        return None
     if entry["width"] * entry["height"] > MAX_PIXELS:
         problems.report(Problem("malformed_annotation", json_path, f"image {name!r} (id {ids}) says "
                                 f"it is {entry['width']}x{entry['height']} pixels, more than any photo "
                                 f"can be decoded at ({MAX_PIXELS} pixels); image skipped"))
-        return False
+        return None
     if len(entries) > 1:
         problems.report(Problem("duplicate_entry", json_path, f"image {name!r} is listed by several "
                                 f"entries (ids {ids}); their annotations are taken together"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 from spatule_synth.augment import ImageAugmentRanges, ObjectAugmentRanges
 from spatule_synth.validation import InputRules
@@ -142,6 +143,12 @@ class GenerateConfig:
             raise ValueError(f"identity must be one of {IDENTITY_MODES}, got {self.identity!r}")
         if self.identity == "regex" and not self.identity_regex:
             raise ValueError("identity=regex needs an identity_regex")
+        if self.identity_regex:
+            try:
+                re.compile(self.identity_regex)
+            except re.error as error:
+                raise ValueError(f"identity_regex {self.identity_regex!r} is not a regular "
+                                 f"expression: {error}") from None
         if self.canvas_size < 16 or self.num_images < 1 or self.num_shards < 1:
             raise ValueError("canvas_size >= 16, num_images >= 1 and num_shards >= 1 are required")
         if not 1 <= self.jpeg_quality <= 100:

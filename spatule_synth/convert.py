@@ -125,8 +125,7 @@ def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemL
                                os.path.join(annotations_dir, "label_map.pbtxt"),
                                pairs_found=len(pairs), problems=problems)
         for pair in tqdm(pairs, desc="convert", unit="img", disable=None):
-            annotated = read_labelimg(pair, problems)
-            photo = annotated and load_photo(annotated, label_map, config.input_rules, problems)
+            photo = load_photo(read_labelimg(pair, problems), label_map, config.input_rules, problems)
             if photo is None:
                 continue
             if not photo.objects and not config.keep_negatives:

@@ -26,7 +26,7 @@ import os
 import unicodedata
 from typing import Callable, Mapping, Sequence
 
-from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, unusable
 from spatule_synth.images import is_image_file, unsupported_format
 from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.voc import VocFormatError, read_voc
@@ -71,7 +71,7 @@ def find_pairs(input_dirs: Sequence[str], annotation_dirs: Sequence[str],
     return pairs
 
 
-def _list_dir(folder: str) -> list[str]:
+def list_dir(folder: str) -> list[str]:
     if not os.path.isdir(folder):
         raise InputDirError(f"input folder {folder} does not exist or is not a folder")
     return sorted(os.path.join(folder, name) for name in os.listdir(folder)
@@ -79,23 +79,31 @@ def _list_dir(folder: str) -> list[str]:
 
 
 def _pairs_in_folder(image_dir: str, xml_dirs: list[str], problems: ProblemLog) -> list[SourcePair]:
-    supported, _ = _images_by_key(image_dir)
+    supported, _ = images_by_key(image_dir)
     siblings = {key: paths[0] for key, paths in supported.items()}
     return [SourcePair(image, xml, siblings)
-            for image, xml in pair_by_stem(image_dir, xml_dirs, _is_xml, ("an XML", "XML"), problems)]
+            for image, xml in pair_by_stem(image_dir, xml_dirs, is_voc_xml, ("an XML", "XML"), problems,
+                                           (is_yolo_txt, "a YOLO txt? give this folder as --yolo_dirs"))]
 
 
-def _is_xml(path: str) -> bool:
+def is_voc_xml(path: str) -> bool:
+    """A labelImg/VOC XML by its name (hidden files are not)."""
     name = os.path.basename(path)
     return name.lower().endswith(".xml") and not name.startswith(".")
 
 
-def _images_by_key(image_dir: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def is_yolo_txt(path: str) -> bool:
+    """A YOLO label file by its name (``classes.txt`` and hidden files are not)."""
+    name = os.path.basename(path)
+    return name.lower().endswith(".txt") and not name.startswith(".") and name.lower() != "classes.txt"
+
+
+def images_by_key(image_dir: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Images of ``image_dir`` by `stem_key`: those that can be read, and those in a format
     that cannot (`spatule_synth.images.UNSUPPORTED_FORMATS`)."""
     supported: dict[str, list[str]] = collections.defaultdict(list)
     unsupported: dict[str, list[str]] = collections.defaultdict(list)
-    for path in _list_dir(image_dir):
+    for path in list_dir(image_dir):
         if is_image_file(path):
             supported[stem_key(path)].append(path)
         elif unsupported_format(path):
@@ -104,19 +112,26 @@ def _images_by_key(image_dir: str) -> tuple[dict[str, list[str]], dict[str, list
 
 
 def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str], bool],
-                 label: tuple[str, str], problems: ProblemLog) -> list[tuple[str, str | None]]:
+                 label: tuple[str, str], problems: ProblemLog,
+                 foreign: tuple[Callable[[str], bool], str] | None = None
+                 ) -> list[tuple[str, str | None]]:
     """``(image, label file or None)`` of ``image_dir`` by `stem_key`, sorted; label files are
     looked for in ``label_dirs`` (each folder once). Stems shared by several images or several
     label files, and label files without an image, are reported (``label`` names the kind, e.g.
     ``("an XML", "XML")``) and skipped. A label file whose only image is in a format that cannot
     be read pairs with it (reading it then says so); such an image without a label file, or beside
-    a readable image of its stem, is left out. `InputDirError` if a folder does not exist."""
-    images, unsupported = _images_by_key(image_dir)
+    a readable image of its stem, is left out. An image whose only label file is of another
+    format (``foreign``: how to tell such a file, and a hint) is reported and left out: it is no
+    unlabelled photo. `InputDirError` if a folder does not exist."""
+    images, unsupported = images_by_key(image_dir)
     labels: dict[str, list[str]] = collections.defaultdict(list)
+    others: dict[str, str] = {}
     for label_dir in {os.path.realpath(d): d for d in label_dirs}.values():
-        for path in _list_dir(label_dir):
+        for path in list_dir(label_dir):
             if is_label(path):
-                labels[_label_key(path, images, unsupported)].append(path)
+                labels[label_key(path, images, unsupported)].append(path)
+            elif foreign is not None and foreign[0](path):
+                others.setdefault(label_key(path, images, unsupported), path)
     pairs = []
     a_label, label_name = label
     for key in sorted(set(images) | set(labels)):
@@ -130,12 +145,15 @@ def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str]
         elif not candidates:
             problems.report(Problem("missing_image", labels[key][0], f"no image named "
                                     f"{_name(labels[key][0])}.* in {image_dir}; {label_name} skipped"))
+        elif not labels.get(key) and key in others:
+            problems.report(Problem("foreign_annotation", candidates[0], f"no {label_name} labels it, "
+                                    f"but {others[key]} does ({foreign[1]}); image skipped"))
         else:
             pairs.append((candidates[0], labels[key][0] if labels.get(key) else None))
     return pairs
 
 
-def _label_key(path: str, *images: Mapping[str, list[str]]) -> str:
+def label_key(path: str, *images: Mapping[str, list[str]]) -> str:
     """The `stem_key` of a label file; for ``IMG_1.jpg.xml`` (saved with the photo's whole name,
     as some tools do) the key of ``IMG_1`` when no image has the longer stem and one has this."""
     key = stem_key(path)
@@ -156,9 +174,9 @@ def stem_key(path: str) -> str:
     return unicodedata.normalize("NFC", _name(path)).casefold()
 
 
-def read_labelimg(pair: SourcePair, problems: ProblemLog) -> AnnotatedImage | None:
-    """The photo of ``pair`` with the objects of its XML (``labelled=False`` without XML); None,
-    reported, if the XML cannot be read or was copied from another photo (module docstring).
+def read_labelimg(pair: SourcePair, problems: ProblemLog) -> AnnotatedImage:
+    """The photo of ``pair`` with the objects of its XML (``labelled=False`` without XML);
+    ``usable=False``, reported, if the XML cannot be read or was copied from another photo.
     Objects the XML holds but that cannot be read (no name, a non-numeric or inverted box) are
     reported and listed in ``lost``."""
     if pair.xml_path is None:
@@ -174,9 +192,9 @@ def read_labelimg(pair: SourcePair, problems: ProblemLog) -> AnnotatedImage | No
     except VocFormatError as error:
         problems.report(Problem("malformed_xml", xml, str(error).removeprefix(f"{xml}: ")
                                 + "; image skipped", image=image))
-        return None
+        return unusable(pair.image_path, xml)
     if _copied_from_another_photo(pair, annotation.filename, problems):
-        return None
+        return unusable(pair.image_path, xml)
     objects = tuple(AnnotatedObject(obj.name, obj.box, obj.position, truncated=obj.truncated,
                                     difficult=obj.difficult, pose=obj.pose)
                     for obj in annotation.objects)

@@ -25,13 +25,15 @@ KINDS: dict[str, tuple[str, bool]] = {
     "missing_image": ("annotation whose image is missing (skipped)", True),
     "unsupported_image": ("image in a format that cannot be read (HEIC, RAW, ...: skipped)", True),
     "unreadable_image": ("unreadable, corrupt or truncated image (skipped)", True),
+    "foreign_annotation": ("image whose only annotation file is of another format than its folder "
+                           "is read as (skipped)", True),
     "duplicate_stem": ("several inputs with one stem in a folder (all skipped)", True),
     "filename_mismatch": ("XML whose <filename> names another photo of the folder (skipped)", True),
     "size_conflict": ("annotation size differs from the image and the boxes do not fit it "
                       "(skipped)", True),
     "box_invalid": ("object with an inverted, zero-area or non-numeric box (dropped)", True),
     "box_outside": ("object box entirely outside its image (dropped)", True),
-    "box_clipped": ("object box partly outside its image (clipped to the image)", True),
+    "box_clipped": ("object box partly outside its image (clipped to the image)", False),
     "unknown_class": ("object whose class is not in the label map (dropped)", True),
     "mask_invalid": ("object whose mask is empty or does not fit its image (dropped)", True),
     "crowd_region": ("COCO crowd region (iscrowd=1: several objects under one label; dropped)", True),

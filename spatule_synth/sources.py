@@ -35,10 +35,10 @@ from spatule_synth.annotations import AnnotatedImage
 from spatule_synth.boxes import Box
 from spatule_synth.config import GenerateConfig
 from spatule_synth.cutouts import Cutout, PhotoObject, cut_group, distractor_cutout, overlapping_groups
-from spatule_synth.images import ImageReadError, check_image, is_image_file, read_image, \
-    unsupported_format
+from spatule_synth.images import ImageReadError, check_image, read_image, unsupported_format
 from spatule_synth.label_map import LabelMap
-from spatule_synth.labelimg import InputDirError, find_pairs, read_labelimg, stem_key
+from spatule_synth.labelimg import InputDirError, find_pairs, images_by_key, is_voc_xml, is_yolo_txt, \
+    label_key, list_dir, read_labelimg, stem_key
 from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.transform import CUTOUT_MARGIN, placement_geometry
 from spatule_synth.validation import ValidObject, ValidPhoto, load_photo
@@ -82,7 +82,7 @@ def identity_of(config: GenerateConfig, path: str, object_index: int) -> str | N
     match = re.search(config.identity_regex, os.path.basename(path))
     if match is None:
         return None
-    return match.group(1) if match.re.groups else match.group(0)
+    return (match.group(1) if match.re.groups else match.group(0)) or None
 
 
 class _MaskMaker:
@@ -117,7 +117,7 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     candidates: list[Background] = []  # photos known to be object-free, from every input
     labelled: dict[str, str] = {}  # real path of a photo with labels -> the file that labels it
     for annotated in _annotated_images(config, problems):
-        if annotated.lost or any(label_map.id_of(o.class_name) is not None or
+        if not annotated.usable or annotated.lost or any(label_map.id_of(o.class_name) is not None or
                                  not config.input_rules.ignores(o.class_name, label_map)
                                  for o in annotated.objects):
             labelled.setdefault(os.path.realpath(annotated.image_path), annotated.annotation_path)
@@ -129,8 +129,12 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
                                    edge_cuts_objects=not annotated.is_cutout_file))
         else:
             candidates.append(Background(photo.image_path, photo.image.width, photo.image.height))
+    xml_dirs = {os.path.realpath(image_dir): xml_dir
+                for image_dir, xml_dir in zip(config.input_dirs, config.annotation_dirs)}
     for folder in config.background_dirs:
-        candidates.extend(_backgrounds_in(folder, problems))
+        label_dirs = [folder] + ([xml_dirs[os.path.realpath(folder)]]
+                                 if os.path.realpath(folder) in xml_dirs else [])
+        candidates.extend(_backgrounds_in(folder, label_dirs, problems))
     backgrounds = _backgrounds(candidates, labelled, config, problems)
     if not cutouts:
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
@@ -180,9 +184,7 @@ def _annotated_images(config: GenerateConfig, problems: ProblemLog) -> Iterator[
     """Labelled photos of every format, in flag order: labelImg folders first."""
     if config.input_dirs:
         for pair in find_pairs(config.input_dirs, config.annotation_dirs, problems):
-            annotated = read_labelimg(pair, problems)
-            if annotated is not None:
-                yield annotated
+            yield read_labelimg(pair, problems)
     if config.coco_json:
         from spatule_synth.coco import read_coco
         for json_path, image_dir in zip(config.coco_json, config.coco_image_dirs):
@@ -245,7 +247,7 @@ def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, mak
             for obj in members:
                 problems.report(photo.problem("identity_unmatched", f"--identity_regex "
                                               f"{config.identity_regex!r} does not match the file "
-                                              "name; object skipped", obj))
+                                              "name (or its group is empty); object skipped", obj))
             continue
         parts = [PhotoObject(obj.class_name, obj.class_id, obj.box.voc_ints(), make_mask(photo, obj),
                              obj.object_index) for obj in members]
@@ -288,10 +290,10 @@ def _distractors(config: GenerateConfig, label_map: LabelMap, cutout_files: set[
     for root in config.distractor_dirs:
         for annotated in read_alpha_cutouts(root, problems, allow_flat=True):
             [obj] = annotated.objects
-            if label_map.id_of(obj.class_name) is not None or \
-                    os.path.realpath(annotated.image_path) in cutout_files:
-                why = (f"its folder names {obj.class_name!r}, a class of the label map"
-                       if label_map.id_of(obj.class_name) is not None else "it is also a cutout")
+            named = _class_named(obj.class_name, label_map)
+            if named is not None or os.path.realpath(annotated.image_path) in cutout_files:
+                why = (f"its folder {obj.class_name!r} names {named!r}, a class of the label map"
+                       if named is not None else "it is also a cutout")
                 problems.report(Problem("distractor_labelled", annotated.image_path, f"{why}: a "
                                         "distractor is pasted without a box, so it must show no "
                                         "labelled object; skipped"))
@@ -306,31 +308,37 @@ def _distractors(config: GenerateConfig, label_map: LabelMap, cutout_files: set[
     return found
 
 
-def _backgrounds_in(folder: str, problems: ProblemLog) -> list[Background]:
+def _class_named(folder_name: str, label_map: LabelMap) -> str | None:
+    """The label-map class a folder name stands for, in any case, singular or plural, or None."""
+    def plain(name: str) -> str:
+        name = name.casefold().strip()
+        return name[:-2] if name.endswith("es") else name[:-1] if name.endswith("s") else name
+    return next((name for name in label_map.names
+                 if plain(name) == plain(folder_name) or name.casefold() == folder_name.casefold()), None)
+
+
+def _backgrounds_in(folder: str, label_dirs: list[str], problems: ProblemLog) -> list[Background]:
     """The photos of a ``--background_dirs`` folder, each checked to decode and to have no
-    annotation file with objects beside it (the labelled folder given here too)."""
+    labelImg XML or YOLO txt with objects in ``label_dirs`` (the folder itself, and the
+    ``--annotation_dirs`` entry when the folder is also a labelled input)."""
     if not os.path.isdir(folder):
         raise InputDirError(f"background folder {folder} does not exist or is not a folder")
-    names = sorted(os.listdir(folder))
-    labels = {stem_key(name): os.path.join(folder, name) for name in names
-              if os.path.splitext(name)[1].lower() in (".xml", ".txt") and not name.startswith(".")
-              and name.lower() != "classes.txt"}
+    images, unsupported = images_by_key(folder)
+    labels: dict[str, list[str]] = {}
+    for label_dir in {os.path.realpath(d): d for d in label_dirs}.values():
+        for path in list_dir(label_dir):
+            if is_voc_xml(path) or is_yolo_txt(path):
+                labels.setdefault(label_key(path, images, unsupported), []).append(path)
+    for path in sorted(p for paths in unsupported.values() for p in paths):
+        problems.report(Problem("unsupported_image", path, f"{unsupported_format(path)}; "
+                                "background skipped"))
     found = []
-    for name in names:
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            continue
-        if unsupported_format(path):
-            problems.report(Problem("unsupported_image", path, f"{unsupported_format(path)}; "
-                                    "background skipped"))
-            continue
-        if not is_image_file(path):
-            continue
-        label = labels.get(stem_key(name))
-        objects = _objects_in_label_file(label) if label else None
-        if objects:
-            problems.report(Problem("background_labelled", path, f"its annotation file {label} "
-                                    f"{objects}: a photo with objects is not a background; skipped "
+    for path in sorted(p for paths in images.values() for p in paths):
+        said = next(((label, objects) for label in labels.get(stem_key(path), [])
+                     if (objects := _objects_in_label_file(label))), None)
+        if said:
+            problems.report(Problem("background_labelled", path, f"its annotation file {said[0]} "
+                                    f"{said[1]}: a photo with objects is not a background; skipped "
                                     "(give labelled folders as --input_dirs)"))
             continue
         try:  # decoded once, so a corrupt photo is caught here and not in a worker

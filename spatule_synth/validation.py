@@ -24,8 +24,8 @@ The rules (each problem is reported to the `ProblemLog` naming the file, the obj
   (the photo was turned after labelling) skips it (``size_conflict``); any other size keeps the
   boxes only if every one of them lies inside the decoded image (``size_mismatch``), else the
   photo is skipped (``size_conflict``: the boxes were drawn on another image). An EXIF-rotated
-  photo whose size cannot tell the frame (orientation 2-4, or square) gets a note
-  (``exif_unknown_frame``). Notes about the frame are reported only for photos that are kept.
+  photo whose annotation states no size (YOLO), or a size that cannot tell the frame (orientation
+  2-4, or a square photo), gets a note (``exif_unknown_frame``). Notes about the frame are reported only for photos that are kept.
 * **Boxes** partly outside the photo are clipped (``box_clipped``); an object of less than one
   pixel inside it is lost. An exact duplicate (same class, box and mask) is kept once
   (``duplicate_object``).
@@ -124,6 +124,8 @@ class ValidPhoto:
 def load_photo(annotated: AnnotatedImage, label_map: LabelMap, rules: InputRules,
                problems: ProblemLog) -> ValidPhoto | None:
     """Decode and validate one photo (module docstring); None, reported, if it is skipped."""
+    if not annotated.usable:
+        return None  # its reader said why
     if not annotated.labelled:
         if rules.unlabelled == "skip":
             problems.report(Problem("no_annotation", annotated.image_path, "no annotation file "
@@ -306,8 +308,8 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog,
     file, image_name = annotated.annotation_path, _image_name(annotated)
     turned = image.orientation in TRANSPOSING_ORIENTATIONS
     if declared is None or declared == decoded:
-        if image.orientation != 1 and declared is not None and annotated.objects and (
-                not turned or decoded[0] == decoded[1]):
+        if image.orientation != 1 and annotated.objects and not annotated.is_cutout_file and (
+                declared is None or not turned or decoded[0] == decoded[1]):
             notes.append(_undecidable_frame(file, image_name, image.orientation))
         return _Frame()
     said = f"the annotation says the image is {declared[0]}x{declared[1]}"
@@ -346,9 +348,9 @@ def _frame(annotated: AnnotatedImage, image: DecodedImage, problems: ProblemLog,
 
 def _undecidable_frame(file: str, image_name: str | None, orientation: int) -> Problem:
     return Problem("exif_unknown_frame", file, f"the photo has EXIF orientation {orientation}: "
-                   "labelImg >= 1.8.4 labels it as displayed, older versions as stored, and its size "
-                   "cannot tell which; the boxes are taken as drawn on the displayed photo (check it "
-                   "in labelImg)", image=image_name)
+                   "labelImg >= 1.8.4 labels it as displayed, older versions as stored, and the "
+                   "annotation's size cannot tell which; the boxes are taken as drawn on the "
+                   "displayed photo (check it in labelImg)", image=image_name)
 
 
 def _same_shape(declared: tuple[int, int], target: tuple[int, int]) -> bool:

@@ -30,7 +30,10 @@ pixel in the PNG, or without ``<name>``, and pixel values with no ``<object>`` a
 a usable label: they are listed in the photo's ``lost`` objects, so validation skips the photo
 (they still show in it). A PNG without XML or image, an unreadable PNG or XML, a photo whose header
 cannot be read, and a PNG whose size is not the photo's (EXIF orientation applied) skip the photo.
-A photo whose XML has no ``<object>`` and whose PNG has no instance pixel has no objects.
+A photo whose XML has no ``<object>`` and whose PNG has no instance pixel and no void pixel has no
+objects (void pixels without any object mark a region the annotator could not decide: lost).
+Photos skipped for their annotation are returned with ``usable=False`` (never object-free for
+another input). The declared size is the PNG's, which must be the displayed photo's.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, tight_masked_object
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, tight_masked_object, \
+    unusable
 from spatule_synth.images import ImageReadError, displayed_size, is_image_file
 from spatule_synth.labelimg import InputDirError, stem_key
 from spatule_synth.problems import Problem, ProblemLog
@@ -81,11 +85,15 @@ def read_voc_segmentation(root: str, problems: ProblemLog) -> list[AnnotatedImag
             raise InputDirError(f"{folder} does not exist or is not a folder; a VOC root with instance "
                                 f"masks holds {IMAGES_DIR}/, {ANNOTATIONS_DIR}/ and {INSTANCES_DIR}/")
     images = _images_by_stem(os.path.join(root, IMAGES_DIR))
+    xmls = {stem_key(name): os.path.join(root, ANNOTATIONS_DIR, name)
+            for name in (os.listdir(os.path.join(root, ANNOTATIONS_DIR))
+                         if os.path.isdir(os.path.join(root, ANNOTATIONS_DIR)) else ())
+            if name.lower().endswith(".xml") and not name.startswith(".")}
     pngs = sorted(name for name in os.listdir(instances_dir)
                   if name.lower().endswith(".png") and not name.startswith("."))
     result = []
     for name in pngs:
-        image = _read_one(root, os.path.join(instances_dir, name), images, problems)
+        image = _read_one(root, os.path.join(instances_dir, name), images, xmls, problems)
         if image is not None:
             result.append(image)
     return result
@@ -100,32 +108,33 @@ def _images_by_stem(folder: str) -> dict[str, list[str]]:
     return found
 
 
-def _read_one(root: str, png: str, images: dict[str, list[str]],
+def _read_one(root: str, png: str, images: dict[str, list[str]], xmls: dict[str, str],
               problems: ProblemLog) -> AnnotatedImage | None:
-    """One photo of the root, or None (reported) if it must be skipped."""
+    """One photo of the root; None (reported) if the PNG has no photo, ``usable=False``
+    (reported) if its annotation cannot be used."""
     stem = os.path.splitext(os.path.basename(png))[0]
-    xml = os.path.join(root, ANNOTATIONS_DIR, stem + ".xml")
     image_path = _image_of(png, stem, images.get(stem_key(png), []), root, problems)
     if image_path is None:
         return None
-    if not os.path.isfile(xml):
+    xml = xmls.get(stem_key(png))
+    if xml is None:
         problems.report(Problem("malformed_annotation", png, f"no {ANNOTATIONS_DIR}/{stem}.xml names the "
                                 "classes of its objects; image skipped"))
-        return None
+        return unusable(image_path, png)
     unnamed: dict[int, str | None] = {}
     try:
         annotation = read_voc(xml, on_bad_object=lambda index, name, reason: unnamed.update({index: name}))
     except VocFormatError as error:
         problems.report(Problem("malformed_xml", xml, str(error).removeprefix(f"{xml}: ")
                                 + "; image skipped"))
-        return None
+        return unusable(image_path, xml)
     try:
         indices = read_instance_png(png)
     except _MaskReadError as error:
         problems.report(Problem("malformed_annotation", png, f"{error}; image skipped"))
-        return None
+        return unusable(image_path, png)
     if not _same_size(png, indices, image_path, problems):
-        return None
+        return unusable(image_path, png)
     return _annotated(png, xml, image_path, annotation, unnamed, indices, problems)
 
 
@@ -232,5 +241,10 @@ def _annotated(png: str, xml: str, image_path: str, annotation: VocAnnotation,
     for value in (int(v) for v in np.flatnonzero(pixels) if v not in (0, VOID) and v > count):
         lose("mask_invalid", png, f"{pixels[value]} pixels have value {value} but "
              f"{os.path.basename(xml)} has {count} <object>s: no class for them", value - 1, None)
-    # The PNG, checked to cover the decoded photo, is the frame of the masks: no declared size.
-    return AnnotatedImage(image_path, xml, tuple(objects), None, tuple(lost))
+    if not count and pixels[VOID]:
+        lose("mask_invalid", png, f"{pixels[VOID]} void ({VOID}) pixels but {os.path.basename(xml)} "
+             "has no <object>: a region the annotator could not decide, so the photo is not known "
+             "to be object-free", 0, None)
+    # The PNG, checked to cover the decoded photo as displayed, is the frame of the masks.
+    height, width = indices.shape
+    return AnnotatedImage(image_path, xml, tuple(objects), (width, height), tuple(lost))

@@ -22,10 +22,10 @@ import os
 import re
 from typing import Iterable
 
-from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject
+from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, unusable
 from spatule_synth.boxes import Box, BoxError
 from spatule_synth.images import ImageReadError, displayed_size, unsupported_format
-from spatule_synth.labelimg import pair_by_stem
+from spatule_synth.labelimg import is_voc_xml, is_yolo_txt, pair_by_stem
 from spatule_synth.output_dir import atomic_write_bytes
 from spatule_synth.problems import Problem, ProblemLog
 
@@ -64,7 +64,8 @@ def read_yolo_folder(image_dir: str, problems: ProblemLog,
         problems.report(Problem("malformed_annotation", classes_path, f"{error}; folder skipped"))
         return []
     result = []
-    for image_path, txt_path in pair_by_stem(image_dir, folders, _is_label_txt, ("a txt", "txt"), problems):
+    for image_path, txt_path in pair_by_stem(image_dir, folders, is_yolo_txt, ("a txt", "txt"), problems,
+                                             (is_voc_xml, "a labelImg XML? give this folder as --input_dirs")):
         if txt_path is None:  # not labelled: validation skips it or, on request, takes it as object-free
             result.append(AnnotatedImage(image_path, image_path, (), labelled=False))
             continue
@@ -80,8 +81,8 @@ def read_yolo_folder(image_dir: str, problems: ProblemLog,
         lost: list[LostObject] = []
         objects = read_yolo_txt(txt_path, width, height, class_names, problems, lost,
                                 os.path.basename(image_path))
-        if objects is not None:
-            result.append(AnnotatedImage(image_path, txt_path, objects, lost=tuple(lost)))
+        result.append(unusable(image_path, txt_path) if objects is None else
+                      AnnotatedImage(image_path, txt_path, objects, lost=tuple(lost)))
     return result
 
 
@@ -186,11 +187,6 @@ def _snap(value: float, size: int) -> float:
     """
     nearest = round(value)
     return float(nearest) if abs(value - nearest) <= SNAP * size else value
-
-
-def _is_label_txt(path: str) -> bool:
-    name = os.path.basename(path)
-    return name.lower().endswith(".txt") and not name.startswith(".") and name.lower() != CLASSES_FILE
 
 
 def yolo_lines(objects: Iterable[tuple[str, Box]], width: int, height: int,

@@ -23,6 +23,7 @@ from spatule_synth.config import ConvertConfig, GenerateConfig
 from spatule_synth.convert import run_convert
 from spatule_synth.label_map import LabelMapError, parse_label_map
 from spatule_synth.manifest import read_manifest
+from spatule_synth.problems import RunStopped
 from spatule_synth.synthesize import run_generate
 from spatule_synth.tfrecord import read_records
 from spatule_synth.voc import read_voc
@@ -578,7 +579,7 @@ def test_label_file_named_after_the_whole_photo_name_still_labels_it(tmp_path):
 
 def test_distractors_that_show_labelled_objects_are_refused(tmp_path):
     labelled_photo(tmp_path / "in", "good.jpg", [("tag", TAG)])
-    clutter = tmp_path / "clutter" / "tag"  # cut-out tags given as clutter: pasted without boxes
+    clutter = tmp_path / "clutter" / "Tags"  # cut-out tags given as clutter: pasted without boxes
     os.makedirs(clutter)
     rgba = np.zeros((20, 40, 4), np.uint8)
     rgba[2:18, 2:38] = (255, 0, 255, 255)
@@ -586,8 +587,8 @@ def test_distractors_that_show_labelled_objects_are_refused(tmp_path):
     result = generate(tmp_path, input_dirs=(str(tmp_path / "in"),),
                       distractor_dirs=(str(tmp_path / "clutter"),), distractors_per_image=(1, 2))
     assert [p.message() for p in result.problems.problems] == [
-        f"{clutter}/t.png: its folder names 'tag', a class of the label map: a distractor is pasted "
-        "without a box, so it must show no labelled object; skipped"]
+        f"{clutter}/t.png: its folder 'Tags' names 'tag', a class of the label map: a distractor is "
+        "pasted without a box, so it must show no labelled object; skipped"]
     check_generated(tmp_path / "out")
 
 
@@ -625,8 +626,8 @@ def test_photo_turned_after_labelling_is_skipped_and_an_undecidable_exif_frame_i
         "decodes to 120x160: the photo was turned by 90 degrees after labelling (or lost its EXIF "
         "orientation), so its boxes are in another frame; image skipped",
         f"{folder}/upside.xml (image upside.jpg): the photo has EXIF orientation 3: labelImg >= 1.8.4 "
-        "labels it as displayed, older versions as stored, and its size cannot tell which; the boxes "
-        "are taken as drawn on the displayed photo (check it in labelImg)"]
+        "labels it as displayed, older versions as stored, and the annotation's size cannot tell "
+        "which; the boxes are taken as drawn on the displayed photo (check it in labelImg)"]
     assert [r.filename for r in check_records(result)] == ["upside.jpg"]
 
 
@@ -672,3 +673,119 @@ def test_class_names_match_whatever_the_unicode_normalisation(tmp_path):
     assert result.problems.problems == []
     [record] = check_records(result)
     assert record.objects[0].class_text == unicodedata.normalize("NFC", "étiquette")
+
+
+def test_a_photo_whose_annotation_was_refused_is_no_background_either(tmp_path):
+    images, xml = tmp_path / "images", tmp_path / "xml"
+    for k in range(3):
+        labelled_photo(images, f"L{k}.jpg", [("tag", TAG)], seed=k)
+    os.makedirs(xml)
+    for k in range(3):
+        os.rename(images / f"L{k}.xml", xml / f"L{k}.xml")
+    (xml / "L1.xml").write_text((xml / "L1.xml").read_text().replace("object>", "Object>"))
+    (xml / "L2.xml").write_text((xml / "L2.xml").read_text().replace("<filename>L2.jpg", "<filename>L0.jpg"))
+    shelf = tmp_path / "shelf"  # labels saved with the whole photo name, beside the photo
+    labelled_photo(shelf, "P.jpg", [("tag", TAG)])
+    os.rename(shelf / "P.xml", shelf / "P.jpg.xml")
+    result = generate(tmp_path, input_dirs=(str(images),), annotation_dirs=(str(xml),),
+                      background_dirs=(str(backgrounds(tmp_path)), str(images), str(shelf)))
+    assert result.problems.counts() == {"malformed_xml": 1, "filename_mismatch": 1,
+                                        "background_labelled": 4}
+    assert [p.message() for p in result.problems.problems if p.kind == "background_labelled"] == [
+        f"{images}/L0.jpg: its annotation file {xml}/L0.xml has 1 object: a photo with objects is "
+        "not a background; skipped (give labelled folders as --input_dirs)",
+        f"{images}/L1.jpg: its annotation file {xml}/L1.xml cannot be read (<Object> (line 14) is "
+        "not <object>: tags are case-sensitive, so labelImg would not show this object): a photo "
+        "with objects is not a background; skipped (give labelled folders as --input_dirs)",
+        f"{images}/L2.jpg: its annotation file {xml}/L2.xml has 1 object: a photo with objects is "
+        "not a background; skipped (give labelled folders as --input_dirs)",
+        f"{shelf}/P.jpg: its annotation file {shelf}/P.jpg.xml has 1 object: a photo with objects is "
+        "not a background; skipped (give labelled folders as --input_dirs)"]
+    assert used_photos(tmp_path / "out") == ({"L0.jpg"}, {"BG0.jpg", "BG1.jpg"})
+    check_generated(tmp_path / "out")
+
+
+def test_a_label_file_of_the_other_format_is_not_taken_for_no_label(tmp_path):
+    folder = tmp_path / "mixed"
+    labelled_photo(folder, "xml.jpg", [("tag", TAG)])
+    save_photo(folder, "txt.jpg", [TAG], seed=1)
+    (folder / "txt.txt").write_text(_yolo_line(TAG))
+    (folder / "classes.txt").write_text("tag\n")
+    result = convert(folder, tmp_path / "out", unlabelled="negative")
+    assert [p.message() for p in result.problems.problems] == [
+        f"{folder}/txt.jpg: no XML labels it, but {folder}/txt.txt does (a YOLO txt? give this "
+        "folder as --yolo_dirs); image skipped"]
+    assert [r.filename for r in check_records(result)] == ["xml.jpg"]
+    result = generate(tmp_path, "gen", yolo_dirs=(str(folder),), unlabelled="negative")
+    assert [p.message() for p in result.problems.problems] == [
+        f"{folder}/xml.jpg: no txt labels it, but {folder}/xml.xml does (a labelImg XML? give this "
+        "folder as --input_dirs); image skipped"]
+    assert used_photos(tmp_path / "gen") == ({"txt.jpg"}, {"BG0.jpg", "BG1.jpg"})
+    check_generated(tmp_path / "gen")
+
+
+def test_exif_rotated_photo_labelled_without_a_size_is_noted(tmp_path):
+    folder = tmp_path / "yolo"
+    folder.mkdir()
+    (folder / "classes.txt").write_text("tag\n")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for k in range(2):
+        Image.fromarray(np.asarray(Image.open(save_photo(folder, f"R{k}.jpg", [TAG], seed=k)))).save(
+            folder / f"R{k}.jpg", exif=exif.tobytes(), quality=95)
+        (folder / f"R{k}.txt").write_text(_yolo_line((30, 20, 50, 60), index=0))
+    result = generate(tmp_path, yolo_dirs=(str(folder),))
+    assert result.problems.counts() == {"exif_unknown_frame": 2}
+    assert result.problems.problems[0].message() == (
+        f"{folder}/R0.txt (image R0.jpg): the photo has EXIF orientation 6: labelImg >= 1.8.4 labels "
+        "it as displayed, older versions as stored, and the annotation's size cannot tell which; the "
+        "boxes are taken as drawn on the displayed photo (check it in labelImg)")
+
+
+def test_voc_segmentation_void_without_objects_is_not_object_free(tmp_path):
+    folder = tmp_path / "voc"
+    for sub in ("JPEGImages", "Annotations", "SegmentationObject"):
+        (folder / sub).mkdir(parents=True)
+    for stem, regions, value in (("good", [TAG], 1), ("void", [(10, 10, 150, 110)], 255)):
+        save_photo(folder / "JPEGImages", f"{stem}.jpg", regions)
+        indices = np.zeros((SIZE[1], SIZE[0]), np.uint8)
+        for x0, y0, x1, y1 in regions:
+            indices[y0:y1, x0:x1] = value
+        Image.fromarray(indices, mode="L").save(folder / "SegmentationObject" / f"{stem}.png")
+        (folder / "Annotations" / f"{stem}.xml").write_text(
+            voc_xml(f"{stem}.jpg", SIZE, [("tag", TAG)] if value == 1 else []))
+    result = generate(tmp_path, voc_seg_dirs=(str(folder),))
+    assert result.problems.counts() == {"mask_invalid": 1, "image_incomplete": 1}
+    assert used_photos(tmp_path / "out") == ({"good.jpg"}, {"BG0.jpg", "BG1.jpg"})
+    check_generated(tmp_path / "out")
+
+
+def test_identity_regex_errors_are_usage_errors_and_an_empty_group_is_said(tmp_path):
+    labelled_photo(tmp_path / "in", "L0.jpg", [("tag", TAG)])
+    done = subprocess.run([sys.executable, os.path.join(REPO, "generate.py"),
+                           f"--input_dirs={tmp_path / 'in'}", f"--output_dir={tmp_path / 'out'}",
+                           "--identity=regex", "--identity_regex=L("], capture_output=True, text=True,
+                          cwd=REPO)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "identity_regex 'L(' is not a regular expression: missing ), unterminated subpattern at " \
+           "position 1" in done.stderr
+    labelled_photo(tmp_path / "in", "K0.jpg", [("tag", TAG)], seed=1)
+    result = generate(tmp_path, input_dirs=(str(tmp_path / "in"),), identity="regex",
+                      identity_regex="^(?:(L)|K)")
+    assert [p.message() for p in result.problems.problems] == [
+        f"{tmp_path / 'in'}/K0.xml (image K0.jpg), object #0 ('tag'): --identity_regex '^(?:(L)|K)' does "
+        "not match the file name (or its group is empty); object skipped"]
+
+
+def test_notes_never_stop_a_failing_run_and_bad_inputs_always_do(tmp_path):
+    folder = tmp_path / "in"
+    labelled_photo(folder, "clipped.jpg", [("tag", (150, 60, 161, 80))], painted_boxes=[(150, 60, 160, 80)])
+    save_photo(folder, "unlabelled.jpg", seed=1)
+    labelled_photo(folder, "twice.jpg", [("tag", TAG), ("tag", TAG)], seed=2)
+    result = convert(folder, tmp_path / "out", on_error="fail")
+    assert result.problems.counts() == {"box_clipped": 1, "no_annotation": 1, "duplicate_object": 1}
+    check_records(result)
+    labelled_photo(folder, "typo.jpg", [("tga", TAG)], seed=3)
+    with pytest.raises(RunStopped, match=r"typo\.xml \(image typo\.jpg\), object #0 \('tga'\): class "
+                                         r"'tga' is not in the label map"):
+        convert(folder, tmp_path / "out2", on_error="fail")

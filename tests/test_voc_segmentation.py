@@ -79,6 +79,12 @@ def paths(root, stem="a"):
             str(root / "SegmentationObject" / f"{stem}.png"))
 
 
+def usable(images):
+    """The photos whose annotation can be used (the others are returned marked ``usable=False``:
+    skipped, and never object-free for another input)."""
+    return [image for image in images if image.usable]
+
+
 def messages(problems):
     return [(p.kind, p.message()) for p in problems.problems]
 
@@ -100,8 +106,8 @@ def test_masks_and_classes(tmp_path, png_mode):
     (image,) = read_voc_segmentation(str(root), problems)
     assert problems.problems == []
     image_path, xml, _ = paths(root)
-    # no declared size: the PNG, checked to cover the decoded photo, is the frame of the masks
-    assert (image.image_path, image.annotation_path, image.declared_size) == (image_path, xml, None)
+    # the PNG, checked to cover the decoded photo, is the frame of the masks
+    assert (image.image_path, image.annotation_path, image.declared_size) == (image_path, xml, (64, 48))
     indices, cat, dog = shapes()
     assert [(o.class_name, o.object_index, o.truncated, o.difficult) for o in image.objects] == \
         [("cat", 0, True, False), ("dog", 1, False, True)]
@@ -178,7 +184,7 @@ def test_photo_with_every_object_dropped_lists_them_but_an_empty_one_is_kept(tmp
 def test_size_mismatch_skips_the_photo(tmp_path):
     root = make_root(tmp_path, indices=np.zeros((HEIGHT, WIDTH + 1), np.uint8))
     problems = ProblemLog()
-    assert read_voc_segmentation(str(root), problems) == []
+    assert usable(read_voc_segmentation(str(root), problems)) == []
     png = paths(root)[2]
     assert messages(problems) == [("mask_invalid", f"{png}: mask is 65x48 but the image a.jpg is 64x48; "
                                    "image skipped")]
@@ -190,7 +196,8 @@ def test_unreadable_png_skips_the_photo(tmp_path):
     with open(png, "wb") as handle:
         handle.write(b"not a png")
     problems = ProblemLog()
-    assert [os.path.basename(i.image_path) for i in read_voc_segmentation(str(root), problems)] == ["b.jpg"]
+    images = read_voc_segmentation(str(root), problems)
+    assert [(os.path.basename(i.image_path), i.usable) for i in images] == [("a.jpg", False), ("b.jpg", True)]
     assert messages(problems) == [("malformed_annotation", f"{png}: cannot read mask PNG: cannot identify "
                                    f"image file {png!r}; image skipped")]
 
@@ -204,7 +211,7 @@ def test_truncated_png_and_rgb_png_of_other_colours_skip_the_photo(tmp_path):
     rgb[5:10, 5:10] = (1, 2, 3)
     Image.fromarray(rgb).save(png_b)
     problems = ProblemLog()
-    assert read_voc_segmentation(str(root), problems) == []
+    assert usable(read_voc_segmentation(str(root), problems)) == []
     assert [p.kind for p in problems.problems] == ["malformed_annotation"] * 2
     assert problems.problems[0].message().startswith(f"{png_a}: cannot read mask PNG: ")
     assert problems.problems[1].message() == (
@@ -219,7 +226,7 @@ def test_missing_xml_or_image_and_malformed_xml_skip_the_photo(tmp_path):
     (root / "Annotations" / "c.xml").write_text("<annotation><object>")
     Image.fromarray(noise_photo(WIDTH, HEIGHT)).save(root / "JPEGImages" / "d.png")
     problems = ProblemLog()
-    assert read_voc_segmentation(str(root), problems) == []
+    assert usable(read_voc_segmentation(str(root), problems)) == []
     png_a, png_b, png_d = paths(root, "a")[2], paths(root, "b")[2], paths(root, "d")[2]
     xml_c = paths(root, "c")[1]
     found = messages(problems)
@@ -240,7 +247,7 @@ def test_unreadable_photo_header_skips_the_photo(tmp_path):
     with open(image_path, "wb") as handle:
         handle.write(b"garbage")
     problems = ProblemLog()
-    assert read_voc_segmentation(str(root), problems) == []
+    assert usable(read_voc_segmentation(str(root), problems)) == []
     assert messages(problems) == [("unreadable_image", f"{image_path}: cannot read image: cannot identify "
                                    f"image file {image_path!r}; image skipped")]
 
