@@ -9,12 +9,12 @@ For the real labelled photos users evaluate (or fine-tune) on. Output layout::
 Every photo goes through `spatule_synth.validation` (the same checks as generate): a photo that
 lost a label (a bad box, an unknown class, ...) is skipped whole, never written with its remaining
 boxes; a photo with no XML is skipped unless ``unlabelled="negative"``. Images whose XML has no
-object are written as negatives (no boxes) unless ``keep_negatives`` is off. With ``tile_size`` > 0 every photo is cut into ``tile_size`` windows
-at full resolution instead (`spatule_synth.tiles`: windows overlap by at least ``tile_overlap``;
-boxes are clipped to each window and marked truncated; a box with less than
-``tile_min_visible`` of its area in a window is left out there and counted as an unlabelled part;
-windows with labels are kept, and ``tile_negative_fraction`` of the object-free ones), so a model
-trained on 640 crops is evaluated at the scale it was trained on. Source ids are 1, 2, 3, ... in
+object are written as negatives (no boxes) unless ``keep_negatives`` is off. With ``tile_size`` > 0
+every photo is cut into ``tile_size`` windows at full resolution instead (`spatule_synth.tiles`:
+windows overlap by at least ``tile_overlap``; boxes are clipped to each window and marked
+truncated; a box with less than ``tile_min_visible`` of its area in a window is left out there and
+counted as an unlabelled part; windows with labels are kept, and ``tile_negative_fraction`` of the
+object-free ones), so a model trained on 640 crops is evaluated at the scale it was trained on. Source ids are 1, 2, 3, ... in
 the sorted input order. ``difficult`` objects are kept, with ``image/object/difficult`` set (the OD
 API's evaluators leave them out of the score).
 """

@@ -117,9 +117,7 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     candidates: list[Background] = []  # photos known to be object-free, from every input
     labelled: dict[str, str] = {}  # real path of a photo with labels -> the file that labels it
     for annotated in _annotated_images(config, problems):
-        if not annotated.usable or annotated.lost or any(label_map.id_of(o.class_name) is not None or
-                                 not config.input_rules.ignores(o.class_name, label_map)
-                                 for o in annotated.objects):
+        if _may_show_labels(annotated, label_map, config):
             labelled.setdefault(os.path.realpath(annotated.image_path), annotated.annotation_path)
         photo = load_photo(annotated, label_map, config.input_rules, problems)
         if photo is None:
@@ -148,6 +146,14 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     distractors = _distractors(config, label_map, {os.path.realpath(c.source_file) for c in cutouts},
                                problems)
     return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(distractors))
+
+
+def _may_show_labels(annotated: AnnotatedImage, label_map: LabelMap, config: GenerateConfig) -> bool:
+    """True unless the annotation says the photo shows no labelled object: it is unusable, lost an
+    object, or has an object of a class that is not ignored."""
+    return not annotated.usable or bool(annotated.lost) or any(
+        label_map.id_of(obj.class_name) is not None
+        or not config.input_rules.ignores(obj.class_name, label_map) for obj in annotated.objects)
 
 
 def _backgrounds(candidates: list[Background], labelled: dict[str, str], config: GenerateConfig,
