@@ -133,8 +133,6 @@ def load_photo(annotated: AnnotatedImage, label_map: LabelMap, rules: InputRules
                                     "show no object, pass --unlabelled=negative or give their "
                                     "folder as --background_dirs"))
             return None
-        problems.report(Problem("unlabelled_negative", annotated.image_path, "no annotation file; "
-                                "taken as a photo without objects (--unlabelled=negative)"))
     unsupported = unsupported_format(annotated.image_path)
     if unsupported:  # never decoded: Pillow may read a RAW's small preview as if it were the photo
         problems.report(Problem("unsupported_image", annotated.image_path,
@@ -149,6 +147,9 @@ def load_photo(annotated: AnnotatedImage, label_map: LabelMap, rules: InputRules
             f"cannot read file: {error.strerror or error}"
         problems.report(Problem("unreadable_image", annotated.image_path, f"{reason}; image skipped"))
         return None
+    if not annotated.labelled:
+        problems.report(Problem("unlabelled_negative", annotated.image_path, "no annotation file; "
+                                "taken as a photo without objects (--unlabelled=negative)"))
     objects = validate_objects(annotated, image, label_map, rules, problems)
     if objects is None:
         return None
