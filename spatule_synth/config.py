@@ -42,7 +42,7 @@ class ConvertConfig:
         return InputRules(self.unlabelled, self.ignore_classes)
 
     def __post_init__(self) -> None:
-        self.input_rules  # validates unlabelled
+        InputRules(self.unlabelled, self.ignore_classes)  # raises for a bad unlabelled
         if self.tile_size and not 0 <= self.tile_overlap < self.tile_size:
             raise ValueError(f"tile_overlap must lie in [0, tile_size), got {self.tile_overlap}")
         for name in ("tile_min_visible", "tile_negative_fraction"):
@@ -121,7 +121,7 @@ class GenerateConfig:
         return InputRules(self.unlabelled, self.ignore_classes)
 
     def __post_init__(self) -> None:
-        self.input_rules  # validates unlabelled
+        InputRules(self.unlabelled, self.ignore_classes)  # raises for a bad unlabelled
         if not self.output_dir:
             raise ValueError("output_dir is required")
         if self.runner not in RUNNERS:

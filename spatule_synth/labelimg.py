@@ -79,11 +79,12 @@ def list_dir(folder: str) -> list[str]:
 
 
 def _pairs_in_folder(image_dir: str, xml_dirs: list[str], problems: ProblemLog) -> list[SourcePair]:
-    supported, _ = images_by_key(image_dir)
-    siblings = {key: paths[0] for key, paths in supported.items()}
+    listing = images_by_key(image_dir)
+    siblings = {key: paths[0] for key, paths in listing[0].items()}
     return [SourcePair(image, xml, siblings)
             for image, xml in pair_by_stem(image_dir, xml_dirs, is_voc_xml, ("an XML", "XML"), problems,
-                                           (is_yolo_txt, "a YOLO txt? give this folder as --yolo_dirs"))]
+                                           (is_yolo_txt, "a YOLO txt? give this folder as --yolo_dirs"),
+                                           listing)]
 
 
 def is_voc_xml(path: str) -> bool:
@@ -113,7 +114,8 @@ def images_by_key(image_dir: str) -> tuple[dict[str, list[str]], dict[str, list[
 
 def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str], bool],
                  label: tuple[str, str], problems: ProblemLog,
-                 foreign: tuple[Callable[[str], bool], str] | None = None
+                 foreign: tuple[Callable[[str], bool], str] | None = None,
+                 listing: tuple[dict[str, list[str]], dict[str, list[str]]] | None = None
                  ) -> list[tuple[str, str | None]]:
     """``(image, label file or None)`` of ``image_dir`` by `stem_key`, sorted; label files are
     looked for in ``label_dirs`` (each folder once). Stems shared by several images or several
@@ -122,8 +124,9 @@ def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str]
     be read pairs with it (reading it then says so); such an image without a label file, or beside
     a readable image of its stem, is left out. An image whose only label file is of another
     format (``foreign``: how to tell such a file, and a hint) is reported and left out: it is no
-    unlabelled photo. `InputDirError` if a folder does not exist."""
-    images, unsupported = images_by_key(image_dir)
+    unlabelled photo. ``listing``: `images_by_key` of ``image_dir`` if the caller has it.
+    `InputDirError` if a folder does not exist."""
+    images, unsupported = listing or images_by_key(image_dir)
     labels: dict[str, list[str]] = collections.defaultdict(list)
     others: dict[str, str] = {}
     for label_dir in {os.path.realpath(d): d for d in label_dirs}.values():

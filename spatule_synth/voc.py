@@ -123,8 +123,7 @@ def _check_objects_are_where_labelimg_reads_them(root: etree._Element) -> None:
         if element.tag != tag:
             raise VocFormatError(f"<{element.tag}> (line {element.sourceline}) is not <{tag}>: tags are "
                                  "case-sensitive, so labelImg would not show this object")
-        expected = root if tag == "object" else None
-        if (tag == "object" and parent is not expected) or (
+        if (tag == "object" and parent is not root) or (
                 tag == "bndbox" and (parent.tag != "object" or parent.getparent() is not root)):
             raise VocFormatError(f"<{tag}> (line {element.sourceline}) inside <{parent.tag}>: labelImg "
                                  f"only reads <{tag}> directly under "

@@ -38,7 +38,6 @@ another input). The declared size is the PNG's, which must be the displayed phot
 
 from __future__ import annotations
 
-import collections
 import os
 import struct
 import warnings
@@ -48,8 +47,8 @@ from PIL import Image
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, tight_masked_object, \
     unusable
-from spatule_synth.images import ImageReadError, displayed_size, is_image_file
-from spatule_synth.labelimg import InputDirError, stem_key
+from spatule_synth.images import ImageReadError, displayed_size
+from spatule_synth.labelimg import InputDirError, images_by_key, is_voc_xml, list_dir, stem_key
 from spatule_synth.problems import Problem, ProblemLog
 from spatule_synth.voc import VocAnnotation, VocFormatError, read_voc
 
@@ -84,11 +83,11 @@ def read_voc_segmentation(root: str, problems: ProblemLog) -> list[AnnotatedImag
         if not os.path.isdir(folder):
             raise InputDirError(f"{folder} does not exist or is not a folder; a VOC root with instance "
                                 f"masks holds {IMAGES_DIR}/, {ANNOTATIONS_DIR}/ and {INSTANCES_DIR}/")
-    images = _images_by_stem(os.path.join(root, IMAGES_DIR))
-    xmls = {stem_key(name): os.path.join(root, ANNOTATIONS_DIR, name)
-            for name in (os.listdir(os.path.join(root, ANNOTATIONS_DIR))
-                         if os.path.isdir(os.path.join(root, ANNOTATIONS_DIR)) else ())
-            if name.lower().endswith(".xml") and not name.startswith(".")}
+    images, _ = images_by_key(os.path.join(root, IMAGES_DIR))
+    annotations_dir = os.path.join(root, ANNOTATIONS_DIR)
+    xmls = {stem_key(path): path for path in (list_dir(annotations_dir)
+                                              if os.path.isdir(annotations_dir) else ())
+            if is_voc_xml(path)}
     pngs = sorted(name for name in os.listdir(instances_dir)
                   if name.lower().endswith(".png") and not name.startswith("."))
     result = []
@@ -97,15 +96,6 @@ def read_voc_segmentation(root: str, problems: ProblemLog) -> list[AnnotatedImag
         if image is not None:
             result.append(image)
     return result
-
-
-def _images_by_stem(folder: str) -> dict[str, list[str]]:
-    found = collections.defaultdict(list)
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if is_image_file(path) and os.path.isfile(path):
-            found[stem_key(path)].append(path)
-    return found
 
 
 def _read_one(root: str, png: str, images: dict[str, list[str]], xmls: dict[str, str],
