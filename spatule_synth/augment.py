@@ -25,6 +25,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from spatule_synth.random_streams import stream
+
 Range = tuple[float, float]
 _SIGNED = {"rotate", "brightness", "contrast", "hue", "saturation"}
 OBJECT_KEYS = ("rotate", "flip", "perspective", "brightness", "contrast", "saturation", "hue", "blur")
@@ -194,6 +196,6 @@ def augment_image(canvas: np.ndarray, draw: ImageAugment) -> np.ndarray:
         out = cv2.filter2D(out, -1, kernel / max(float(kernel.sum()), 1e-6),
                            borderType=cv2.BORDER_REFLECT)
     if draw.noise > 0:
-        noise = np.random.default_rng(draw.noise_seed).normal(0.0, draw.noise, out.shape)
+        noise = stream(draw.noise_seed, "noise").normal(0.0, draw.noise, out.shape)
         out = np.clip(np.round(out + noise), 0, 255).astype(np.uint8)
     return out

@@ -323,7 +323,8 @@ def _write_pipeline_config(config: GenerateConfig) -> str:
     from spatule_synth.pipeline_config import write_pipeline_config
     path = write_pipeline_config(FLAGS.pipeline_config, config.output_dir, FLAGS.workspace,
                                  read_label_map(config.label_map_path), FLAGS.batch_size,
-                                 FLAGS.num_steps, FLAGS.fine_tune_checkpoint or None)
+                                 FLAGS.num_steps, FLAGS.fine_tune_checkpoint or None,
+                                 no_flip_classes=config.no_flip_classes)
     return f"pipeline.config: {path}"
 
 

@@ -98,12 +98,15 @@ def overlapping_groups(boxes: list[tuple[int, int, int, int]]) -> list[list[int]
     return [groups[number] for number in sorted(groups)]
 
 
+def group_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The integer box around ``boxes``: what a group is cut out by."""
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
 def cut_group(photo: np.ndarray, objects: list[PhotoObject], path: str, identity: str) -> Cutout:
     """One cutout of ``objects`` (an overlapping group) from the RGB ``photo``."""
-    x0 = min(o.box[0] for o in objects)
-    y0 = min(o.box[1] for o in objects)
-    x1 = max(o.box[2] for o in objects)
-    y1 = max(o.box[3] for o in objects)
+    x0, y0, x1, y1 = group_box([o.box for o in objects])
     pixels = with_margin(photo, x0, y0, x1, y1)
     height, width = pixels.shape[:2]
     masks = []

@@ -1,7 +1,8 @@
 """The plan stage: everything random about one synthetic image, drawn once, as plain data.
 
-`plan_sample` draws a `SampleSpec` from ``np.random.default_rng([seed, split_id, index])`` only,
-so image ``index`` of a split is the same whatever the number of workers or the order they run in.
+`plan_sample` draws a `SampleSpec` from the ``image`` stream of ``(seed, split, index)`` only
+(`spatule_synth.random_streams`), so image ``index`` of a split is the same whatever the number of
+workers or the order they run in.
 Backgrounds are assigned in blocks of ``pool.windows_per_background`` consecutive images (a
 seeded permutation of the split's photos per cycle), so a worker decodes each photo once per block
 instead of once per image. Blocks are as long as they can be without leaving photos unused (see
@@ -25,13 +26,13 @@ import numpy as np
 from spatule_synth.augment import ImageAugment, ObjectAugment, draw_image, draw_object
 from spatule_synth.config import GenerateConfig
 from spatule_synth.cutouts import Cutout
+from spatule_synth.random_streams import stream
 from spatule_synth.sources import Background
 from spatule_synth.split import SPLIT_IDS
 from spatule_synth.transform import placement_geometry
 
 MAX_WINDOWS_PER_BACKGROUND = 16
 MAX_PLACEMENT_ATTEMPTS = 30
-_BACKGROUND_STREAM = 0xB6
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -99,7 +100,7 @@ def background_for(index: int, pool: SplitPool, seed: int) -> int:
     """The background of image ``index``: blocks of consecutive images share one photo."""
     block = index // pool.windows_per_background
     cycle, position = divmod(block, len(pool.backgrounds))
-    rng = np.random.default_rng([seed, SPLIT_IDS[pool.split], _BACKGROUND_STREAM, cycle])
+    rng = stream(seed, "background_order", SPLIT_IDS[pool.split], cycle)
     return int(rng.permutation(len(pool.backgrounds))[position])
 
 
@@ -110,7 +111,7 @@ def is_negative(index: int, negative_fraction: float) -> bool:
 
 def plan_sample(config: GenerateConfig, pool: SplitPool, index: int) -> SampleSpec:
     """Draw the spec of image ``index`` of ``pool.split``."""
-    rng = np.random.default_rng([config.seed, SPLIT_IDS[pool.split], index])
+    rng = stream(config.seed, "image", SPLIT_IDS[pool.split], index)
     size = config.canvas_size
     background = background_for(index, pool, config.seed)
     width, height = covering_size(pool.backgrounds[background], size)

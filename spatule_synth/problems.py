@@ -56,6 +56,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "exif_unknown_frame": ("EXIF-rotated photo whose annotation size cannot tell the frame of the "
                            "boxes (taken as displayed)", False),
     "exif_frame": ("boxes drawn on the un-rotated image (moved to the EXIF-rotated frame)", False),
+    "duplicate_photo": ("photo given twice under other names (the same bytes: used once)", False),
     "duplicate_object": ("object exactly repeated in its photo (same class and box: kept once)", False),
     "ignored_class": ("object of an --ignore_classes class (not a label: left out)", False),
     "truncated_cutout": ("object cut by its photo's edge or marked truncated (not a cutout; "

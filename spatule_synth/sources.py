@@ -4,15 +4,15 @@
   the objects it overlaps, with its mask. Sources: labelImg folders (``input_dirs``), COCO JSON,
   YOLO folders, VOC ``SegmentationObject`` roots and alpha-PNG cutout folders. Box-only objects
   get masks by ``--mask`` (``box``, ``grabcut`` or ``model``), computed once per object here.
-  Each cutout knows its identity (see `identity_of`). Objects cut by their photo's edge (marked
+  Each cutout knows its identity (`spatule_synth.identities`). Objects cut by their photo's edge (marked
   truncated, or a box touching the border) and objects marked difficult are not pasted unless
   ``use_truncated_cutouts``/``use_difficult_cutouts`` say so (nor is anything overlapping them:
   they would be cut out together); alpha cutouts are whole by definition.
 * **Backgrounds**: photos known to show no labelled object (an annotation without objects; with
   ``--unlabelled=negative`` a photo without annotation file) from the labelled inputs, plus every
   image of ``background_dirs`` that has no annotation file with objects beside it. A photo that lost
-  a label is *not* a background: its pixels still show the object. A photo given twice is one
-  background.
+  a label is *not* a background: its pixels still show the object. A photo given twice (the same
+  file, or the same bytes under another name) is one background.
 * **Distractors**: alpha-PNG cutouts from ``distractor_dirs``, pasted but never labelled.
 
 Every format goes through the same validation (`spatule_synth.validation.load_photo`, shared with
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Iterator
 
 import numpy as np
@@ -34,7 +33,9 @@ import numpy as np
 from spatule_synth.annotations import AnnotatedImage
 from spatule_synth.boxes import Box
 from spatule_synth.config import GenerateConfig
-from spatule_synth.cutouts import Cutout, PhotoObject, cut_group, distractor_cutout, overlapping_groups
+from spatule_synth.cutouts import Cutout, PhotoObject, cut_group, distractor_cutout, group_box, \
+    overlapping_groups
+from spatule_synth.identities import content_key, first_identity, join_identities, object_key
 from spatule_synth.images import ImageReadError, check_image, read_image, unsupported_format
 from spatule_synth.label_map import LabelMap
 from spatule_synth.labelimg import InputDirError, find_pairs, images_by_key, is_voc_xml, is_yolo_txt, \
@@ -72,19 +73,6 @@ class SourceSet:
     distractors: tuple[Cutout, ...] = ()
 
 
-def identity_of(config: GenerateConfig, path: str, object_index: int) -> str | None:
-    """The identity of an object of ``path``; None if ``--identity_regex`` does not match.
-    (``auto``: each object for now; `_merge_near_duplicates` then joins re-photographed ones.)"""
-    if config.identity == "image":
-        return path
-    if config.identity in ("object", "auto"):
-        return f"{path}#{object_index}"
-    match = re.search(config.identity_regex, os.path.basename(path))
-    if match is None:
-        return None
-    return (match.group(1) if match.re.groups else match.group(0)) or None
-
-
 class _MaskMaker:
     """Masks for box-only objects by ``--mask``; the model is loaded once, on first use."""
 
@@ -115,10 +103,11 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     make_mask = _MaskMaker(config, problems)
     cutouts: list[Cutout] = []
     candidates: list[Background] = []  # photos known to be object-free, from every input
-    labelled: dict[str, str] = {}  # real path of a photo with labels -> the file that labels it
+    labelled: dict[str, str] = {}  # real path and content of a photo with labels -> its label file
     for annotated in _annotated_images(config, problems):
         if _may_show_labels(annotated, label_map, config):
-            labelled.setdefault(os.path.realpath(annotated.image_path), annotated.annotation_path)
+            for key in _photo_keys(annotated.image_path):
+                labelled.setdefault(key, annotated.annotation_path)
         photo = load_photo(annotated, label_map, config.input_rules, problems)
         if photo is None:
             continue
@@ -141,8 +130,7 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
         raise SourceError("no background photo: add photos without objects to the inputs "
                           "(an annotation with no object; or photos without annotation file with "
                           "--unlabelled=negative) or give --background_dirs")
-    if config.identity == "auto":
-        cutouts = _merge_near_duplicates(cutouts)
+    cutouts = _joined_identities(cutouts, config.identity == "auto")
     distractors = _distractors(config, label_map, {os.path.realpath(c.source_file) for c in cutouts},
                                problems)
     return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(distractors))
@@ -163,27 +151,45 @@ def _backgrounds(candidates: list[Background], labelled: dict[str, str], config:
     photo once."""
     backgrounds: dict[str, Background] = {}
     for candidate in candidates:
-        real = os.path.realpath(candidate.path)
-        if real in labelled:
-            problems.report(Problem("background_labelled", candidate.path, f"{labelled[real]} labels "
-                                    "objects in this photo: a photo with objects is not a background; "
-                                    "skipped"))
-        elif real not in backgrounds:
-            backgrounds[real] = candidate
+        keys = _photo_keys(candidate.path)
+        matched = next((key for key in keys if key in labelled), None)
+        if matched is not None:
+            what = "this photo" if matched == keys[0] else "a copy of this photo (the same bytes)"
+            problems.report(Problem("background_labelled", candidate.path, f"{labelled[matched]} "
+                                    f"labels objects in {what}: a photo with objects is not a "
+                                    "background; skipped"))
+            continue
+        same = next((backgrounds[key] for key in keys if key in backgrounds), None)
+        if same is None:
+            backgrounds.update(dict.fromkeys(keys, candidate))
             _check_background_size(candidate, config, problems)
-    return list(backgrounds.values())
+        elif os.path.realpath(same.path) != keys[0]:
+            problems.report(Problem("duplicate_photo", candidate.path, f"the same bytes as {same.path}; "
+                                    "used once, as one background"))
+    return list({id(b): b for b in backgrounds.values()}.values())
 
 
-def _merge_near_duplicates(cutouts: list[Cutout]) -> list[Cutout]:
-    """``--identity=auto``: cutouts that show the same object (re-photographed: shifted, rescaled,
-    re-lit, re-compressed; see `spatule_synth.near_duplicates`) share one identity, named after
-    the first of them, so the split can never put one physical tag on both sides."""
-    from spatule_synth.near_duplicates import group_near_duplicates
-    groups = group_near_duplicates([c.object_pixels for c in cutouts])
-    first: dict[int, str] = {}
-    for cutout, group in zip(cutouts, groups):
-        first.setdefault(group, cutout.cutout_id)
-    return [dataclasses.replace(c, identity=f"auto:{first[g]}") for c, g in zip(cutouts, groups)]
+def _joined_identities(cutouts: list[Cutout], near_duplicates: bool) -> list[Cutout]:
+    """Each cutout with its final identity (`spatule_synth.identities.join_identities`): cutouts
+    of one first identity, of the same object of byte-identical photos and (``--identity=auto``)
+    near-duplicates (the same tag photographed again: shifted, rescaled, re-lit, re-compressed;
+    see `spatule_synth.near_duplicates`) share one, so the split never puts one physical object on
+    both sides."""
+    groups = None
+    if near_duplicates:
+        from spatule_synth.near_duplicates import group_near_duplicates
+        groups = group_near_duplicates([c.object_pixels for c in cutouts])
+    names = join_identities([c.identity for c in cutouts],
+                            [object_key(c.source_file, c.source_box) for c in cutouts], groups)
+    return [dataclasses.replace(c, identity=name) for c, name in zip(cutouts, names)]
+
+
+def _photo_keys(path: str) -> list[str]:
+    """How a photo is recognised as the same photo: its real path and, if it exists, its content."""
+    keys = [os.path.realpath(path)]
+    if os.path.isfile(path):
+        keys.append(f"content:{content_key(path)}")
+    return keys
 
 
 def _annotated_images(config: GenerateConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:
@@ -248,7 +254,8 @@ def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, mak
                                        "not used either (they would be pasted together)")
                 problems.report(photo.problem(kind, reason, obj))
             continue
-        identity = identity_of(config, photo.image_path, members[0].object_index)
+        box = group_box([obj.box.voc_ints() for obj in members])
+        identity = first_identity(config.identity, config.identity_regex, photo.image_path, box)
         if identity is None:
             for obj in members:
                 problems.report(photo.problem("identity_unmatched", f"--identity_regex "

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from spatule_synth.config import GenerateConfig
 from spatule_synth.coco import CocoStreamWriter
 from spatule_synth.execute import LocalRunner, SplitJob
+from spatule_synth.identities import content_key
 from spatule_synth.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
 from spatule_synth.output_dir import OutputDirError, OutputWriteError, cannot_write, check_output_dir, \
@@ -79,6 +80,13 @@ class GenerateResult:
     report: list[str] = dataclasses.field(default_factory=list)
     manifest_path: str = ""
     already_complete: bool = False  # --resume found a finished run: nothing was written
+    eval_fraction: float = 0.0
+
+    def _eval_share_line(self) -> str:
+        parts = []
+        for name, (in_eval, total) in eval_shares(self.pools).items():
+            parts.append(f"{name.replace('_', ' ')} {in_eval} of {total} ({in_eval / max(total, 1):.0%})")
+        return f"eval share: {', '.join(parts)} (--eval_fraction={self.eval_fraction:g}: each drawn alone)"
 
     def summary(self) -> str:
         if self.already_complete:
@@ -97,6 +105,7 @@ class GenerateResult:
             if counts.blends:
                 lines.append("  blend modes: " + ", ".join(f"{b}: {n}"
                                                            for b, n in sorted(counts.blends.items())))
+        lines.append(self._eval_share_line())
         lines.append(f"inputs skipped or noted: {len(self.problems.problems)}")
         lines += ["  " + line for line in self.problems.summary_lines()]
         lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
@@ -109,25 +118,36 @@ class GenerateResult:
         return "\n".join(lines)
 
 
+def _in_eval(pools: dict[str, SplitPool], key) -> tuple[int, int]:
+    """How many distinct ``key(pool)`` items are in eval, and in all."""
+    train, evaluation = set(key(pools["train"])), set(key(pools["eval"]))
+    return len(evaluation), len(train | evaluation)
+
+
 def split_pools(config: GenerateConfig, sources: SourceSet,
                 counts: dict[str, int]) -> dict[str, SplitPool]:
-    """Each split's cutouts (by identity) and backgrounds (by photo, unless shared), for
-    ``counts[split]`` images."""
+    """Each split's cutouts (by identity) and backgrounds (by photo content, unless shared), for
+    ``counts[split]`` images (see `spatule_synth.split`)."""
     by_identity = split_keys((c.identity for c in sources.cutouts), config.eval_fraction,
                              config.seed, "identities")
-    if config.share_backgrounds:
-        by_photo = {b.path: split for b in sources.backgrounds for split in SPLITS}
-    else:
-        by_photo = split_keys((b.path for b in sources.backgrounds), config.eval_fraction,
-                              config.seed, "background photos")
+    photo_of = {b.path: content_key(b.path) for b in sources.backgrounds}
+    by_photo = None
+    if not config.share_backgrounds:
+        by_photo = split_keys(photo_of.values(), config.eval_fraction, config.seed, "background photos")
     pools = {}
     for split in SPLITS:
         backgrounds = tuple(b for b in sources.backgrounds
-                            if config.share_backgrounds or by_photo[b.path] == split)
+                            if by_photo is None or by_photo[photo_of[b.path]] == split)
         pools[split] = SplitPool(
             split, tuple(c for c in sources.cutouts if by_identity[c.identity] == split),
             backgrounds, windows_per_background(counts[split], len(backgrounds)), sources.distractors)
     return pools
+
+
+def eval_shares(pools: dict[str, SplitPool]) -> dict[str, list[int]]:
+    """``[in eval, in all]`` for identities and for background photos: the realised split."""
+    return {"identities": list(_in_eval(pools, lambda p: (c.identity for c in p.cutouts))),
+            "background_photos": list(_in_eval(pools, lambda p: (b.path for b in p.backgrounds)))}
 
 
 def run_generate(config: GenerateConfig) -> GenerateResult:
@@ -260,7 +280,7 @@ def _stopped_message(config: GenerateConfig, error: OSError) -> str:
 def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
                    pools: dict[str, SplitPool], counts: dict[str, int],
                    chunks: dict[str, list[Chunk]], progress: Progress) -> GenerateResult:
-    result = GenerateResult(config.output_dir, problems, pools)
+    result = GenerateResult(config.output_dir, problems, pools, eval_fraction=config.eval_fraction)
     os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
     jobs, first_source_id = {}, 1
     class_names = tuple(label_map.names) if config.yolo_output else None
@@ -371,6 +391,6 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
         }
     return {"mode": "generate", "config": config.as_json(), "seed": config.seed,
             "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],
-            "splits": splits, "problem_counts": result.problems.counts(),
+            "splits": splits, "eval_share": eval_shares(result.pools), "problem_counts": result.problems.counts(),
             "problems": result.problems.as_json(),
             "images": {split: entries[split] for split in SPLITS}}
