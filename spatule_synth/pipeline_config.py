@@ -16,7 +16,11 @@ run and on the user:
   from scratch, and a comment says so); ``use_bfloat16: false`` (the zoo configs were written for
   TPUs; the TF OD API tutorial sets it to false elsewhere); ``max_number_of_boxes`` >= the most
   objects any image of the run has (the OD API pads the ground truth to it);
-* ``eval_input_reader.max_number_of_boxes``: the same bound, which evaluation pads to.
+* ``eval_input_reader.max_number_of_boxes``: the same bound, which evaluation pads to;
+* ``train_config.data_augmentation_options``: with ``no_flip_classes`` (generate's
+  ``--no_flip_classes``, e.g. text tags), every option holding a ``random_horizontal_flip`` is
+  removed, with a comment in its place: those objects must never be mirrored, and the OD API would
+  mirror whole training images. The other options stay.
 
 How: the OD API's own protos (``object_detection.protos.pipeline_pb2``) are not installed with
 tf-models-official, and parsing the template against a partial schema and printing it back would
@@ -105,7 +109,8 @@ class RecordSet:
 def write_pipeline_config(name: str, output_dir: str, workspace: str, label_map: LabelMap,
                           batch_size: int | None, num_steps: int | None,
                           fine_tune_checkpoint: str | None, *, model_name: str | None = None,
-                          eval_output_dir: str | None = None) -> str:
+                          eval_output_dir: str | None = None,
+                          no_flip_classes: tuple[str, ...] = ()) -> str:
     """Write ``WORKSPACE/models/MODEL_NAME/pipeline.config`` (``MODEL_NAME`` defaults to ``name``)
     for the finished run ``output_dir`` (generate or convert); returns its path.
 
@@ -113,7 +118,9 @@ def write_pipeline_config(name: str, output_dir: str, workspace: str, label_map:
     and ``num_steps`` None keep the template's. ``fine_tune_checkpoint`` None trains from scratch.
     The eval reader reads the run's eval split, or ``eval_output_dir``'s (its eval split, or all
     its records for a convert run) when given, e.g. real labelled photos converted with
-    ``--mode=convert``. `ValueError` when there is nothing to evaluate on, or for bad arguments.
+    ``--mode=convert``. ``no_flip_classes`` (the run's ``--no_flip_classes``) not empty removes
+    the ``random_horizontal_flip`` augmentation. `ValueError` when there is nothing to evaluate on,
+    or for bad arguments.
     """
     path = template_path(name)
     model_name = name if model_name is None else model_name
@@ -138,7 +145,7 @@ def write_pipeline_config(name: str, output_dir: str, workspace: str, label_map:
     model_dir = os.path.abspath(os.path.join(workspace, "models", model_name))
     header = _header(name, path, model_dir, output_dir, eval_output_dir)
     text = header + fill_template(template, label_map.num_classes, train, evaluation, batch_size,
-                                  num_steps, checkpoint)
+                                  num_steps, checkpoint, tuple(no_flip_classes))
     os.makedirs(model_dir, exist_ok=True)
     if any(f == "checkpoint" or re.fullmatch(r"ckpt-\d+\.index", f) for f in os.listdir(model_dir)):
         logging.warning("%s already holds training checkpoints: model_main_tf2.py resumes from "
@@ -241,7 +248,7 @@ _SCHEDULE = ("train_config", "optimizer", "*", "learning_rate", "cosine_decay_le
 
 def fill_template(template: str, num_classes: int, train: RecordSet, evaluation: RecordSet,
                   batch_size: int | None, num_steps: int | None,
-                  fine_tune_checkpoint: str | None) -> str:
+                  fine_tune_checkpoint: str | None, no_flip_classes: tuple[str, ...] = ()) -> str:
     """The template text with the fields of the module docstring filled in, checked by parsing."""
     text = template
     text = _set(text, ("model", "*", "num_classes"), str(num_classes),
@@ -294,8 +301,24 @@ def fill_template(template: str, num_classes: int, train: RecordSet, evaluation:
     else:
         text = _insert(text, ("eval_input_reader",), f"max_number_of_boxes: {boxes}",
                        "evaluation pads the ground truth to this (default 100)")
+    if no_flip_classes:
+        text = _remove_horizontal_flips(text, no_flip_classes)
 
-    _check(text, num_classes, train, evaluation, batch_size, num_steps, fine_tune_checkpoint, boxes)
+    _check(text, num_classes, train, evaluation, batch_size, num_steps, fine_tune_checkpoint, boxes,
+           bool(no_flip_classes))
+    return text
+
+
+def _remove_horizontal_flips(text: str, no_flip_classes: tuple[str, ...]) -> str:
+    """Remove each ``train_config.data_augmentation_options`` that holds a
+    ``random_horizontal_flip`` (whatever its options), a ``NOTE`` comment in its place."""
+    note = (f"{NOTE} random_horizontal_flip removed: --no_flip_classes={','.join(no_flip_classes)} "
+            "must never be mirrored")
+    path = ("train_config", "data_augmentation_options")
+    flips = [option for option in _find(_parse(text), path)
+             if any(child.name == "random_horizontal_flip" for child in option.children)]
+    for option in reversed(flips):  # from the end: the offsets of the earlier ones stay valid
+        text = _delete_field(text, option, ".".join(path), (note,))
     return text
 
 
@@ -308,7 +331,8 @@ def _quote(value: str) -> str:
 
 
 def _check(text: str, num_classes: int, train: RecordSet, evaluation: RecordSet,
-           batch_size: int | None, num_steps: int | None, checkpoint: str | None, boxes: int) -> None:
+           batch_size: int | None, num_steps: int | None, checkpoint: str | None, boxes: int,
+           flips_removed: bool = False) -> None:
     """Parse ``text`` with protobuf against the partial OD API schema and compare what was filled."""
     if any("PATH_TO_BE_CONFIGURED" in m.group() for m in _TOKEN.finditer(text)
            if m.lastgroup == "string"):
@@ -345,6 +369,10 @@ def _check(text: str, num_classes: int, train: RecordSet, evaluation: RecordSet,
     if num_steps is not None:
         actual["steps"] = (config.train_config.num_steps, schedule.total_steps)
         expected["steps"] = (num_steps, num_steps)
+    if flips_removed:
+        options = config.train_config.data_augmentation_options
+        actual["random_horizontal_flip"] = any(o.HasField("random_horizontal_flip") for o in options)
+        expected["random_horizontal_flip"] = False
     wrong = [f"{key}: {actual[key]!r}, expected {expected[key]!r}"
              for key in expected if actual[key] != expected[key]]
     if not schedule.warmup_steps < schedule.total_steps:
@@ -366,10 +394,14 @@ def _pipeline_class():
         "DetectionModel": [("ssd", 2, "Ssd")],
         "Ssd": [("num_classes", 1, field.TYPE_INT32)],
         "TrainConfig": [
-            ("batch_size", 1, field.TYPE_UINT32), ("optimizer", 5, "Optimizer"),
+            ("batch_size", 1, field.TYPE_UINT32),
+            ("data_augmentation_options", 2, "PreprocessingStep", "repeated"),
+            ("optimizer", 5, "Optimizer"),
             ("fine_tune_checkpoint", 7, field.TYPE_STRING), ("num_steps", 9, field.TYPE_UINT32),
             ("max_number_of_boxes", 20, field.TYPE_INT32),
             ("fine_tune_checkpoint_type", 22, field.TYPE_STRING)],
+        "PreprocessingStep": [("random_horizontal_flip", 2, "RandomHorizontalFlip")],
+        "RandomHorizontalFlip": [],
         "Optimizer": [("momentum_optimizer", 2, "MomentumOptimizer")],
         "MomentumOptimizer": [("learning_rate", 1, "LearningRate")],
         "LearningRate": [("cosine_decay_learning_rate", 4, "CosineDecayLearningRate")],
@@ -536,11 +568,16 @@ def _set(text: str, path: tuple[str, ...], value: str, note: str) -> str:
 def _delete(text: str, path: tuple[str, ...], comment: tuple[str, ...] = ()) -> str:
     """Remove the line of the one field at ``path`` (which must have it to itself), leaving the
     ``comment`` lines in its place, at its indentation."""
-    node = _one(text, path)
+    return _delete_field(text, _one(text, path), ".".join(path), comment)
+
+
+def _delete_field(text: str, node: _Field, label: str, comment: tuple[str, ...] = ()) -> str:
+    """Remove the lines of the field ``node`` (a value, or a message up to its closing bracket),
+    which must have them to itself, leaving the ``comment`` lines in their place."""
     line_start, line_end = _line_span(text, node.start, node.end)
     rest = text[node.end:line_end].strip().lstrip(",;").strip()
     if text[line_start:node.start].strip() or (rest and not rest.startswith("#")):
-        raise ValueError(f"template: {'.'.join(path)} shares its line with other fields")
+        raise ValueError(f"template: {label} shares its line with other fields")
     indent = text[line_start:node.start]
     replacement = "".join(f"{indent}# {line}\n" for line in comment)
     return text[:line_start] + replacement + text[line_end:]

@@ -42,12 +42,23 @@ def _pipeline_message():
         "Ssd": [("num_classes", 1, field.TYPE_INT32), ("image_resizer", 6, "ImageResizer")],
         "ImageResizer": [("fixed_shape_resizer", 2, "FixedShapeResizer")],
         "FixedShapeResizer": [("height", 1, field.TYPE_INT32), ("width", 2, field.TYPE_INT32)],
-        "TrainConfig": [("batch_size", 1, field.TYPE_UINT32), ("optimizer", 5, "Optimizer"),
+        "TrainConfig": [("batch_size", 1, field.TYPE_UINT32),
+                        ("data_augmentation_options", 2, "PreprocessingStep", True),
+                        ("optimizer", 5, "Optimizer"),
                         ("fine_tune_checkpoint", 7, field.TYPE_STRING),
                         ("num_steps", 9, field.TYPE_UINT32),
                         ("max_number_of_boxes", 20, field.TYPE_INT32),
                         ("unpad_groundtruth_tensors", 21, field.TYPE_BOOL),
                         ("fine_tune_checkpoint_type", 22, field.TYPE_STRING)],
+        "PreprocessingStep": [("random_horizontal_flip", 2, "RandomHorizontalFlip"),
+                              ("random_crop_image", 12, "RandomCropImage"),
+                              ("ssd_random_crop", 21, "SSDRandomCrop")],
+        "RandomHorizontalFlip": [("keypoint_flip_permutation", 1, field.TYPE_INT32, True)],
+        "RandomCropImage": [("min_aspect_ratio", 2, field.TYPE_FLOAT),
+                            ("max_aspect_ratio", 3, field.TYPE_FLOAT),
+                            ("min_area", 4, field.TYPE_FLOAT)],
+        "SSDRandomCrop": [("operations", 1, "SSDRandomCropOperation", True)],
+        "SSDRandomCropOperation": [("min_object_covered", 1, field.TYPE_FLOAT)],
         "Optimizer": [("momentum_optimizer", 2, "MomentumOptimizer"),
                       ("use_moving_average", 4, field.TYPE_BOOL)],
         "MomentumOptimizer": [("learning_rate", 1, "LearningRate"),
@@ -91,6 +102,16 @@ def parse(path):
     with open(path, encoding="utf-8") as handle:
         text_format.Parse(handle.read(), config, allow_unknown_field=True)
     return config
+
+
+def augmentations(config):
+    """The kind of each train_config.data_augmentation_options, in order."""
+    return [[field.name for field, _ in option.ListFields()]
+            for option in config.train_config.data_augmentation_options]
+
+
+def uncommented(text):
+    return re.sub(r"#.*", "", text)
 
 
 def make_run(root, name="run", train_shards=1, eval_shards=1, eval_images=2, objects=(2, 1, 0),
@@ -325,3 +346,85 @@ def test_glob_characters_in_the_run_folder_are_refused(tmp_path):
 def test_zoo_checkpoint_url():
     assert zoo_checkpoint_url(RESNET) == ("http://download.tensorflow.org/models/object_detection/"
                                           "tf2/20200711/ssd_resnet50_v1_fpn_640x640_coco17_tpu-8.tar.gz")
+
+
+FLIP_NOTE = ("# spatule_synth: random_horizontal_flip removed: --no_flip_classes={} "
+             "must never be mirrored")
+ZOO_FLIP = "  data_augmentation_options {\n    random_horizontal_flip {\n    }\n  }\n"
+
+
+@pytest.mark.parametrize("name", [RESNET, MOBILENET])
+def test_no_flip_classes_remove_the_horizontal_flip_only(tmp_path, name):
+    out = make_run(tmp_path / "runs")
+    workspace = str(tmp_path / "ws")
+    flipping = write_pipeline_config(name, str(out), workspace, LABEL_MAP, None, None, None)
+    flipping_text = open(flipping, encoding="utf-8").read()
+    flipping_config = parse(flipping)
+    # the same model folder, rewritten: the header is the same, so the texts compare whole
+    path = write_pipeline_config(name, str(out), workspace, LABEL_MAP, None, None, None,
+                                 no_flip_classes=("tag",))
+    assert path == flipping
+    text = open(path, encoding="utf-8").read()
+    config = parse(path)
+
+    assert augmentations(flipping_config) == [["random_horizontal_flip"], ["random_crop_image"]]
+    assert augmentations(config) == [["random_crop_image"]]
+    assert (config.train_config.data_augmentation_options[0]
+            == flipping_config.train_config.data_augmentation_options[1])  # same crop options
+    assert config.train_config.data_augmentation_options[0].random_crop_image.min_area == 0.75
+    assert "random_horizontal_flip" not in uncommented(text)
+    assert "random_horizontal_flip" in uncommented(flipping_text)
+    assert (uncommented(text).count("data_augmentation_options")
+            == uncommented(flipping_text).count("data_augmentation_options") - 1 == 1)
+    # the flip block and nothing else was replaced, by the comment, at its indentation
+    assert ZOO_FLIP in flipping_text
+    assert text == flipping_text.replace(ZOO_FLIP, "  " + FLIP_NOTE.format("tag") + "\n")
+    # what the rest of the module fills in is unchanged
+    assert config.model.ssd.num_classes == 2
+    assert (config.train_config.max_number_of_boxes
+            == flipping_config.train_config.max_number_of_boxes)
+
+
+def test_flip_options_with_settings_and_comments_are_removed_whole(tmp_path, monkeypatch):
+    with open(os.path.join(TEMPLATE_DIR, f"{RESNET}.config"), encoding="utf-8") as handle:
+        template = handle.read()
+    assert ZOO_FLIP in template
+    augmentation = (
+        "  data_augmentation_options {\n"
+        "    random_horizontal_flip {  # mirrors boxes } and keypoints {\n"
+        "      keypoint_flip_permutation: 1\n"
+        "      keypoint_flip_permutation: 0\n"
+        "      # probability: 0.5 }\n"
+        "    }\n"
+        "  }\n"
+        "  data_augmentation_options {\n"
+        "    ssd_random_crop {\n"
+        "      operations { min_object_covered: 0.1 }  # random_horizontal_flip { } in a comment\n"
+        "    }\n"
+        "  }\n"
+        "  data_augmentation_options { random_horizontal_flip { } }\n")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / f"{RESNET}.config").write_text(template.replace(ZOO_FLIP, augmentation))
+    monkeypatch.setattr("spatule_synth.pipeline_config.TEMPLATE_DIR", str(templates))
+    out = make_run(tmp_path / "runs")
+
+    flipping = parse(write_pipeline_config(RESNET, str(out), str(tmp_path / "ws"), LABEL_MAP,
+                                           None, None, None, model_name="flip"))
+    assert augmentations(flipping) == [["random_horizontal_flip"], ["ssd_random_crop"],
+                                       ["random_horizontal_flip"], ["random_crop_image"]]
+    assert list(flipping.train_config.data_augmentation_options[0]
+                .random_horizontal_flip.keypoint_flip_permutation) == [1, 0]
+
+    path = write_pipeline_config(RESNET, str(out), str(tmp_path / "ws"), LABEL_MAP, None, None,
+                                 None, model_name="no_flip", no_flip_classes=("tag", "ring"))
+    config = parse(path)
+    assert augmentations(config) == [["ssd_random_crop"], ["random_crop_image"]]
+    (operation,) = config.train_config.data_augmentation_options[0].ssd_random_crop.operations
+    assert operation.min_object_covered == pytest.approx(0.1)
+    text = open(path, encoding="utf-8").read()
+    assert "random_horizontal_flip" not in uncommented(text)
+    assert "keypoint_flip_permutation" not in text and "mirrors boxes" not in text
+    assert text.count(FLIP_NOTE.format("tag,ring")) == 2
+    assert ("      operations { min_object_covered: 0.1 }  # random_horizontal_flip { } in a comment\n"
+            in text)  # the crop's line, comment included, as in the template
