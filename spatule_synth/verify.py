@@ -13,8 +13,11 @@ Checks, each counted per item and reported with the first failures by name:
                      equals the example's bytes; no image on disk lacks an example;
 * ``xml``            (generate) every XML parses, matches its image's size, and holds the
                      example's objects (class, box rounded outwards, truncated);
-* ``split``          (generate) train and eval identities are disjoint, and every object of an
-                     image comes from a cutout of its own split;
+* ``split``          (generate) train and eval identities are disjoint; so are their background
+                     photos, by path and by content (sha256: a copy under another name is the same
+                     photo), unless the run was made with ``--share_backgrounds`` (then a note);
+                     every object of an image comes from a cutout of its own split, and its
+                     background from a photo of its own split;
 * ``masks``          (when written) every instance mask PNG, and every mask in the records, has
                      exactly the example's objects with the example's boxes;
 * ``leak audit``     (generate, source photos still on disk) cutouts of eval that look like a
@@ -22,13 +25,15 @@ Checks, each counted per item and reported with the first failures by name:
                      twice) are *reported*, not failed: with ``--identity=image`` they are the
                      leak ``--identity=auto`` or ``regex`` would have prevented.
 
-`verify_output` returns a `VerifyReport`; the command prints its table and exits 1 on any failure.
+`verify_output` returns a `VerifyReport`; the command prints its table (failures, then warnings and
+notes) and exits 1 on any failure.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -51,6 +56,7 @@ class Check:
     passed: int = 0
     failures: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)  # reported, not failed
+    notes: list[str] = dataclasses.field(default_factory=list)  # why a pass is a pass
 
     def ok(self, count: int = 1) -> None:
         self.passed += count
@@ -60,6 +66,9 @@ class Check:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
 
 
 @dataclasses.dataclass
@@ -85,6 +94,7 @@ class VerifyReport:
             lines += [f"      warning: {message}" for message in check.warnings[:MAX_LISTED]]
             if len(check.warnings) > MAX_LISTED:
                 lines.append(f"      ... and {len(check.warnings) - MAX_LISTED} more warnings")
+            lines += [f"      note: {message}" for message in check.notes]
         lines.append("verify: FAILED" if self.failed else "verify: all checks passed")
         return "\n".join(lines)
 
@@ -269,6 +279,8 @@ def _check_xml(path: str, example: _Example, check: Check) -> None:
 
 
 def _check_split(manifest: dict, check: Check) -> None:
+    """Train and eval keep apart: identities, background photos (`_check_background_photos`), and
+    each image's cutouts and background come from its own split."""
     splits = manifest.get("splits", {})
     identities = {split: set(splits.get(split, {}).get("identities", [])) for split in SPLITS}
     shared = sorted(identities["train"] & identities["eval"])
@@ -277,15 +289,76 @@ def _check_split(manifest: dict, check: Check) -> None:
                    + (f" and {len(shared) - MAX_LISTED} more" if len(shared) > MAX_LISTED else ""))
     else:
         check.ok()
+    backgrounds = {split: {os.path.realpath(p): p for p in splits.get(split, {}).get("backgrounds", [])}
+                   for split in SPLITS}
+    _check_background_photos(manifest, backgrounds, check)
     for split in SPLITS:
         allowed = set(splits.get(split, {}).get("cutouts", []))
+        other = "eval" if split == "train" else "train"
         for image in manifest.get("images", {}).get(split, []):
+            where = f"images/{split}/{image['name']}.jpg"
             foreign = [o["cutout"] for o in image["objects"] if o["cutout"] not in allowed]
             if foreign:
-                check.fail(f"images/{split}/{image['name']}.jpg: objects from cutouts of the other "
-                           f"split: {', '.join(foreign)}")
-            else:
+                check.fail(f"{where}: objects from cutouts of the other split: {', '.join(foreign)}")
+            background = image["background"]["file"]
+            own = os.path.realpath(background) in backgrounds[split]
+            if not own:
+                listed = (f"listed for {other}" if os.path.realpath(background) in backgrounds[other]
+                          else "listed for neither split")
+                check.fail(f"{where}: background {background} is not one of {split}'s background "
+                           f"photos ({listed})")
+            if own and not foreign:
                 check.ok()
+
+
+def _check_background_photos(manifest: dict, backgrounds: dict[str, dict[str, str]],
+                             check: Check) -> None:
+    """Train and eval crop different photos, unless the run was made with ``--share_backgrounds``:
+    no photo of eval is one of train, by path (``os.path.realpath``) or by content (sha256 of the
+    file: a copy under another name or in another folder is the same photo). ``backgrounds`` maps
+    each split's real paths to the paths the manifest lists."""
+    if manifest.get("config", {}).get("share_backgrounds", False):
+        check.note("train and eval crop the same background photos: the run was made with "
+                   "--share_backgrounds")
+        check.ok()
+        return
+    digests: dict[str, str | None] = {}
+    for split in SPLITS:
+        for real in backgrounds[split]:
+            if real not in digests:
+                digests[real] = _sha256(real)
+    gone = sorted(backgrounds["train"].get(real) or backgrounds["eval"][real]
+                  for real, digest in digests.items() if digest is None)
+    if gone:
+        check.warn(f"{len(gone)} background photos are gone or unreadable (e.g. {gone[0]}): compared "
+                   "with the other split by path only, not by content")
+    train_by_digest: dict[str, list[str]] = collections.defaultdict(list)
+    for real, path in backgrounds["train"].items():
+        if digests[real] is not None:
+            train_by_digest[digests[real]].append(path)
+    shared = []
+    for real, path in backgrounds["eval"].items():
+        if real in backgrounds["train"]:
+            shared.append((backgrounds["train"][real], path, "the same file"))
+        elif digests[real] is not None:
+            shared += [(train, path, f"the same photo by content (sha256 {digests[real][:12]}...)")
+                       for train in train_by_digest.get(digests[real], [])]
+    for train, evaluation, how in shared:
+        check.fail(f"train background {train} and eval background {evaluation} are {how}, and the "
+                   "run was not made with --share_backgrounds: eval images would crop the same photo "
+                   "as train, so eval measures memorised backgrounds; regenerate the run, or run with "
+                   "--share_backgrounds if that was intended")
+    if not shared:
+        check.ok()
+
+
+def _sha256(path: str) -> str | None:
+    """The file's sha256 (hex), or None if it is gone or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _check_masks(output_dir: str, examples: list[_Example], check: Check) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -25,6 +26,14 @@ def failures(out):
     return {name: check.failures for name, check in report.checks.items() if check.failures}
 
 
+def edit_manifest(out, change):
+    """Re-write ``out``/manifest.json with ``change(manifest)`` applied; returns the manifest."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    change(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
 def rewrite_records(path, change):
     """Re-write a record file with ``change(list_of_records)`` applied."""
     records = change(list(read_records([str(path)])))
@@ -38,6 +47,8 @@ def test_fresh_output_passes(output):
     assert not report.failed, report.table()
     assert report.checks["images"].passed == 20 and report.checks["xml"].passed == 20
     assert report.table().endswith("verify: all checks passed")
+    split = report.checks["split"]  # backgrounds checked by path and content: disjoint, nothing to say
+    assert split.passed == 2 + 20 and not split.warnings and not split.notes
 
 
 def test_box_out_of_range_is_named(output):
@@ -68,6 +79,95 @@ def test_identity_in_both_splits_is_named(output):
     manifest["splits"]["eval"]["identities"].append(leaked)
     (output / "manifest.json").write_text(json.dumps(manifest))
     assert failures(output)["split"] == [f"identities in both train and eval: {leaked}"]
+
+
+WHY = ("eval images would crop the same photo as train, so eval measures memorised backgrounds; "
+       "regenerate the run, or run with --share_backgrounds if that was intended")
+
+
+def use_in_eval(background):
+    """A manifest change: eval lists ``background`` too, and its first image crops it."""
+    def change(manifest):
+        manifest["splits"]["eval"]["backgrounds"].append(background)
+        manifest["images"]["eval"][0]["background"]["file"] = background
+    return change
+
+
+def share_backgrounds(flag):
+    def change(manifest):
+        manifest["config"]["share_backgrounds"] = flag
+    return change
+
+
+def test_background_photo_in_both_splits_fails(output):
+    manifest = json.loads((output / "manifest.json").read_text())
+    train = manifest["splits"]["train"]["backgrounds"][0]
+    edit_manifest(output, use_in_eval(train))
+    found = failures(output)
+    assert found == {"split": [f"train background {train} and eval background {train} are the same "
+                               f"file, and the run was not made with --share_backgrounds: {WHY}"]}
+    edit_manifest(output, share_backgrounds(True))  # sharing asked for: a note, no failure
+    report = verify_output(str(output))
+    assert not report.failed, report.table()
+    assert "note: train and eval crop the same background photos: the run was made with " \
+           "--share_backgrounds" in report.table()
+
+
+def test_copy_of_a_train_background_under_another_name_fails_by_content(output, tmp_path):
+    manifest = json.loads((output / "manifest.json").read_text())
+    train = manifest["splits"]["train"]["backgrounds"][0]
+    copy = tmp_path / "elsewhere" / "renamed.jpg"
+    copy.parent.mkdir()
+    shutil.copyfile(train, copy)
+    edit_manifest(output, use_in_eval(str(copy)))
+    [message] = failures(output)["split"]
+    assert message.startswith(f"train background {train} and eval background {copy} are the same "
+                              "photo by content (sha256 ")
+    assert message.endswith(WHY)
+    edit_manifest(output, share_backgrounds(True))
+    assert failures(output) == {}
+
+
+def test_shared_run_passes_and_fails_once_its_flag_is_removed(inputs):
+    out = inputs / "shared"
+    run_generate(config_for(inputs, out, num_images=20, share_backgrounds=True))
+    report = verify_output(str(out))
+    assert not report.failed, report.table()
+    assert report.checks["split"].notes
+    manifest = edit_manifest(out, share_backgrounds(False))  # backgrounds shared, the flag gone
+    photos = manifest["splits"]["train"]["backgrounds"]
+    assert sorted(photos) == sorted(manifest["splits"]["eval"]["backgrounds"]) and len(photos) == 6
+    found = failures(out)
+    assert list(found) == ["split"]
+    assert sorted(found["split"]) == sorted(f"train background {photo} and eval background {photo} are the "
+                                            f"same file, and the run was not made with --share_backgrounds: "
+                                            f"{WHY}" for photo in photos)
+    done = run("--mode=verify", f"--output_dir={out}")
+    assert done.returncode == 1 and "verify: FAILED" in done.stdout
+    assert f"train background {photos[0]} and eval background {photos[0]} are the same file" in done.stdout
+
+
+def test_image_on_a_background_of_the_other_split_fails(output):
+    manifest = json.loads((output / "manifest.json").read_text())
+    train = manifest["splits"]["train"]["backgrounds"][0]
+    name = manifest["images"]["eval"][0]["name"]
+
+    def crop_train_photo(manifest):
+        manifest["images"]["eval"][0]["background"]["file"] = train
+    edit_manifest(output, crop_train_photo)
+    assert failures(output) == {"split": [f"images/eval/{name}.jpg: background {train} is not one of "
+                                          "eval's background photos (listed for train)"]}
+
+
+def test_missing_background_photo_is_a_warning(output):
+    manifest = json.loads((output / "manifest.json").read_text())
+    gone = manifest["splits"]["eval"]["backgrounds"][0]
+    os.unlink(gone)
+    report = verify_output(str(output))
+    assert not report.failed, report.table()
+    assert report.checks["split"].warnings == [
+        f"1 background photos are gone or unreadable (e.g. {gone}): compared with the other split by "
+        "path only, not by content"]
 
 
 def test_duplicate_source_id_is_named(output):
@@ -148,8 +248,10 @@ def test_identity_auto_keeps_a_rephotographed_tag_in_one_split_and_verify_report
     by_photo = tmp_path / "by_photo"
     run_generate(config_for(tmp_path, by_photo, num_images=20, identity="image", eval_fraction=0.4))
     manifest = json.loads((by_photo / "manifest.json").read_text())
-    eval_codes = {os.path.basename(i).split("_")[0] for i in manifest["splits"]["eval"]["identities"]}
-    train_codes = {os.path.basename(i).split("_")[0] for i in manifest["splits"]["train"]["identities"]}
+    def codes_of(split):
+        return {os.path.basename(s["file"]).split("_")[0]
+                for s in manifest["splits"][split]["cutout_sources"].values()}
+    eval_codes, train_codes = codes_of("eval"), codes_of("train")
     leak = verify_output(str(by_photo)).checks["leak audit"]
     assert eval_codes & train_codes  # a split by photo put a tag on both sides: verify says so
     assert leak.warnings and all("looks like train cutout" in w for w in leak.warnings)
