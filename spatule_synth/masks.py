@@ -1,9 +1,10 @@
 """Masks for box-only labels: the whole box, GrabCut, or the user's own segmentation model.
 
-`refine_mask` returns a ``uint8`` mask (255 = object, 0 = background) covering exactly the integer
-box, ``mask.shape == (box_height, box_width)``, as `spatule_synth.annotations` expects. A box with
-fractional edges is first rounded outwards (`Box.voc_ints`), so no labelled pixel is lost; it
-must lie inside the photo (the read stage clips boxes before asking for masks).
+`refine_mask` returns a `RefinedMask`: a ``uint8`` mask (255 = object, 0 = background) covering
+exactly the integer box, ``mask.shape == (box_height, box_width)``, as `spatule_synth.annotations`
+expects, and why it fell back to the whole box, if it did. A box with fractional edges is first
+rounded outwards (`Box.voc_ints`), so no labelled pixel is lost; it must lie inside the photo (the
+read stage clips boxes before asking for masks).
 
 Methods (`MASK_METHODS`):
 
@@ -24,12 +25,22 @@ Methods (`MASK_METHODS`):
 * ``"model"``: a segmentation model the user trained, loaded once by `load_mask_model`; see
   "Model contract" below.
 
-Fallback: when a method cannot give a believable mask, the full box is returned and
-``RefinedMask.used_fallback`` is True so the caller can count it. GrabCut falls back on boxes
-narrower or lower than `MIN_GRABCUT_SIDE` px, on a box covering the whole photo (no background to
-learn from), on an OpenCV error, and when less than `MIN_FOREGROUND_FRACTION` of the box is left
-(a box drawn around an object is never that empty: GrabCut collapsed). The model falls back when
-less than `MIN_FOREGROUND_FRACTION` of the box is foreground.
+Fallback: when a method cannot give a mask that agrees with the human box, the full box is
+returned and ``RefinedMask.fallback_reason`` says why, in words that read after ``--mask=grabcut``
+(``used_fallback`` is True) so the caller can report it. The label box made from a mask is the
+mask's bounding box, so a mask is only kept when:
+
+* its bounding box reaches every side of the box within `BOX_AGREEMENT_PX` px (measured from the
+  box as given, fractional edges included: the mask is over the integer box `integer_box`, pixel
+  column ``i`` of the mask is photo column ``x0 + i``), reason "its mask misses the box's left side
+  by 7 px"; and
+* it covers at least `MIN_BOX_SHARE` of the integer box, reason "its mask covers 9% of the box";
+  an empty mask is "found no object in the box".
+
+GrabCut also falls back on boxes narrower or lower than `MIN_GRABCUT_SIDE` px, on a box covering
+the whole photo (no background to learn from) and on an OpenCV error. A fallback never makes a
+wrong label: the whole box gives back the human box (rounded outwards to whole pixels); it only
+pastes some background along with the object.
 
 Model contract (``"model"``):
 
@@ -73,7 +84,15 @@ MIN_GRABCUT_SIDE = 8  # boxes narrower or lower than this get the full box
 GRABCUT_ITERATIONS = 5
 GRABCUT_MAX_SIDE = 512  # crops longer than this are shrunk for GrabCut
 GRABCUT_SEED = 0
-MIN_FOREGROUND_FRACTION = 0.05  # less foreground than this in the box: fall back to the full box
+# The mask's bounding box is the label box: it must reach each side of the human box within this.
+BOX_AGREEMENT_PX = 2
+# Least share of the box the mask must cover. Compact objects (the tags this project is for, and
+# most objects) fill well over a third of their box: an ellipse pi/4, a triangle 1/2, a thick ring
+# about 0.6. A mask that touches all four sides yet covers less than 15% is mostly GrabCut keeping
+# an outline or a sliver (a 2-px frame in a 60-px box covers 13%); the thinnest real objects it
+# refuses are diagonal sticks thinner than about a tenth of their length (share ~1.4 x thickness /
+# length), which then get the whole box: a fallback is never a wrong label, a sliver is.
+MIN_BOX_SHARE = 0.15
 MIN_COMPONENT_FRACTION = 0.1  # GrabCut components smaller than this x the largest are dropped
 DEFAULT_MODEL_SIZE = 256
 LOGIT_TOLERANCE = 1e-3
@@ -83,10 +102,17 @@ IntBox = tuple[int, int, int, int]  # (x0, y0, x1, y1) whole-pixel edges, exclus
 
 
 class RefinedMask(NamedTuple):
-    """A mask over the integer box and whether it is the full-box fallback."""
+    """A mask over the integer box and, when it is the full-box fallback, why (module docstring).
+
+    Unpacked as ``mask, fell_back = refine_mask(...)``, ``if fell_back:`` tests for a fallback.
+    """
 
     mask: np.ndarray  # uint8 (box height, box width), 255 = object
-    used_fallback: bool
+    fallback_reason: str | None  # e.g. "its mask covers 9% of the box"; None: the mask is kept
+
+    @property
+    def used_fallback(self) -> bool:
+        return self.fallback_reason is not None
 
 
 class MaskModelError(ValueError):
@@ -133,7 +159,7 @@ def refine_mask(pixels: np.ndarray, box: Box, method: str,
     x0, y0, x1, y1 = integer_box(box, width, height)
     full = np.full((y1 - y0, x1 - x0), 255, np.uint8)
     if method == "box":
-        return RefinedMask(full, False)
+        return RefinedMask(full, None)
     window = context_window((x0, y0, x1, y1), width, height)
     cx0, cy0, cx1, cy1 = window
     crop = np.ascontiguousarray(pixels[cy0:cy1, cx0:cx1])
@@ -142,12 +168,39 @@ def refine_mask(pixels: np.ndarray, box: Box, method: str,
         foreground = grabcut_foreground(crop, inner)
     else:
         foreground = _model_foreground(model, crop)
-    if foreground is None:
-        return RefinedMask(full, True)
+    if isinstance(foreground, str):
+        return RefinedMask(full, foreground)
     in_box = foreground[inner[1]:inner[3], inner[0]:inner[2]]
-    if in_box.sum() < MIN_FOREGROUND_FRACTION * in_box.size:
-        return RefinedMask(full, True)
-    return RefinedMask(np.ascontiguousarray(in_box.astype(np.uint8) * 255), False)
+    reason = disagreement(in_box, box, (x0, y0, x1, y1))
+    if reason is not None:
+        return RefinedMask(full, reason)
+    return RefinedMask(np.ascontiguousarray(in_box.astype(np.uint8) * 255), None)
+
+
+def disagreement(in_box: np.ndarray, box: Box, int_box: IntBox) -> str | None:
+    """Why the mask ``in_box`` (bool, over ``int_box``, the integer box of ``box``) cannot give
+    ``box`` back as its bounding box, or None when it can (module docstring)."""
+    rows, cols = np.flatnonzero(in_box.any(axis=1)), np.flatnonzero(in_box.any(axis=0))
+    if not cols.size:
+        return "found no object in the box"
+    x0, y0, _, _ = int_box
+    # Pixel edges of the mask's bounding box in the photo, against the box as the human drew it.
+    misses = {"left": x0 + cols[0] - box.xmin, "top": y0 + rows[0] - box.ymin,
+              "right": box.xmax - (x0 + cols[-1] + 1), "bottom": box.ymax - (y0 + rows[-1] + 1)}
+    far = [f"{side} by {distance:g} px" for side, distance in misses.items() if distance > BOX_AGREEMENT_PX]
+    if far:  # "its mask misses the box's left side by 7 px", "... top side by 9 px and right by 3 px"
+        far[0] = far[0].replace(" by ", " side by ", 1)
+        listed = far[0] if len(far) == 1 else ", ".join(far[:-1]) + " and " + far[-1]
+        return f"its mask misses the box's {listed}"
+    share = np.count_nonzero(in_box) / in_box.size
+    if share < MIN_BOX_SHARE:
+        return f"its mask covers {_percent(share)} of the box (at least {_percent(MIN_BOX_SHARE)} needed)"
+    return None
+
+
+def _percent(share: float) -> str:
+    """``share`` as a whole percentage, never rounded up to the limit it failed (14.9% -> 14%)."""
+    return f"{math.floor(share * 100 + 1e-9)}%"
 
 
 def integer_box(box: Box, width: int, height: int) -> IntBox:
@@ -165,15 +218,15 @@ def context_window(box: IntBox, width: int, height: int) -> IntBox:
     return max(0, x0 - margin), max(0, y0 - margin), min(width, x1 + margin), min(height, y1 + margin)
 
 
-def grabcut_foreground(crop: np.ndarray, inner: IntBox) -> np.ndarray | None:
-    """GrabCut's cleaned foreground (bool, crop-sized) for the box ``inner`` of ``crop``; None if
-    GrabCut cannot run (box too small, no background around it, OpenCV error)."""
+def grabcut_foreground(crop: np.ndarray, inner: IntBox) -> np.ndarray | str:
+    """GrabCut's cleaned foreground (bool, crop-sized) for the box ``inner`` of ``crop``; or, when
+    GrabCut cannot run, why (box too small, no background around it, OpenCV error)."""
     x0, y0, x1, y1 = inner
     crop_height, crop_width = crop.shape[:2]
     if min(x1 - x0, y1 - y0) < MIN_GRABCUT_SIDE:
-        return None
+        return f"cannot refine a box narrower or lower than {MIN_GRABCUT_SIDE} px"
     if (x0, y0, x1, y1) == (0, 0, crop_width, crop_height):
-        return None  # the box is the whole photo: nothing to learn the background from
+        return "has no background to learn from: the box covers the whole photo"
     scale = min(1.0, GRABCUT_MAX_SIDE / max(crop_height, crop_width))
     small, rect = crop, (x0, y0, x1 - x0, y1 - y0)
     if scale < 1.0:
@@ -185,8 +238,8 @@ def grabcut_foreground(crop: np.ndarray, inner: IntBox) -> np.ndarray | None:
     try:
         cv2.grabCut(small, labels, rect, np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64),
                     GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
-    except cv2.error:
-        return None
+    except cv2.error as error:
+        return f"stopped on an OpenCV error ({_first_line(error)})"
     foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     if scale < 1.0:
         grown = cv2.resize(foreground.astype(np.uint8) * 255, (crop_width, crop_height),
@@ -196,6 +249,11 @@ def grabcut_foreground(crop: np.ndarray, inner: IntBox) -> np.ndarray | None:
         outside[y0:y1, x0:x1] = False
         foreground[outside] = False  # the box rectangle is exact at full size
     return _without_speckles(foreground)
+
+
+def _first_line(error: Exception) -> str:
+    text = getattr(error, "err", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _scaled_rect(inner: IntBox, scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -18,12 +18,24 @@ Which photos: one per PNG of ``SegmentationObject/`` (sorted by name), not the l
 own splits. Photos of ``JPEGImages/`` without an instance PNG (most of VOC: only boxes) are
 ignored here without a message; read them with the labelImg/VOC reader if wanted.
 
-Objects: object k gets the mask ``png == k`` (via `tight_masked_object`: 255 inside, box = its
-tight bounds), the class ``<name>`` of the k-th ``<object>``, and its ``truncated``/``difficult``
-flags; ``object_index`` is ``k - 1``, the 0-based position of the ``<object>`` as elsewhere. The
-XML's ``<bndbox>`` is not used (the mask gives the box), so an object whose box is unreadable keeps
-its mask. Void pixels belong to no object: masks are therefore slightly *inside* the true outline
-(VOC's void band is about 5 px wide, centred on it), as in VOC's own evaluation.
+Objects: object k gets the mask ``png == k`` plus the void pixels inside its ``<bndbox>`` (via
+`tight_masked_object`: 255 inside, box = its tight bounds), the class ``<name>`` of the k-th
+``<object>``, and its ``truncated``/``difficult`` flags; ``object_index`` is ``k - 1``, the 0-based
+position of the ``<object>`` as elsewhere.
+
+Void: VOC's void band is about 5 px wide and centred on every outline, so ``png == k`` alone stops
+2-3 px *inside* the object's real edge (and a label box made from it would be that much too small).
+A void pixel inside an object's ``<bndbox>`` is therefore given to that object; one inside the
+boxes of several objects goes to each of them (the cut-out stage then gives a pixel claimed by
+several objects to the smallest: `spatule_synth.cutouts`). Void pixels outside every box belong to
+no object. Only objects with pixels of their own get void pixels, and the ``<bndbox>`` is used for
+nothing else (the mask gives the box): an object whose box is unreadable keeps its own pixels,
+without void. Which pixels a ``<bndbox>`` holds (`bndbox_pixels`): VOC writes 1-based inclusive
+pixel indices, so ``xmin..xmax`` are the 0-based columns ``xmin - 1 .. xmax - 1``; that range also
+holds every column of the same numbers read as pixel edges (``xmin .. xmax - 1``, the convention of
+labelImg, the OD API and `spatule_synth.boxes`, used by some exporters of this format), so a file
+of either convention loses no void pixel of its objects (at worst one extra column or row of void on
+the left or top). Fractional coordinates give every column either reading holds.
 
 Problems (reported to the `ProblemLog`, see `spatule_synth.problems`): an ``<object>`` with no
 pixel in the PNG, or without ``<name>``, and pixel values with no ``<object>`` are objects without
@@ -38,6 +50,7 @@ another input). The declared size is the PNG's, which must be the displayed phot
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -47,6 +60,7 @@ from PIL import Image
 
 from spatule_synth.annotations import AnnotatedImage, AnnotatedObject, LostObject, tight_masked_object, \
     unusable
+from spatule_synth.boxes import Box
 from spatule_synth.images import ImageReadError, displayed_size
 from spatule_synth.labelimg import InputDirError, images_by_key, is_voc_xml, list_dir, stem_key
 from spatule_synth.problems import Problem, ProblemLog
@@ -200,6 +214,7 @@ def _annotated(png: str, xml: str, image_path: str, annotation: VocAnnotation,
     by_position = {obj.position: obj for obj in annotation.objects}
     count = len(by_position) + len(unnamed)
     pixels = np.bincount(indices.ravel(), minlength=256)
+    void = indices == VOID if pixels[VOID] else None
     objects: list[AnnotatedObject] = []
     lost: list[LostObject] = []
 
@@ -222,7 +237,13 @@ def _annotated(png: str, xml: str, image_path: str, annotation: VocAnnotation,
             continue
         flags = dict(truncated=obj.truncated, difficult=obj.difficult, pose=obj.pose) \
             if obj is not None else {}
-        kept = tight_masked_object(name, indices == value, index, **flags) if pixels[value] else None
+        kept = None
+        if pixels[value]:
+            mask = indices == value
+            if void is not None and obj is not None:
+                rows, cols = bndbox_pixels(obj.box, indices.shape[1], indices.shape[0])
+                mask[rows, cols] |= void[rows, cols]
+            kept = tight_masked_object(name, mask, index, **flags)
         if kept is None:
             lose("mask_invalid", png, f"no pixel has value {value}, the number of this <object> of "
                  f"{os.path.basename(xml)}", index, name)
@@ -238,3 +259,14 @@ def _annotated(png: str, xml: str, image_path: str, annotation: VocAnnotation,
     # The PNG, checked to cover the decoded photo as displayed, is the frame of the masks.
     height, width = indices.shape
     return AnnotatedImage(image_path, xml, tuple(objects), (width, height), tuple(lost))
+
+
+def bndbox_pixels(box: Box, width: int, height: int) -> tuple[slice, slice]:
+    """``(rows, cols)``: the pixels of a ``width x height`` PNG inside a ``<bndbox>`` as `read_voc`
+    returns it (its numbers unchanged), in either convention (module docstring): 0-based columns
+    ``ceil(xmin) - 1 .. ceil(xmax) - 1``, i.e. ``xmin - 1 .. xmax - 1`` for integers; the same for
+    rows; clipped to the PNG."""
+    def span(low: float, high: float, size: int) -> slice:
+        return slice(min(size, max(0, math.ceil(low) - 1)), max(0, min(size, math.ceil(high))))
+
+    return span(box.ymin, box.ymax, height), span(box.xmin, box.xmax, width)

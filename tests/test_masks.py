@@ -1,10 +1,12 @@
+import re
+
 import cv2
 import numpy as np
 import pytest
 
 from spatule_synth.boxes import Box
-from spatule_synth.masks import GRABCUT_MAX_SIDE, MaskModel, MaskModelError, context_window, \
-    load_mask_model, refine_mask
+from spatule_synth.masks import BOX_AGREEMENT_PX, GRABCUT_MAX_SIDE, MIN_BOX_SHARE, MaskModel, \
+    MaskModelError, RefinedMask, context_window, grabcut_foreground, load_mask_model, refine_mask
 
 # Keras 3 itself triggers this NumPy 2 warning when saving a model.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -72,8 +74,22 @@ def test_grabcut_recovers_a_synthetic_object(shape, seed):
     assert iou(mask, crop_of(truth, box)) >= 0.8
 
 
+def grabcut_in_box(pixels, box):
+    """GrabCut's own foreground over the integer box, before refine_mask judges it."""
+    height, width = pixels.shape[:2]
+    x0, y0, x1, y1 = box.voc_ints()
+    cx0, cy0, cx1, cy1 = context_window((x0, y0, x1, y1), width, height)
+    foreground = grabcut_foreground(np.ascontiguousarray(pixels[cy0:cy1, cx0:cx1]),
+                                    (x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0))
+    return foreground[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
+
+
 @pytest.mark.parametrize("shape,seed", [("ellipse", 0), ("polygon", 1)])
-def test_grabcut_two_tone_object_on_a_background_of_every_colour(shape, seed):
+def test_grabcut_two_tone_object_loses_its_tips_so_the_box_is_kept(shape, seed):
+    """Yellow/blue stripes on blocks of every colour: GrabCut gets most of the object (IoU >= 0.8)
+    but drops whole stripes at its top or bottom tip, so its mask's box would be short of the
+    tight box by more than BOX_AGREEMENT_PX: the whole box is used, and the reason names the side
+    (checked against the true shape: those rows hold object pixels the mask lacks)."""
     rng = np.random.default_rng(seed)
     blocks = rng.integers(0, 256, size=(35, 41, 3)).astype(np.uint8)
     pixels = cv2.resize(blocks, (240, 200), interpolation=cv2.INTER_NEAREST)
@@ -84,9 +100,20 @@ def test_grabcut_two_tone_object_on_a_background_of_every_colour(shape, seed):
     pixels[truth] = np.clip(stripes + rng.normal(0, 10, pixels.shape), 0, 255).astype(np.uint8)[truth]
     rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
     box = Box(cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-    mask, used_fallback = refine_mask(pixels, box, "grabcut")
-    assert not used_fallback
-    assert iou(mask, crop_of(truth, box)) >= 0.8
+    grabbed = grabcut_in_box(pixels, box)
+    assert iou(grabbed.astype(np.uint8) * 255, crop_of(truth, box)) >= 0.8
+    mask, reason = refine_mask(pixels, box, "grabcut")
+    assert (mask == 255).all() and mask.shape == (box.height, box.width)
+    named = re.findall(r"(top|bottom)(?: side)? by (\d+) px", reason)
+    assert reason.startswith("its mask misses the box's ") and named
+    in_truth = crop_of(truth, box)
+    for side, distance in named:
+        band = slice(0, int(distance)) if side == "top" else slice(-int(distance), None)
+        assert int(distance) > BOX_AGREEMENT_PX
+        assert in_truth[band].any(axis=1).all()  # the object is in every missed row...
+        assert not grabbed[band].any()  # ...and GrabCut kept none of them
+        next_row = int(distance) if side == "top" else -int(distance) - 1
+        assert grabbed[next_row].any()  # the distance is exact: the mask starts on the next row
 
 
 def test_grabcut_object_touching_the_photo_edge():
@@ -124,14 +151,16 @@ def test_box_method_is_the_full_box_and_fractional_boxes_round_outwards():
 @pytest.mark.parametrize("box", [Box(50, 50, 57, 90), Box(50, 50, 90, 55)])
 def test_tiny_box_falls_back_to_the_full_box(box):
     pixels, _, _ = scene()
-    mask, used_fallback = refine_mask(pixels, box, "grabcut")
-    assert used_fallback and (mask == 255).all() and mask.shape == (box.height, box.width)
+    mask, reason = refine_mask(pixels, box, "grabcut")
+    assert (mask == 255).all() and mask.shape == (box.height, box.width)
+    assert reason == "cannot refine a box narrower or lower than 8 px"
 
 
 def test_box_covering_the_whole_photo_falls_back():
     pixels, _, _ = scene(size=(80, 60), radius=20)
-    mask, used_fallback = refine_mask(pixels, Box(0, 0, 80, 60), "grabcut")
-    assert used_fallback and mask.shape == (60, 80) and (mask == 255).all()
+    mask, reason = refine_mask(pixels, Box(0, 0, 80, 60), "grabcut")
+    assert mask.shape == (60, 80) and (mask == 255).all()
+    assert reason == "has no background to learn from: the box covers the whole photo"
 
 
 def test_box_outside_the_photo_or_unknown_method_is_refused():
@@ -187,8 +216,9 @@ def test_model_breaking_the_contract_is_named():
 
 def test_model_seeing_nothing_falls_back():
     pixels, _, box = scene()
-    mask, used_fallback = refine_mask(pixels, box, "model", fake_model(lambda b: np.zeros((1, 64, 64))))
-    assert used_fallback and (mask == 255).all()
+    refined = refine_mask(pixels, box, "model", fake_model(lambda b: np.zeros((1, 64, 64))))
+    assert (refined.mask == 255).all() and refined.used_fallback
+    assert refined.fallback_reason == "found no object in the box"
 
 
 REDNESS_WEIGHTS = [np.array([20.0, -10.0, -10.0]).reshape(1, 1, 3, 1), np.array([-3.0])]
@@ -250,3 +280,136 @@ def test_folder_that_is_not_a_saved_model(keras, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MaskModelError, match="cannot load SavedModel"):
         load_mask_model(str(tmp_path / "empty"))
+
+
+# --- a kept mask gives the human box back: every side within BOX_AGREEMENT_PX, MIN_BOX_SHARE covered --
+
+def flat_photo(width=200, height=160, seed=0):
+    """A flat grey-green photo with faint noise: nothing in it stands out."""
+    rng = np.random.default_rng(seed)
+    flat = np.full((height, width, 3), (120, 130, 125)) + rng.normal(0, 4, (height, width, 3))
+    return np.clip(flat, 0, 255).astype(np.uint8)
+
+
+def bounds(solid):
+    """(x0, y0, x1, y1) pixel edges of the True pixels of ``solid``."""
+    rows, cols = np.flatnonzero(solid.any(axis=1)), np.flatnonzero(solid.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def test_grabcut_sliver_at_one_side_of_a_flat_box_falls_back_naming_the_sides():
+    """A box around a flat area with one small red blob at its left side (a tag whose characters
+    GrabCut cannot see): GrabCut keeps only the blob, whose box would miss the top, right and
+    bottom of the human box by the blob's distances to them; the whole box is used."""
+    pixels = flat_photo()
+    cv2.circle(pixels, (47, 80), 7, RED, -1)
+    bx0, by0, bx1, by1 = bounds((pixels == RED).all(axis=-1))
+    assert bx0 == 40  # the blob touches the box's left side
+    box = Box(40, 40, 160, 120)
+    assert bounds(grabcut_in_box(pixels, box)) == (bx0 - 40, by0 - 40, bx1 - 40, by1 - 40)  # the blob
+    mask, reason = refine_mask(pixels, box, "grabcut")
+    assert (mask == 255).all() and mask.shape == (80, 120)
+    assert reason == (f"its mask misses the box's top side by {by0 - 40} px, right by {160 - bx1} px and "
+                      f"bottom by {120 - by1} px")
+    assert (by0 - 40, 160 - bx1, 120 - by1) == (33, 105, 32)
+
+
+@pytest.mark.parametrize("loose", [0, 1, 2])
+def test_grabcut_mask_reaching_a_box_drawn_up_to_2_px_loose_is_kept(loose):
+    pixels, truth, tight = scene("ellipse", 0)
+    box = Box(tight.xmin - loose, tight.ymin - loose, tight.xmax + loose, tight.ymax + loose)
+    refined = refine_mask(pixels, box, "grabcut")
+    assert isinstance(refined, RefinedMask) and refined.fallback_reason is None
+    assert not refined.used_fallback
+    x0, y0, x1, y1 = bounds(refined.mask == 255)
+    height, width = refined.mask.shape
+    assert max(x0, y0, width - x1, height - y1) <= BOX_AGREEMENT_PX
+    assert iou(refined.mask, crop_of(truth, box)) >= 0.8
+
+
+def test_grabcut_mask_of_a_box_drawn_4_px_loose_falls_back():
+    pixels, truth, tight = scene("ellipse", 0)
+    box = Box(tight.xmin - 4, tight.ymin - 4, tight.xmax + 4, tight.ymax + 4)
+    grabbed = grabcut_in_box(pixels, box)
+    assert bounds(grabbed) == (4, 4, box.width - 4, box.height - 4)  # GrabCut finds the ellipse...
+    mask, reason = refine_mask(pixels, box, "grabcut")  # ...whose box is not the one drawn
+    assert (mask == 255).all()
+    assert reason == "its mask misses the box's left side by 4 px, top by 4 px, right by 4 px and bottom by 4 px"
+
+
+RECT = (60, 50, 160, 130)  # x0, y0, x1, y1 of the painted object in the tests below (100 x 80)
+
+
+def painted(region):
+    """A textured photo with ``region`` (bool, 240 x 200) painted pure red."""
+    pixels = textured_background(240, 200, 3)
+    pixels[region] = RED
+    return pixels
+
+
+def exact_model(pixels, box):
+    """A fake model calling red pixels foreground, sized to the crop so nothing is resized: its
+    mask is exactly the red pixels."""
+    height, width = pixels.shape[:2]
+    x0, y0, x1, y1 = context_window(box.voc_ints(), width, height)
+    return fake_model(lambda batch: redness(batch)[None], (y1 - y0, x1 - x0))
+
+
+def rectangle(x0, y0, x1, y1):
+    region = np.zeros((200, 240), bool)
+    region[y0:y1, x0:x1] = True
+    return region
+
+
+@pytest.mark.parametrize("box,reason", [
+    (Box(*RECT), None),
+    (Box(58, 48, 162, 132), None),  # 2 px loose on every side: kept
+    (Box(57, 50, 160, 130), "its mask misses the box's left side by 3 px"),
+    (Box(57.5, 50, 160, 130), "its mask misses the box's left side by 2.5 px"),  # fractional edge
+    (Box(58.5, 50, 160, 130), None),  # 1.5 px: the mask is over the integer box 58..160
+    (Box(60, 46, 160, 130), "its mask misses the box's top side by 4 px"),
+    (Box(60, 50, 163, 130), "its mask misses the box's right side by 3 px"),
+    (Box(60, 50, 160, 140), "its mask misses the box's bottom side by 10 px"),
+    (Box(55, 45, 165, 135), "its mask misses the box's left side by 5 px, top by 5 px, right by 5 px and "
+                            "bottom by 5 px"),
+])
+def test_model_mask_sides_are_measured_from_the_box_drawn(box, reason):
+    region = rectangle(*RECT)
+    pixels = painted(region)
+    mask, fell_back = refine_mask(pixels, box, "model", exact_model(pixels, box))
+    assert fell_back == reason
+    x0, y0, x1, y1 = box.voc_ints()
+    assert mask.shape == (y1 - y0, x1 - x0)
+    if reason is None:
+        np.testing.assert_array_equal(mask, np.where(region[y0:y1, x0:x1], 255, 0))
+    else:
+        assert (mask == 255).all()
+
+
+def test_model_sliver_falls_back_naming_the_side():
+    """The model sees only a 6-px strip at the left of the box (a tag's edge, not its characters)."""
+    pixels = painted(rectangle(60, 50, 66, 130))
+    box = Box(*RECT)
+    mask, reason = refine_mask(pixels, box, "model", exact_model(pixels, box))
+    assert reason == "its mask misses the box's right side by 94 px" and (mask == 255).all()
+
+
+@pytest.mark.parametrize("thickness,area,kept", [(2, 8000 - 96 * 76, False),  # 8.8% of the box
+                                                 (3, 8000 - 94 * 74, False),  # 13.05%
+                                                 (4, 8000 - 92 * 72, True)])  # 17.2%
+def test_model_mask_reaching_every_side_must_cover_15_percent_of_the_box(thickness, area, kept):
+    """A red frame of the box's size: it reaches all four sides, and covers ``area`` of its 8000 px."""
+    assert MIN_BOX_SHARE == 0.15
+    region = rectangle(*RECT)
+    x0, y0, x1, y1 = RECT
+    region[y0 + thickness:y1 - thickness, x0 + thickness:x1 - thickness] = False
+    assert np.count_nonzero(region) == area
+    pixels = painted(region)
+    box = Box(*RECT)
+    mask, reason = refine_mask(pixels, box, "model", exact_model(pixels, box))
+    if kept:
+        assert reason is None
+        np.testing.assert_array_equal(mask, np.where(region[y0:y1, x0:x1], 255, 0))
+    else:
+        assert reason == f"its mask covers {100 * area // 8000}% of the box (at least 15% needed)"
+        assert (mask == 255).all()

@@ -7,9 +7,12 @@ from PIL import Image
 
 from spatule_synth.annotations import mask_bounds
 from spatule_synth.boxes import Box
+from spatule_synth.cutouts import PhotoObject, cut_group, overlapping_groups
 from spatule_synth.labelimg import InputDirError
 from spatule_synth.problems import ProblemLog
-from spatule_synth.voc_segmentation import read_instance_png, read_voc_segmentation, voc_palette
+from spatule_synth.transform import CUTOUT_MARGIN
+from spatule_synth.voc_segmentation import bndbox_pixels, read_instance_png, read_voc_segmentation, \
+    voc_palette
 from conftest import noise_photo
 
 WIDTH, HEIGHT = 64, 48
@@ -59,6 +62,32 @@ def shapes():
     return indices, cat, dog
 
 
+def tight_bounds(truth):
+    """(c0, r0, c1, r1): first and last column and row (0-based, inclusive) of ``truth``."""
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
+
+
+def voc_bndbox(truth):
+    """The ``<bndbox>`` Pascal VOC writes for ``truth``: 1-based inclusive pixel indices."""
+    c0, r0, c1, r1 = tight_bounds(truth)
+    return c0 + 1, r0 + 1, c1 + 1, r1 + 1
+
+
+def in_bounds(truth):
+    """Bool image: the pixels of the bounding rectangle of ``truth``."""
+    c0, r0, c1, r1 = tight_bounds(truth)
+    inside = np.zeros(truth.shape, bool)
+    inside[r0:r1 + 1, c0:c1 + 1] = True
+    return inside
+
+
+def shape_objects(**cat_flags):
+    """``<object>``s for `shapes`: cat and dog with the boxes VOC would write."""
+    _, cat, dog = shapes()
+    return [object_xml("cat", voc_bndbox(cat), **cat_flags), object_xml("dog", voc_bndbox(dog))]
+
+
 def make_root(tmp_path, photos=("a",), objects=None, indices=None, png_mode="P"):
     root = tmp_path / "VOC"
     for folder in ("JPEGImages", "Annotations", "SegmentationObject", "ImageSets/Segmentation"):
@@ -66,7 +95,7 @@ def make_root(tmp_path, photos=("a",), objects=None, indices=None, png_mode="P")
     default_indices = shapes()[0]
     for seed, stem in enumerate(photos):
         Image.fromarray(noise_photo(WIDTH, HEIGHT, seed)).save(root / "JPEGImages" / f"{stem}.jpg")
-        xml_objects = objects if objects is not None else [object_xml("cat"), object_xml("dog")]
+        xml_objects = objects if objects is not None else shape_objects()
         (root / "Annotations" / f"{stem}.xml").write_text(voc_xml(f"{stem}.jpg", xml_objects))
         save_instances(root / "SegmentationObject" / f"{stem}.png",
                        default_indices if indices is None else indices, png_mode)
@@ -100,7 +129,9 @@ def test_palette_png_is_read_as_indices_not_colours(tmp_path):
 
 @pytest.mark.parametrize("png_mode", ["P", "L", "RGB"])
 def test_masks_and_classes(tmp_path, png_mode):
-    root = make_root(tmp_path, objects=[object_xml("cat", truncated=1), object_xml("dog", difficult=1)],
+    _, cat, dog = shapes()
+    root = make_root(tmp_path, objects=[object_xml("cat", voc_bndbox(cat), truncated=1),
+                                        object_xml("dog", voc_bndbox(dog), difficult=1)],
                      png_mode=png_mode)
     problems = ProblemLog()
     (image,) = read_voc_segmentation(str(root), problems)
@@ -108,20 +139,84 @@ def test_masks_and_classes(tmp_path, png_mode):
     image_path, xml, _ = paths(root)
     # the PNG, checked to cover the decoded photo, is the frame of the masks
     assert (image.image_path, image.annotation_path, image.declared_size) == (image_path, xml, (64, 48))
-    indices, cat, dog = shapes()
+    indices = shapes()[0]
+    void = indices == 255
     assert [(o.class_name, o.object_index, o.truncated, o.difficult) for o in image.objects] == \
         [("cat", 0, True, False), ("dog", 1, False, True)]
     for obj, truth, value in zip(image.objects, (cat, dog), (1, 2)):
-        inside = indices == value  # the object without its void band
+        inside = indices == value  # the object without its void band: short of its true edge
         assert (inside != truth).any() and not (inside & ~truth).any()
-        x0, y0, x1, y1 = mask_bounds(inside)
-        assert obj.box == Box(x0, y0, x1, y1)
-        assert obj.mask.dtype == np.uint8 and obj.mask.shape == (y1 - y0, x1 - x0)
-        np.testing.assert_array_equal(obj.mask, np.where(inside[y0:y1, x0:x1], 255, 0))
-    void = indices == 255
-    for obj in image.objects:  # no void pixel is in a mask
+        expected = inside | (void & in_bounds(truth))  # + the void inside its box
+        assert not (truth & ~expected).any()  # the whole object, to its real edge
+        c0, r0, c1, r1 = tight_bounds(truth)
+        assert obj.box == Box(c0, r0, c1 + 1, r1 + 1)  # the true box, as its <bndbox> says
+        assert obj.mask.dtype == np.uint8 and obj.mask.shape == (r1 + 1 - r0, c1 + 1 - c0)
+        np.testing.assert_array_equal(obj.mask, np.where(expected[r0:r1 + 1, c0:c1 + 1], 255, 0))
+    cat_mask = image.objects[0].mask
+    np.testing.assert_array_equal(cat_mask, 255)  # a filled rectangle: exactly the true cat
+    outside = void & ~in_bounds(cat) & ~in_bounds(dog)
+    assert outside.sum() > 0  # the outer half of the band, outside both boxes, is nobody's
+    for obj in image.objects:
         x0, y0, x1, y1 = obj.box.voc_ints()
-        assert not obj.mask[void[y0:y1, x0:x1]].any()
+        assert not obj.mask[outside[y0:y1, x0:x1]].any()
+
+
+def test_void_in_the_box_joins_the_object_void_beyond_it_does_not(tmp_path):
+    """A square object (0-based columns and rows 10..19) whose outer 2 px VOC painted void, with
+    the band going 2 px beyond the object, and a void blob away from every box."""
+    indices = np.zeros((HEIGHT, WIDTH), np.uint8)
+    indices[8:22, 8:22] = 255  # the band: 2 px outside to 2 px inside the edge
+    indices[12:18, 12:18] = 1  # what VOC left to the object
+    indices[35:40, 45:55] = 255  # a region the annotator could not decide, in no box
+    root = make_root(tmp_path, objects=[object_xml("tag", (11, 11, 20, 20))], indices=indices)
+    problems = ProblemLog()
+    (image,) = read_voc_segmentation(str(root), problems)
+    assert problems.problems == [] and image.lost == ()
+    (tag,) = image.objects
+    assert tag.box == Box(10, 10, 20, 20)  # columns and rows 10..19, the <bndbox> 11..20 of VOC
+    np.testing.assert_array_equal(tag.mask, np.full((10, 10), 255))
+
+
+def test_void_in_two_boxes_goes_to_both_then_to_the_smaller_cutout_part(tmp_path):
+    """Two squares whose boxes overlap on a void strip: both masks hold it, and cut out together
+    the strip belongs to the smaller one only."""
+    indices = np.zeros((HEIGHT, WIDTH), np.uint8)
+    indices[10:30, 10:30] = 1  # big: columns 10..29 (30..31 void, shared)
+    indices[14:24, 32:42] = 2  # small: columns 32..41
+    indices[14:24, 30:32] = 255
+    indices[5:8, 40:45] = 255  # void in no box
+    objects = [object_xml("big", (11, 11, 32, 30)), object_xml("small", (31, 15, 42, 24))]
+    root = make_root(tmp_path, objects=objects, indices=indices)
+    problems = ProblemLog()
+    (image,) = read_voc_segmentation(str(root), problems)
+    assert problems.problems == []
+    big, small = image.objects
+    shared = np.zeros((HEIGHT, WIDTH), bool)
+    shared[14:24, 30:32] = True
+    assert big.box == Box(10, 10, 32, 30) and small.box == Box(30, 14, 42, 24)
+    for obj, own in ((big, indices == 1), (small, indices == 2)):
+        x0, y0, x1, y1 = obj.box.voc_ints()
+        np.testing.assert_array_equal(obj.mask, np.where((own | shared)[y0:y1, x0:x1], 255, 0))
+    parts = [PhotoObject(o.class_name, i + 1, o.box.voc_ints(), o.mask, o.object_index)
+             for i, o in enumerate(image.objects)]
+    assert overlapping_groups([p.box for p in parts]) == [[0, 1]]
+    cutout = cut_group(noise_photo(WIDTH, HEIGHT), parts, "a.jpg", "a.jpg")
+    solid = {part.class_name: part.mask == 255 for part in cutout.parts}
+    in_cutout = shared[10 - CUTOUT_MARGIN:30 + CUTOUT_MARGIN, 10 - CUTOUT_MARGIN:42 + CUTOUT_MARGIN]
+    assert solid["small"][in_cutout].all() and not solid["big"][in_cutout].any()
+    assert solid["big"].sum() == 400 and solid["small"].sum() == 100 + 20
+
+
+@pytest.mark.parametrize("box,rows,cols", [
+    (Box(11, 21, 15, 25), (20, 25), (10, 15)),  # VOC 1-based: columns 11..15 are 0-based 10..14
+    (Box(10, 20, 15, 25), (19, 25), (9, 15)),  # pixel edges 10..15 (columns 10..14), plus 9
+    (Box(10.5, 20.2, 14.5, 24.7), (20, 25), (10, 15)),  # fractional: every column either reading has
+    (Box(1, 1, 64, 48), (0, 48), (0, 64)),  # the whole 64 x 48 PNG, 1-based
+    (Box(0, 0, 64, 48), (0, 48), (0, 64)),  # the whole PNG as pixel edges
+    (Box(60, 40, 70, 50), (39, 48), (59, 64)),  # clipped to the PNG
+])
+def test_bndbox_pixels(box, rows, cols):
+    assert bndbox_pixels(box, WIDTH, HEIGHT) == (slice(*rows), slice(*cols))
 
 
 def test_photos_are_listed_by_their_instance_pngs_in_order(tmp_path):
@@ -164,6 +259,11 @@ def test_object_without_name_is_dropped_and_unreadable_box_is_not_needed(tmp_pat
     problems = ProblemLog()
     (image,) = read_voc_segmentation(str(root), problems)
     assert [(o.class_name, o.object_index) for o in image.objects] == [("dog", 1)]
+    indices = shapes()[0]
+    (dog,) = image.objects  # no box to take void from: its own pixels only
+    x0, y0, x1, y1 = mask_bounds(indices == 2)
+    assert dog.box == Box(x0, y0, x1, y1)
+    np.testing.assert_array_equal(dog.mask, np.where(indices[y0:y1, x0:x1] == 2, 255, 0))
     xml = paths(root)[1]
     assert messages(problems) == [("malformed_annotation", f"{xml} (image a.jpg), object #0: <object> "
                                    "has no <name> (it is pixel value 1 of a.png); object dropped")]
