@@ -146,6 +146,11 @@ flags.DEFINE_float("max_occlusion", 0.0, "generate: if > 0, objects may overlap 
 flags.DEFINE_float("min_visible", 0.25, "generate: an object keeps its label only if at least this "
                    "share of its mask is visible (not covered, not off the canvas).",
                    lower_bound=0, upper_bound=1)
+flags.DEFINE_float("min_visibility", 0.6, "generate: a labelled object must still look like its "
+                   "cutout after blending (score in [0, 1]: correlation x contrast of its pixels "
+                   "with the cutout's, or colour fidelity); below this its placement is re-drawn "
+                   "(up to 4 times), then dropped. 0 turns the check off.",
+                   lower_bound=0, upper_bound=1)
 flags.DEFINE_boolean("instance_masks", False, "generate: also write OUT/masks/SPLIT/NAME.png, PNG "
                      "masks in the TFRecords (image/object/mask) and "
                      "OUT/annotations/SPLIT_coco.json.")
@@ -238,6 +243,7 @@ def generate_config() -> GenerateConfig:
             no_flip_classes=tuple(FLAGS.no_flip_classes),
             image_augment=parse_ranges(FLAGS.image_augment, "image"),
             max_occlusion=FLAGS.max_occlusion, min_visible=FLAGS.min_visible,
+            min_visibility=FLAGS.min_visibility,
             instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report,
             unlabelled=FLAGS.unlabelled, ignore_classes=tuple(FLAGS.ignore_classes),
             use_truncated_cutouts=FLAGS.use_truncated_cutouts,

@@ -98,6 +98,7 @@ class GenerateConfig:
     image_augment: ImageAugmentRanges = ImageAugmentRanges()
     max_occlusion: float = 0.0
     min_visible: float = 0.25
+    min_visibility: float = 0.6  # see spatule_synth.visibility and the README's measurement
     instance_masks: bool = False
     yolo_output: bool = False
     report: bool = True
@@ -133,7 +134,8 @@ class GenerateConfig:
             raise ValueError(f"objects_per_image must be min,max with 0 <= min <= max, got {lo},{hi}")
         if not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {self.scale_range}")
-        for name in ("eval_fraction", "negative_fraction", "max_overlap", "max_occlusion", "min_visible"):
+        for name in ("eval_fraction", "negative_fraction", "max_overlap", "max_occlusion", "min_visible",
+                     "min_visibility"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         unknown = [mode for mode in self.blend if mode not in BLEND_MODES]

@@ -29,7 +29,7 @@ import cv2
 
 from spatule_synth.background_cache import BackgroundCache
 from spatule_synth.config import GenerateConfig
-from spatule_synth.plan import SplitPool, plan_sample
+from spatule_synth.plan import SplitPool, plan_sample, redraw_placement
 from spatule_synth.progress import Chunk, Progress
 from spatule_synth.render import render
 from spatule_synth.sample_files import SampleOutputs, WrittenSample, write_sample
@@ -67,7 +67,9 @@ class ChunkWriter:
         job = self.jobs[split]
         spec = plan_sample(self.config, job.pool, index)
         canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
-        sample = render(spec, job.pool, canvas, self.config.min_visible)
+        sample = render(spec, job.pool, canvas, self.config.min_visible, self.config.min_visibility,
+                        lambda number, attempt: redraw_placement(self.config, job.pool, spec, number,
+                                                                 attempt))
         return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs)
 
     def __call__(self, chunk: Chunk) -> Chunk:

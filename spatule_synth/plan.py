@@ -161,16 +161,20 @@ class _Layout:
             width, height = geometry.width, geometry.height
             if width > size or height > size:
                 continue
-            if config.allow_truncation:  # the centre stays on the canvas
-                x = int(rng.integers(-(width // 2), size - width // 2))
-                y = int(rng.integers(-(height // 2), size - height // 2))
-            else:
-                x, y = int(rng.integers(0, size - width + 1)), int(rng.integers(0, size - height + 1))
+            x, y = _position(rng, config, width, height)
             blend = config.blend[int(rng.integers(len(config.blend)))]
             candidate = Placement(index, x, y, width, height, scale, blend, augment, distractor)
             if self._accepts(candidate):
                 self.placements.append(candidate)
                 return
+
+    def accepts_in_order(self, placements: list[Placement]) -> bool:
+        """Whether ``placements``, added in order, all respect the overlap rule."""
+        for placement in placements:
+            if not self._accepts(placement):
+                return False
+            self.placements.append(placement)
+        return True
 
     def _accepts(self, candidate: Placement) -> bool:
         if self.config.max_occlusion <= 0:
@@ -185,6 +189,34 @@ class _Layout:
             mask &= ~written
         self._parts.extend((part, int(np.count_nonzero(part))) for part in parts)
         return True
+
+
+def _position(rng: np.random.Generator, config: GenerateConfig, width: int, height: int) -> tuple[int, int]:
+    """Top-left corner of a ``width`` x ``height`` placement: inside the canvas, or (with
+    ``--allow_truncation``) anywhere its centre stays on it."""
+    size = config.canvas_size
+    if config.allow_truncation:
+        return (int(rng.integers(-(width // 2), size - width // 2)),
+                int(rng.integers(-(height // 2), size - height // 2)))
+    return int(rng.integers(0, size - width + 1)), int(rng.integers(0, size - height + 1))
+
+
+def redraw_placement(config: GenerateConfig, pool: SplitPool, spec: SampleSpec, number: int,
+                     attempt: int) -> Placement | None:
+    """Placement ``number`` of ``spec`` somewhere else, with a blend mode drawn again (same cutout,
+    scale and augmentation), from the ``redraw`` stream of ``(seed, split, index, number,
+    attempt)``; None if no position respects the overlap rule with the other placements."""
+    rng = stream(config.seed, "redraw", SPLIT_IDS[pool.split], spec.index, number, attempt)
+    planned = spec.placements[number]
+    for _ in range(MAX_PLACEMENT_ATTEMPTS):
+        x, y = _position(rng, config, planned.width, planned.height)
+        blend = config.blend[int(rng.integers(len(config.blend)))]
+        candidate = dataclasses.replace(planned, x=x, y=y, blend=blend)
+        placements = list(spec.placements)
+        placements[number] = candidate
+        if _Layout(config, pool).accepts_in_order(placements):
+            return candidate
+    return None
 
 
 def _overlap(a: Placement, b: Placement, size: int) -> float:

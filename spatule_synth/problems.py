@@ -62,7 +62,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "truncated_cutout": ("object cut by its photo's edge or marked truncated (not a cutout; "
                          "--use_truncated_cutouts)", False),
     "difficult_cutout": ("object marked difficult (not a cutout; --use_difficult_cutouts)", False),
-    "mask_fallback": ("--mask=grabcut/model found no object in the box (the whole box is used)", False),
+    "mask_fallback": ("--mask=grabcut/model gave no mask that agrees with the box (the whole box is used)", False),
     "tile_lost": ("object under --tile_min_visible in every tile (in no tile's labels)", True),
 }
 # Problems of one kind logged one by one before the rest are only counted (and listed in the

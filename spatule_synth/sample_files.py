@@ -112,7 +112,8 @@ def instance_mask(sample: Sample) -> np.ndarray:
 
 def manifest_entry(sample: Sample, pool: SplitPool, source_id: str) -> dict:
     """Where the image came from: background file and window, and per object its cutout, blend
-    mode, box and truncation."""
+    mode, box and truncation; every placement really pasted; how many labelled objects were left
+    unlabelled (under --min_visible), re-drawn and dropped as not recognisable (--min_visibility)."""
     background = pool.backgrounds[sample.spec.background]
     return {"name": sample.spec.name, "source_id": source_id,
             "background": {"file": background.path, "window": list(sample.spec.window)},
@@ -120,7 +121,7 @@ def manifest_entry(sample: Sample, pool: SplitPool, source_id: str) -> dict:
                          "box": [o.box.xmin, o.box.ymin, o.box.xmax, o.box.ymax],
                          "truncated": o.truncated} for o in sample.objects],
             "placements": [_placement_entry(p, pool) for p in sample.spec.placements],
-            "hidden_objects": sample.hidden}
+            "hidden_objects": sample.hidden, "redrawn": sample.redrawn, "invisible_dropped": sample.invisible}
 
 
 def _placement_entry(placement, pool: SplitPool) -> dict:

@@ -92,8 +92,8 @@ class _MaskMaker:
         mask, fell_back = refine_mask(photo.image.pixels, Box(x0, y0, x1, y1), self.config.mask,
                                       self._model)
         if fell_back:
-            self.problems.report(photo.problem("mask_fallback", f"--mask={self.config.mask} found "
-                                               "no object in the box; the whole box is used", obj))
+            self.problems.report(photo.problem("mask_fallback", f"--mask={self.config.mask} {fell_back}; "
+                                               "the whole box is used", obj))
         return mask
 
 

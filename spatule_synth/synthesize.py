@@ -60,9 +60,15 @@ class SplitCounts:
     negatives: int = 0
     objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     blends: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    placements: int = 0  # labelled placements really pasted, plus those dropped as not recognisable
+    redrawn: int = 0
+    invisible_dropped: int = 0
 
     def add(self, entry: dict) -> None:
         self.images += 1
+        self.placements += sum(not p["distractor"] for p in entry["placements"]) + entry["invisible_dropped"]
+        self.redrawn += entry["redrawn"]
+        self.invisible_dropped += entry["invisible_dropped"]
         self.negatives += not entry["objects"]
         self.objects_per_class.update(obj["class"] for obj in entry["objects"])
         self.blends.update(obj["blend"] for obj in entry["objects"])
@@ -105,6 +111,10 @@ class GenerateResult:
             if counts.blends:
                 lines.append("  blend modes: " + ", ".join(f"{b}: {n}"
                                                            for b, n in sorted(counts.blends.items())))
+            if counts.redrawn:
+                lines.append(f"  re-drawn as not recognisable: {counts.redrawn} of {counts.placements} "
+                             f"placements ({counts.redrawn / counts.placements:.1%}), "
+                             f"{counts.invisible_dropped} dropped")
         lines.append(self._eval_share_line())
         lines.append(f"inputs skipped or noted: {len(self.problems.problems)}")
         lines += ["  " + line for line in self.problems.summary_lines()]
@@ -381,6 +391,9 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
             "images": counts.images,
             "negatives": counts.negatives,
             "objects_per_class": dict(sorted(counts.objects_per_class.items())),
+            "placements": counts.placements,
+            "redrawn": counts.redrawn,
+            "invisible_dropped": counts.invisible_dropped,
             "identities": sorted({c.identity for c in pool.cutouts}),
             "cutouts": [c.cutout_id for c in pool.cutouts],
             "cutout_sources": {c.cutout_id: {"file": c.source_file, "box": list(c.source_box),

@@ -187,7 +187,8 @@ def test_manifest_records_every_image(inputs, tmp_path):
     run_generate(config_for(inputs, tmp_path / "out", num_images=8, eval_fraction=0.25))
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     image = manifest["images"]["train"][0]
-    assert set(image) == {"name", "source_id", "background", "objects", "placements", "hidden_objects"}
+    assert set(image) == {"name", "source_id", "background", "objects", "placements", "hidden_objects",
+                          "redrawn", "invisible_dropped"}
     assert set(image["background"]) == {"file", "window"}
     assert len(image["placements"]) == len(image["objects"]) + image["hidden_objects"]
     assert {p["cutout"] for p in image["placements"]} >= {o["cutout"] for o in image["objects"]}
