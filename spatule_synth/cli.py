@@ -41,6 +41,10 @@ flags.DEFINE_boolean("overwrite", False, "Replace an existing output directory (
                      "spatule_synth created).")
 flags.DEFINE_string("record_name", "real", "convert: TFRecord name, giving "
                     "OUT/annotations/NAME.record[-SSSSS-of-NNNNN].")
+flags.DEFINE_string("split_from", "", "convert: a generate run (its output directory or "
+                    "manifest.json): keep only the photos that show none of its train identities "
+                    "or train backgrounds (by content, by --identity_regex name, and by look when "
+                    "it used --identity=auto), so real photos evaluate it without a leak.")
 flags.DEFINE_integer("num_shards", 1, "Number of TFRecord shards per record file.", lower_bound=1)
 flags.DEFINE_boolean("keep_negatives", True, "convert: keep images without objects (XML with no "
                      "<object>; without XML: see --unlabelled) as negative examples.")
@@ -202,7 +206,7 @@ def _convert_config() -> ConvertConfig:
         keep_negatives=FLAGS.keep_negatives, tile_size=FLAGS.tile_size, tile_overlap=FLAGS.tile_overlap,
         tile_min_visible=FLAGS.tile_min_visible, tile_negative_fraction=FLAGS.tile_negative_fraction,
         overwrite=FLAGS.overwrite, on_error=FLAGS.on_error, unlabelled=FLAGS.unlabelled,
-        ignore_classes=tuple(FLAGS.ignore_classes))
+        ignore_classes=tuple(FLAGS.ignore_classes), split_from=FLAGS.split_from)
 
 
 def _pair(name: str, kind: type) -> tuple:

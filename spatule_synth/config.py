@@ -36,6 +36,7 @@ class ConvertConfig:
     on_error: str = "skip"
     unlabelled: str = "skip"  # a photo with no XML: "skip" (not labelled yet) or "negative"
     ignore_classes: tuple[str, ...] = ()  # classes that are not labels ("*": every other one)
+    split_from: str = ""  # a generate run: keep only photos that show none of its train side
 
     @property
     def input_rules(self) -> InputRules:

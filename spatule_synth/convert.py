@@ -36,6 +36,7 @@ from spatule_synth.labelimg import find_pairs, read_labelimg
 from spatule_synth.manifest import write_manifest
 from spatule_synth.output_dir import OutputWriteError, cannot_write, check_output_dir, output_dir_for_run
 from spatule_synth.problems import ProblemLog
+from spatule_synth.split_from import KINDS, Decision, RunSplit, read_run_split
 from spatule_synth.tfrecord import RecordImage, RecordObject, ShardedRecordWriter
 from spatule_synth.tiles import choose_negatives, cut_tiles, lost_objects, tile_pixels
 from spatule_synth.validation import ValidPhoto, load_photo
@@ -55,6 +56,8 @@ class ConvertResult:
     unlabelled_parts: int = 0  # with tiles: slivers of objects left unlabelled in kept tiles
     objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     problems: ProblemLog = dataclasses.field(default_factory=ProblemLog)
+    split_from: RunSplit | None = None
+    split_decisions: list[tuple[str, Decision]] = dataclasses.field(default_factory=list)
 
     @property
     def negatives_written(self) -> int:
@@ -71,12 +74,26 @@ class ConvertResult:
                          f"{self.unlabelled_parts}")
         for name, count in sorted(self.objects_per_class.items()):
             lines.append(f"  objects of class {name!r}: {count}")
+        if self.split_from is not None:
+            lines += self._split_from_lines()
         problem_lines = self.problems.summary_lines()
         lines.append(f"  problems: {len(self.problems.problems)}")
         lines += ["  " + line for line in problem_lines]
         lines += [f"  records: {path}" for path in self.shard_paths]
         lines += [f"  label map: {self.label_map_path}", f"  manifest: {self.manifest_path}"]
         return "\n".join(lines)
+
+
+    def _split_from_lines(self) -> list[str]:
+        kinds = collections.Counter((d.keep, d.kind) for _, d in self.split_decisions)
+        lines = []
+        for keep, verb in ((True, "kept"), (False, "dropped")):
+            total = sum(n for (kept, _), n in kinds.items() if kept == keep)
+            parts = [f"{KINDS[kind]}: {n}" for (kept, kind), n in sorted(kinds.items()) if kept == keep]
+            lines.append(f"  --split_from {self.split_from.run}: {verb} {total} "
+                         f"{'photo' if total == 1 else 'photos'}"
+                         + (f" ({'; '.join(parts)})" if parts else ""))
+        return lines
 
 
 def record_for(photo: ValidPhoto, source_id: int) -> RecordImage:
@@ -100,6 +117,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     check_output_dir(config.output_dir, config.overwrite, input_dirs)
     label_map = read_label_map(config.label_map_path)
     config.input_rules.check(label_map)
+    run_split = read_run_split(config.split_from) if config.split_from else None
     problems = ProblemLog(config.on_error)
     pairs = find_pairs(config.input_dirs, config.annotation_dirs, problems)
     if not pairs:
@@ -107,7 +125,7 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     replacing = os.path.isdir(config.output_dir) and bool(os.listdir(config.output_dir))
     try:
         with output_dir_for_run(config.output_dir, config.overwrite, input_dirs):
-            return _convert_into(config, label_map, problems, pairs)
+            return _convert_into(config, label_map, problems, pairs, run_split)
     except OSError as error:
         after = (f"the previous output in {config.output_dir} is kept as it was" if replacing else
                  f"{config.output_dir} holds no finished output (no manifest.json); fix the cause "
@@ -116,18 +134,23 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
 
 
 def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemLog,
-                  pairs: list) -> ConvertResult:
+                  pairs: list, run_split: RunSplit | None) -> ConvertResult:
     annotations_dir = os.path.join(config.output_dir, "annotations")
     os.makedirs(annotations_dir, exist_ok=True)
     prefix = os.path.join(annotations_dir, config.record_name)
     with ShardedRecordWriter(prefix, config.num_shards) as writer:
         result = ConvertResult(config.output_dir, writer.paths,
                                os.path.join(annotations_dir, "label_map.pbtxt"),
-                               pairs_found=len(pairs), problems=problems)
+                               pairs_found=len(pairs), problems=problems, split_from=run_split)
         for pair in tqdm(pairs, desc="convert", unit="img", disable=None):
             photo = load_photo(read_labelimg(pair, problems), label_map, config.input_rules, problems)
             if photo is None:
                 continue
+            if run_split is not None:
+                decision = run_split.decide(photo)
+                result.split_decisions.append((photo.image_path, decision))
+                if not decision.keep:
+                    continue
             if not photo.objects and not config.keep_negatives:
                 result.negatives_dropped += 1
                 continue
@@ -206,5 +229,9 @@ def _manifest(config: ConvertConfig, label_map: LabelMap, result: ConvertResult)
                    "problems": result.problems.counts()},
         "records": [os.path.relpath(path, config.output_dir) for path in result.shard_paths],
         "problems": result.problems.as_json(),
+        **({"split_from": {"run": result.split_from.run, "identity": result.split_from.identity,
+                           "photos": [{"image": path, "kept": d.keep, "kind": d.kind, "reason": d.reason}
+                                      for path, d in result.split_decisions]}}
+           if result.split_from is not None else {}),
         "examples": result.examples,
     }

@@ -44,6 +44,7 @@ from PIL import Image
 from spatule_synth.annotations import mask_box
 from spatule_synth.label_map import LabelMap, LabelMapError, read_label_map
 from spatule_synth.manifest import MANIFEST_NAME
+from spatule_synth.split_from import cutout_prints
 from spatule_synth.voc import VocFormatError, read_voc
 
 MAX_LISTED = 5
@@ -391,32 +392,17 @@ def _check_masks(output_dir: str, examples: list[_Example], check: Check) -> Non
 
 def _audit_leaks(manifest: dict, check: Check) -> None:
     """Report eval cutouts that look like a train cutout (see the module docstring)."""
-    from spatule_synth.images import ImageReadError, read_image
-    from spatule_synth.near_duplicates import NEAR_DUPLICATE_THRESHOLD, distance, fingerprint
+    from spatule_synth.near_duplicates import NEAR_DUPLICATE_THRESHOLD, distance
 
     splits = manifest.get("splits", {})
-    prints: dict[str, list[tuple[str, str, object]]] = {}
-    photos: dict[str, np.ndarray | None] = {}
-    for split in SPLITS:
-        prints[split] = []
-        for cutout_id, source in splits.get(split, {}).get("cutout_sources", {}).items():
-            if source["file"] not in photos:
-                try:
-                    photos[source["file"]] = read_image(source["file"]).pixels
-                except ImageReadError:
-                    photos[source["file"]] = None
-            pixels = photos[source["file"]]
-            if pixels is None:
-                continue
-            x0, y0, x1, y1 = source["box"]
-            prints[split].append((cutout_id, source["identity"], fingerprint(pixels[y0:y1, x0:x1])))
-    missing = sorted(path for path, pixels in photos.items() if pixels is None)
+    prints = {split: cutout_prints(splits.get(split, {}).get("cutout_sources", {})) for split in SPLITS}
+    missing = sorted(set(prints["train"].missing) | set(prints["eval"].missing))
     if missing:
         check.warn(f"{len(missing)} source photos are gone or unreadable (e.g. {missing[0]}): "
                    "their cutouts were not audited")
-    for eval_id, _, eval_print in prints["eval"]:
+    for eval_id, eval_print in prints["eval"].prints:
         closest = min(((distance(eval_print, train_print), train_id)
-                       for train_id, _, train_print in prints["train"]), default=None)
+                       for train_id, train_print in prints["train"].prints), default=None)
         if closest is not None and closest[0] <= NEAR_DUPLICATE_THRESHOLD:
             check.warn(f"eval cutout {eval_id} looks like train cutout {closest[1]} (distance "
                        f"{closest[0]:.2f} <= {NEAR_DUPLICATE_THRESHOLD}): the same object in both "
