@@ -6,7 +6,8 @@ generation run unless ``--noreport``).
   p05 and p95 as inverted-CDF percentiles: values that occur) and histograms; a 16x16 heatmap of
   box centres (shares of the image); per-channel mean and std of the pixels (RGB, 0-255: the
   numbers training configs ask for), measured on up to `PIXEL_SAMPLE` images evenly spread over the
-  split; blend modes and augmentations used; inputs skipped, by kind.
+  split; blend modes and augmentations used; labelled placements re-drawn and dropped as not
+  recognisable (``visibility``); inputs skipped, by kind.
 * ``OUT/report/stats.png``: the histograms and heatmaps (matplotlib).
 * ``OUT/report/gallery_{train,eval}.png``: contact sheets (`spatule_synth.gallery`).
 * ``OUT/report/index.html``: one page with all of it.
@@ -179,6 +180,7 @@ class SplitStatistics:
         self.classes: collections.Counter = collections.Counter()
         self.blends: collections.Counter = collections.Counter()
         self.augmentations: collections.Counter = collections.Counter()
+        self.visibility = collections.Counter()  # generated: labelled placements, re-drawn, dropped
         self.pixels = PixelStatistics(output_dir, count)
 
     def add(self, image: dict) -> None:
@@ -196,6 +198,11 @@ class SplitStatistics:
             self.centres[row, column] += 1
         for placement in image.get("placements", []):
             self.augmentations.update(key for key in placement.get("augment", {}))
+        if "redrawn" in image:
+            self.visibility["labelled_placements"] += image["invisible_dropped"] + sum(
+                not placement["distractor"] for placement in image["placements"])
+            self.visibility["redrawn"] += image["redrawn"]
+            self.visibility["invisible_dropped"] += image["invisible_dropped"]
         self.pixels.add(image["file"])
 
     def result(self) -> dict:
@@ -221,6 +228,7 @@ class SplitStatistics:
             "box_centre_heatmap": self.centres.tolist(),
             "blend_modes": dict(sorted(self.blends.items())),
             "augmented_objects": dict(sorted(self.augmentations.items())),
+            **({"visibility": dict(self.visibility)} if self.visibility else {}),
             "pixels": self.pixels.result(),
         }
 
@@ -282,6 +290,16 @@ def plot_stats(stats: dict, path: str) -> None:
     os.replace(path + ".tmp.png", path)
 
 
+def _redrawn_text(visibility: dict | None) -> str:
+    """"12 of 560 placements (2.1%), 1 dropped", or "" for runs without the count."""
+    if not visibility:
+        return ""
+    total = visibility.get("labelled_placements", 0)
+    share = visibility.get("redrawn", 0) / total if total else 0.0
+    return (f"{visibility.get('redrawn', 0)} of {total} placements ({share:.1%}), "
+            f"{visibility.get('invisible_dropped', 0)} dropped")
+
+
 def _html(stats: dict, galleries: list[str]) -> str:
     rows = []
     for split, data in stats["splits"].items():
@@ -289,6 +307,7 @@ def _html(stats: dict, galleries: list[str]) -> str:
         rows.append(f"<tr><td>{html.escape(split)}</td><td>{data['images']}</td><td>{data['negatives']}</td>"
                     f"<td>{html.escape(json.dumps(data['objects_per_class']))}</td>"
                     f"<td>{html.escape(json.dumps(data['blend_modes']))}</td>"
+                    f"<td>{_redrawn_text(data.get('visibility'))}</td>"
                     f"<td>{pixels.get('mean_rgb', '')}</td><td>{pixels.get('std_rgb', '')}</td></tr>")
     skipped = "".join(f"<li>{html.escape(kind)}: {count}</li>"
                       for kind, count in stats["inputs_skipped_or_noted"].items()) or "<li>none</li>"
@@ -298,7 +317,7 @@ def _html(stats: dict, galleries: list[str]) -> str:
             "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
             "img{max-width:100%}</style><h1>spatule_synth report</h1>"
             "<table><tr><th>split</th><th>images</th><th>negatives</th><th>objects per class</th>"
-            "<th>blend modes</th><th>mean RGB</th><th>std RGB</th></tr>" + "".join(rows) + "</table>"
+            "<th>blend modes</th><th>re-drawn as not recognisable</th><th>mean RGB</th><th>std RGB</th></tr>" + "".join(rows) + "</table>"
             f"<h2>inputs skipped or noted</h2><ul>{skipped}</ul>"
             '<h2>distributions</h2><img src="stats.png">' + pictures)
 

@@ -35,6 +35,10 @@ def test_generation_ends_with_a_report_that_matches_the_manifest(output):
         assert numbers["box_width"]["count"] == len(objects)
         assert sum(map(sum, numbers["box_centre_heatmap"])) == len(objects)
         assert sum(numbers["objects_per_image"]["histogram"].values()) == listed["images"]
+        assert numbers["visibility"] == {"labelled_placements": listed["placements"],
+                                         "redrawn": listed["redrawn"],
+                                         "invisible_dropped": listed["invisible_dropped"]}
+    assert "re-drawn as not recognisable" in (output / "report" / "index.html").read_text()
     for name in ("stats.png", "gallery_train.png", "gallery_eval.png", "index.html"):
         assert (output / "report" / name).stat().st_size > 0
     assert cv2.imread(str(output / "report" / "stats.png")) is not None
