@@ -316,8 +316,9 @@ def main(argv: list[str]) -> int:
 def _check_pipeline_flags() -> None:
     """Refuse a bad --pipeline_config or checkpoint before a long run, not after it."""
     from spatule_synth.pipeline_config import available_templates, check_fine_tune_checkpoint
-    if FLAGS.mode != "generate":
-        raise app.UsageError("--pipeline_config goes with --mode=generate")
+    if FLAGS.mode != "generate" and not (FLAGS.mode == "convert" and FLAGS.split_from):
+        raise app.UsageError("--pipeline_config goes with --mode=generate, or with --mode=convert "
+                             "--split_from=RUN (to evaluate RUN's model on the converted photos)")
     if FLAGS.pipeline_config not in available_templates():
         raise app.UsageError(f"--pipeline_config must be one of {', '.join(available_templates())}, "
                              f"got {FLAGS.pipeline_config!r}")
@@ -328,14 +329,27 @@ def _check_pipeline_flags() -> None:
             raise app.UsageError(str(error)) from None
 
 
-def _write_pipeline_config(config: GenerateConfig) -> str:
+def _write_pipeline_config(config: GenerateConfig | ConvertConfig) -> str:
+    """generate: the run's training config. convert --split_from=RUN: RUN's config with the
+    converted photos as its eval input, in ``models/TEMPLATE_real_eval/``."""
     from spatule_synth.label_map import read_label_map
+    from spatule_synth.manifest import read_manifest_head
     from spatule_synth.pipeline_config import write_pipeline_config
-    path = write_pipeline_config(FLAGS.pipeline_config, config.output_dir, FLAGS.workspace,
-                                 read_label_map(config.label_map_path), FLAGS.batch_size,
-                                 FLAGS.num_steps, FLAGS.fine_tune_checkpoint or None,
-                                 no_flip_classes=config.no_flip_classes)
-    return f"pipeline.config: {path}"
+    label_map = read_label_map(config.label_map_path)
+    common = (FLAGS.pipeline_config, FLAGS.workspace, label_map, FLAGS.batch_size, FLAGS.num_steps,
+              FLAGS.fine_tune_checkpoint or None)
+    if isinstance(config, GenerateConfig):
+        path = write_pipeline_config(common[0], config.output_dir, *common[1:],
+                                     no_flip_classes=config.no_flip_classes)
+        return f"pipeline.config: {path}"
+    run = config.split_from if os.path.isdir(config.split_from) else os.path.dirname(config.split_from)
+    run_flags = read_manifest_head(run).get("config", {})
+    path = write_pipeline_config(common[0], run, *common[1:], model_name=f"{FLAGS.pipeline_config}_real_eval",
+                                 eval_output_dir=config.output_dir,
+                                 no_flip_classes=tuple(run_flags.get("no_flip_classes", ())))
+    return (f"pipeline.config evaluating {run}'s model on these photos: {path} (model_main_tf2.py "
+            f"--pipeline_config_path={path} --model_dir={os.path.dirname(path)} "
+            "--checkpoint_dir=<the trained model's folder>)")
 
 
 def run() -> None:

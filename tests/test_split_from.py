@@ -151,3 +151,24 @@ def test_split_from_on_the_command_line(tmp_path):
     assert output.stderr.strip().splitlines()[-1] == (
         f"error: --split_from={tmp_path / 'not_a_run'}: {tmp_path / 'not_a_run' / 'manifest.json'} is "
         "not the manifest of a generate run (mode 'convert')")
+
+
+def test_convert_with_split_from_writes_a_pipeline_config_evaluating_on_the_kept_photos(tmp_path):
+    tag_photos(tmp_path / "labelled", 6)
+    generate(tmp_path, tmp_path / "labelled", no_flip_classes=("tag",))
+    workspace = tmp_path / "workspace"
+    command = [sys.executable, "generate.py", "--mode=convert", f"--input_dirs={tmp_path / 'labelled'}",
+               f"--output_dir={tmp_path / 'real'}", f"--split_from={tmp_path / 'run'}",
+               "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320", f"--workspace={workspace}"]
+    output = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert output.returncode == 0, output.stderr
+    config = (workspace / "models" / "ssd_mobilenet_v2_fpnlite_320x320_real_eval" / "pipeline.config").read_text()
+    paths = [line.split('"')[1] for line in config.splitlines() if line.strip().startswith("input_path:")]
+    assert paths == [str(tmp_path / "run" / "annotations" / "train.record"),
+                     str(tmp_path / "real" / "annotations" / "real.record")]
+    assert "random_horizontal_flip {" not in config  # the run's --no_flip_classes holds here too
+    refused = subprocess.run(command[:4] + [f"--output_dir={tmp_path / 'real2'}",
+                                            "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320"],
+                             cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode != 0 and "--pipeline_config goes with --mode=generate, or with " \
+        "--mode=convert --split_from=RUN" in refused.stderr
