@@ -161,7 +161,9 @@ flags.DEFINE_boolean("instance_masks", False, "generate: also write OUT/masks/SP
 flags.DEFINE_string("pipeline_config", "", "generate: also write "
                     "object_detection_workspace/models/NAME/pipeline.config for model_main_tf2.py, "
                     "NAME among ssd_resnet50_v1_fpn_640x640, ssd_mobilenet_v2_fpnlite_320x320 "
-                    "(see object_detection_workspace/README.md).")
+                    "(see object_detection_workspace/README.md). convert with --split_from=RUN: "
+                    "write models/NAME_real_eval/pipeline.config, RUN's config evaluating on the "
+                    "converted photos.")
 flags.DEFINE_string("fine_tune_checkpoint", "", "generate: with --pipeline_config, the model zoo "
                     "checkpoint prefix to start from (.../checkpoint/ckpt-0); empty = from scratch.")
 flags.DEFINE_integer("batch_size", None, "generate: with --pipeline_config, the training batch size "
