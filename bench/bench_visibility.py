@@ -93,7 +93,8 @@ def main() -> None:
             canvas = cache.window(pools[split].backgrounds[spec.background], *spec.window)
             sample = render_module.render(
                 spec, pools[split], canvas, config.min_visible, config.min_visibility,
-                lambda n, a, spec=spec, pool=pools[split]: redraw_placement(config, pool, spec, n, a))
+                lambda n, a, done, spec=spec, pool=pools[split]: redraw_placement(config, pool, spec, n, a,
+                                                                               done))
             placements += sum(not p.distractor for p in sample.spec.placements) + sample.invisible
             redrawn += sample.redrawn
             dropped += sample.invisible

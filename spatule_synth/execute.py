@@ -68,8 +68,8 @@ class ChunkWriter:
         spec = plan_sample(self.config, job.pool, index)
         canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
         sample = render(spec, job.pool, canvas, self.config.min_visible, self.config.min_visibility,
-                        lambda number, attempt: redraw_placement(self.config, job.pool, spec, number,
-                                                                 attempt))
+                        lambda number, attempt, pasted: redraw_placement(
+                            self.config, job.pool, spec, number, attempt, pasted))
         return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs)
 
     def __call__(self, chunk: Chunk) -> Chunk:

@@ -14,7 +14,10 @@ folder and a COCO file), is one photo. The first identity of a cutout (`first_id
 `join_identities` then joins, transitively, every cutout that shares a first identity, or the same
 object of the same content (a byte-identical copy read under another name or format), or (auto) a
 near-duplicate group. A joined identity is named by its smallest first identity, so the name, and
-with it the split (`spatule_synth.split`), does not depend on the order inputs are read in.
+with it the split (`spatule_synth.split`), does not depend on the order inputs are read in. It
+does depend on the members: a new photo that joins a group with a smaller first identity renames
+it, and the group may change sides (no rule can avoid that when a new photo joins two identities
+that drew different sides).
 """
 
 from __future__ import annotations

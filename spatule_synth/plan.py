@@ -202,19 +202,19 @@ def _position(rng: np.random.Generator, config: GenerateConfig, width: int, heig
 
 
 def redraw_placement(config: GenerateConfig, pool: SplitPool, spec: SampleSpec, number: int,
-                     attempt: int) -> Placement | None:
+                     attempt: int, pasted: tuple[Placement, ...]) -> Placement | None:
     """Placement ``number`` of ``spec`` somewhere else, with a blend mode drawn again (same cutout,
     scale and augmentation), from the ``redraw`` stream of ``(seed, split, index, number,
-    attempt)``; None if no position respects the overlap rule with the other placements."""
+    attempt)``; None if no position respects the overlap rule with the layout as it now is:
+    ``pasted`` (the placements before it, where they really went) and the planned ones after it."""
     rng = stream(config.seed, "redraw", SPLIT_IDS[pool.split], spec.index, number, attempt)
     planned = spec.placements[number]
     for _ in range(MAX_PLACEMENT_ATTEMPTS):
         x, y = _position(rng, config, planned.width, planned.height)
         blend = config.blend[int(rng.integers(len(config.blend)))]
         candidate = dataclasses.replace(planned, x=x, y=y, blend=blend)
-        placements = list(spec.placements)
-        placements[number] = candidate
-        if _Layout(config, pool).accepts_in_order(placements):
+        layout = [*pasted, candidate, *spec.placements[number + 1:]]
+        if _Layout(config, pool).accepts_in_order(layout):
             return candidate
     return None
 

@@ -135,7 +135,8 @@ def placed_regions(cutout: Cutout, placement: Placement, size: int) -> tuple[np.
     return written, parts
 
 
-Redraw = Callable[[int, int], "Placement | None"]  # (placement number, attempt) -> new placement
+# (placement number, attempt, the placements pasted so far) -> the placement re-drawn, or None
+Redraw = Callable[[int, int, tuple], "Placement | None"]
 
 
 def render(spec: SampleSpec, pool: SplitPool, canvas: np.ndarray, min_visible: float = 0.0,
@@ -153,7 +154,8 @@ def render(spec: SampleSpec, pool: SplitPool, canvas: np.ndarray, min_visible: f
                 break
             redrawn += attempt == 0
             attempt += 1
-            placement = redraw(number, attempt) if redraw is not None and attempt <= MAX_REDRAWS else None
+            placement = (redraw(number, attempt, tuple(pasted))
+                         if redraw is not None and attempt <= MAX_REDRAWS else None)
             invisible += placement is None
     objects, hidden = [], 0
     for visible, total, truncated, placement, cutout, part_index in labelled:
@@ -223,10 +225,14 @@ def blend_into(canvas: np.ndarray, source: np.ndarray, alpha: np.ndarray,
     elif blend in SEAMLESS_FLAGS:
         clone = (cv2.dilate(solid.astype(np.uint8), _MARGIN_KERNEL) * 255)[local]
         before = region.copy()
-        if seamless_clone(canvas, source, x, y, SEAMLESS_FLAGS[blend], clone) is None:
+        changes = seamless_clone(canvas, source, x, y, SEAMLESS_FLAGS[blend], clone)
+        if changes is None:
             return None
         source, region[:] = region.copy(), before  # blend the Poisson result like a cutout
         weight = np.minimum(weight, inward_ramp(solid, SEAMLESS_EDGE_PX))
+        # Cut by the canvas edge, the clone region's border lies on it and stays the destination's:
+        # those pixels are not written, so they are not part of the object's visible mask either.
+        weight[local] = np.where(changes, weight[local], 0.0)
     weight = weight[local]
     written = weight > 0
     mixed = source * weight[..., None] + region * (1.0 - weight[..., None]) + 0.5

@@ -34,28 +34,42 @@ def split_draw(seed: int, kind: str, key: str) -> float:
 def split_keys(keys: Iterable[str], eval_fraction: float, seed: int, kind: str) -> dict[str, str]:
     """Map each key to ``"train"`` or ``"eval"`` (see the module docstring); `SplitError` if one
     side would be empty while ``0 < eval_fraction < 1``."""
-    ordered = sorted(set(keys))
-    sides = {key: "eval" if split_draw(seed, kind, key) < eval_fraction else "train" for key in ordered}
-    if 0 < eval_fraction < 1 and len(set(sides.values())) < 2:
-        raise SplitError(_one_sided_message(ordered, eval_fraction, seed, kind, sides))
+    return split_all({kind: keys}, eval_fraction, seed)[kind]
+
+
+def split_all(keys_by_kind: dict[str, Iterable[str]], eval_fraction: float,
+              seed: int) -> dict[str, dict[str, str]]:
+    """`split_keys` for several kinds at once (identities, background photos): a one-sided kind
+    stops the run with seeds that give *every* kind both sides."""
+    ordered = {kind: sorted(set(keys)) for kind, keys in keys_by_kind.items()}
+    sides = {kind: {key: "eval" if split_draw(seed, kind, key) < eval_fraction else "train"
+                    for key in keys} for kind, keys in ordered.items()}
+    if 0 < eval_fraction < 1:
+        for kind, kind_sides in sides.items():
+            if len(set(kind_sides.values())) < 2:
+                raise SplitError(_one_sided_message(ordered, eval_fraction, seed, kind, kind_sides))
     return sides
 
 
-def _one_sided_message(keys: list[str], eval_fraction: float, seed: int, kind: str,
-                       sides: dict[str, str]) -> str:
-    count = len(keys)
+def _two_sided(keys_by_kind: dict[str, list[str]], eval_fraction: float, seed: int) -> bool:
+    return all(len({split_draw(seed, kind, key) < eval_fraction for key in keys}) == 2
+               for kind, keys in keys_by_kind.items())
+
+
+def _one_sided_message(keys_by_kind: dict[str, list[str]], eval_fraction: float, seed: int,
+                       kind: str, sides: dict[str, str]) -> str:
+    count = len(keys_by_kind[kind])
     if count < 2:
         return (f"cannot split {count} {kind} into train and eval with eval_fraction="
                 f"{eval_fraction:g}: one side would be empty or share one with the other. "
                 "Add inputs of other identities, or set --eval_fraction=0")
     empty = "eval" if not any(side == "eval" for side in sides.values()) else "train"
-    good = []
-    for other in range(seed + 1, seed + 1 + _SEARCHED_SEEDS):
-        if len({split_draw(other, kind, key) < eval_fraction for key in keys}) == 2:
-            good.append(str(other))
-            if len(good) == _SUGGESTED_SEEDS:
-                break
-    hint = f"--seed={' or '.join(good)} gives both sides" if good else "no nearby seed gives both sides"
+    good = [str(other) for other in range(seed + 1, seed + 1 + _SEARCHED_SEEDS)
+            if _two_sided(keys_by_kind, eval_fraction, other)][:_SUGGESTED_SEEDS]
+    hint = (f"--seed={' or '.join(good)} gives both sides" if good
+            else "no nearby seed gives both sides")
+    if len(keys_by_kind) > 1 and good:
+        hint += f" for the {' and the '.join(keys_by_kind)}"
     return (f"with --seed={seed} and --eval_fraction={eval_fraction:g}, none of the {count} {kind} "
             f"drew {empty}: each {_ONE.get(kind, kind)}'s side depends only on the seed and itself, so that "
             f"adding photos never moves it; {hint}, or add inputs of other identities, or change "

@@ -47,7 +47,7 @@ from spatule_synth.progress import (Chunk, Progress, describe_changes, fingerpri
 from spatule_synth.report import generated_images, write_report
 from spatule_synth.sample_files import SampleOutputs, WrittenSample, serialized_example
 from spatule_synth.sources import SourceSet, read_sources
-from spatule_synth.split import SPLITS, SplitError, images_per_split, split_keys
+from spatule_synth.split import SPLITS, SplitError, images_per_split, split_all
 from spatule_synth.tfrecord import ShardedRecordWriter
 from spatule_synth.yolo import write_classes
 
@@ -138,12 +138,12 @@ def split_pools(config: GenerateConfig, sources: SourceSet,
                 counts: dict[str, int]) -> dict[str, SplitPool]:
     """Each split's cutouts (by identity) and backgrounds (by photo content, unless shared), for
     ``counts[split]`` images (see `spatule_synth.split`)."""
-    by_identity = split_keys((c.identity for c in sources.cutouts), config.eval_fraction,
-                             config.seed, "identities")
     photo_of = {b.path: content_key(b.path) for b in sources.backgrounds}
-    by_photo = None
+    keys = {"identities": [c.identity for c in sources.cutouts]}
     if not config.share_backgrounds:
-        by_photo = split_keys(photo_of.values(), config.eval_fraction, config.seed, "background photos")
+        keys["background photos"] = list(photo_of.values())
+    sides = split_all(keys, config.eval_fraction, config.seed)
+    by_identity, by_photo = sides["identities"], sides.get("background photos")
     pools = {}
     for split in SPLITS:
         backgrounds = tuple(b for b in sources.backgrounds

@@ -55,6 +55,20 @@ def test_an_empty_side_stops_with_seeds_that_work():
     assert set(split_keys(keys(1), 0.0, seed=0, kind="identities").values()) == {"train"}
 
 
+def test_suggested_seeds_give_both_sides_for_every_kind():
+    from spatule_synth.split import split_all
+    kinds = {"identities": keys(6), "background photos": keys(6, start=100)}
+    seed = next(s for s in range(200) if not all(
+        len({split_draw(s, kind, k) < 0.2 for k in ks}) == 2 for kind, ks in kinds.items()))
+    with pytest.raises(SplitError) as stopped:
+        split_all(kinds, 0.2, seed)
+    suggested = str(stopped.value).split("--seed=")[2].split(" gives")[0].split(" or ")
+    assert "for the identities and the background photos" in str(stopped.value)
+    for other in suggested:
+        sides = split_all(kinds, 0.2, int(other))
+        assert all(set(s.values()) == {"train", "eval"} for s in sides.values())
+
+
 def run(inputs, out, **options):
     settings = dict(input_dirs=(str(inputs / "labelled"),), background_dirs=(str(inputs / "backgrounds"),),
                     output_dir=str(out), num_images=12, canvas_size=96, eval_fraction=0.3,

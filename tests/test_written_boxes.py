@@ -210,3 +210,55 @@ def test_group_parts_stay_disjoint_and_cover_the_paste_after_warping():
         assert not (first.mask & second.mask).any(), angle
         pasted = sample.pixels.any(axis=-1)
         assert not (pasted & ~(first.mask | second.mask)).any(), angle
+
+
+def test_re_drawn_placements_respect_max_occlusion_with_the_layout_as_pasted():
+    """Flat grey objects turn into ghosts when seamless-cloned onto white, so many placements are
+    re-drawn; a re-draw is checked against where the earlier ones really went, so no labelled
+    object loses more than --max_occlusion of its mask (and none drops under --min_visible)."""
+    from spatule_synth.plan import plan_sample, redraw_placement
+    from spatule_synth.sources import Background
+
+    def grey(k):
+        pixels = np.full((20 + 2 * M, 30 + 2 * M, 3), 120, np.uint8)
+        pixels[M:M + 20, M:M + 30] = 128
+        alpha = np.zeros(pixels.shape[:2], np.uint8)
+        alpha[M:M + 20, M:M + 30] = 255
+        return Cutout(f"c{k}", f"id{k}", pixels, alpha, Box(M, M, M + 30, M + 20),
+                      (CutoutPart("tag", 1, alpha.copy(), 0),), f"c{k}.jpg")
+
+    pool = SplitPool("train", tuple(grey(k) for k in range(3)), (Background("bg.jpg", 96, 96),))
+    config = GenerateConfig(input_dirs=("x",), output_dir="unused", canvas_size=96,
+                            objects_per_image=(3, 3), blend=("seamless_normal", "paste"),
+                            max_occlusion=0.3, eval_fraction=0.0)
+    redrawn = 0
+    for index in range(300):
+        spec = plan_sample(config, pool, index)
+        sample = render(spec, pool, np.full((96, 96, 3), 250, np.uint8), config.min_visible,
+                        config.min_visibility,
+                        lambda n, a, pasted, spec=spec: redraw_placement(config, pool, spec, n, a, pasted))
+        redrawn += sample.redrawn
+        assert sample.hidden == 0, index
+        for obj in sample.objects:
+            assert obj.truncated or obj.mask.sum() >= 0.7 * 600, (index, int(obj.mask.sum()))
+    assert redrawn > 100
+
+
+@pytest.mark.parametrize("blend", ["seamless_normal", "seamless_mixed", "feather", "paste"])
+def test_an_object_cut_by_the_canvas_edge_has_its_box_on_what_was_painted(blend):
+    """The clone region's border on the canvas edge stays the destination's: the box starts where
+    the paste changed pixels, not on untouched background."""
+    cutout = blob_cutout()
+    geometry = placement_geometry(cutout.size, cutout.object_box, 1.0)
+    for x, y in ((-20, 30), (40, -15), (CANVAS - 30, 20), (30, CANVAS - 25)):
+        placement = Placement(0, x, y, geometry.width, geometry.height, 1.0, blend)
+        canvas = np.random.default_rng(1).integers(60, 120, (CANVAS, CANVAS, 3), dtype=np.uint8)
+        before = canvas.copy()
+        sample = render(SampleSpec("train", 0, 0, (0, 0), (placement,)),
+                        SplitPool("train", (cutout,), ()), canvas)
+        [obj] = sample.objects
+        assert obj.truncated
+        painted = extent(np.abs(sample.pixels.astype(int) - before).max(axis=-1) > CHANGED)
+        sides = [painted.xmin - obj.box.xmin, painted.ymin - obj.box.ymin,
+                 obj.box.xmax - painted.xmax, obj.box.ymax - painted.ymax]
+        assert all(0 <= side <= (0 if blend == "paste" else 1) for side in sides), (x, y, painted, obj.box)
