@@ -194,8 +194,6 @@ def _paste(canvas: np.ndarray, pool: SplitPool, placement: Placement, labelled: 
             return "ghost"
     written = np.zeros((size, size), bool)
     written[y0:y1, x0:x1] = local_written
-    written = np.zeros((size, size), bool)
-    written[y0:y1, x0:x1] = local_written
     for visible, *_ in labelled:  # what this paste covers is no longer visible below it
         visible &= ~written
     for part_index, solid in enumerate(placed.parts):
@@ -221,7 +219,8 @@ def blend_into(canvas: np.ndarray, source: np.ndarray, alpha: np.ndarray,
         return written
     weight = np.where(solid, alpha.astype(np.float32) / 255.0, 0.0)
     if blend == "feather":
-        weight = np.minimum(weight, inward_ramp(solid, feather_width(solid)))
+        depth = depth_inside(solid)
+        weight = np.minimum(weight, inward_ramp(depth, feather_width(depth)))
     elif blend in SEAMLESS_FLAGS:
         clone = (cv2.dilate(solid.astype(np.uint8), _MARGIN_KERNEL) * 255)[local]
         before = region.copy()
@@ -229,7 +228,7 @@ def blend_into(canvas: np.ndarray, source: np.ndarray, alpha: np.ndarray,
         if changes is None:
             return None
         source, region[:] = region.copy(), before  # blend the Poisson result like a cutout
-        weight = np.minimum(weight, inward_ramp(solid, SEAMLESS_EDGE_PX))
+        weight = np.minimum(weight, inward_ramp(depth_inside(solid), SEAMLESS_EDGE_PX))
         # Cut by the canvas edge, the clone region's border lies on it and stays the destination's:
         # those pixels are not written, so they are not part of the object's visible mask either.
         weight[local] = np.where(changes, weight[local], 0.0)
@@ -240,19 +239,22 @@ def blend_into(canvas: np.ndarray, source: np.ndarray, alpha: np.ndarray,
     return written
 
 
-def inward_ramp(solid: np.ndarray, width: float) -> np.ndarray:
-    """Opacity rising from the mask's edge inwards: ``1 / width`` on its outer pixels, 1 from
-    ``width`` pixels in; 0 outside the mask."""
-    distance = cv2.distanceTransform(np.pad(solid, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    return np.clip(distance / max(width, 1.0), 0.0, 1.0).astype(np.float32)
+def depth_inside(solid: np.ndarray) -> np.ndarray:
+    """Per pixel of the mask, its distance to the nearest pixel outside it (1 on its outer
+    pixels, also where the mask meets the array's edge); 0 outside."""
+    return cv2.distanceTransform(np.pad(solid, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
 
 
-def feather_width(solid: np.ndarray) -> float:
+def inward_ramp(depth: np.ndarray, width: float) -> np.ndarray:
+    """Opacity rising from the mask's edge inwards (``depth``: `depth_inside`): ``1 / width`` on
+    its outer pixels, 1 from ``width`` pixels in; 0 outside the mask."""
+    return np.clip(depth / max(width, 1.0), 0.0, 1.0).astype(np.float32)
+
+
+def feather_width(depth: np.ndarray) -> float:
     """`CUTOUT_MARGIN` pixels, or half the object's thickness if that is less (a 12-px-high tag
     fades over 3 px and keeps an opaque middle)."""
-    if not solid.any():
-        return 1.0
-    thickness = float(cv2.distanceTransform(np.pad(solid, 1).astype(np.uint8), cv2.DIST_L2, 3).max())
+    thickness = float(depth.max()) if depth.size else 0.0
     return max(1.0, min(float(CUTOUT_MARGIN), thickness / 2.0))
 
 
