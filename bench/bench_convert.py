@@ -22,10 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from camera_photos import HEIGHT, WIDTH, camera_photo  # noqa: E402
 
-from spatule_synth.config import ConvertConfig  # noqa: E402
-from spatule_synth.convert import run_convert  # noqa: E402
-from spatule_synth.voc import VocAnnotation, VocObject, write_voc  # noqa: E402
-from spatule_synth.boxes import Box  # noqa: E402
+from spatule_synth.core.config import ConvertConfig  # noqa: E402
+from spatule_synth.modes.convert import run_convert  # noqa: E402
+from spatule_synth.formats.voc import VocAnnotation, VocObject, write_voc  # noqa: E402
+from spatule_synth.core.boxes import Box  # noqa: E402
 
 
 def make_folder(folder: str, photos: int, orientation: int, rng: np.random.Generator) -> None:

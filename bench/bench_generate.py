@@ -35,10 +35,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from camera_photos import HEIGHT, WIDTH, camera_photo  # noqa: E402
 
-from spatule_synth.boxes import Box  # noqa: E402
-from spatule_synth.config import GenerateConfig  # noqa: E402
-from spatule_synth.synthesize import run_generate  # noqa: E402
-from spatule_synth.voc import VocAnnotation, VocObject, read_voc, voc_bytes, write_voc  # noqa: E402
+from spatule_synth.core.boxes import Box  # noqa: E402
+from spatule_synth.core.config import GenerateConfig  # noqa: E402
+from spatule_synth.generate.run import run_generate  # noqa: E402
+from spatule_synth.formats.voc import VocAnnotation, VocObject, read_voc, voc_bytes, write_voc  # noqa: E402
 
 
 def make_inputs(folder: str, rng: np.random.Generator, background_count: int = 8) -> tuple[str, str]:

@@ -4,7 +4,7 @@
                                                [--sheet /tmp/visibility_sheet.png]
 
 Runs the plan and render stages of a preset in-process (no files written) with the visibility
-check recording every labelled paste's score instead of acting on it (`spatule_synth.visibility`),
+check recording every labelled paste's score instead of acting on it (`spatule_synth.generate.visibility`),
 then prints, per blend mode, the score quantiles and the share of placements under each candidate
 threshold, and writes a contact sheet: the lowest-scoring pastes and a sample around each
 threshold, each as cutout | written pixels | the same on the canvas around it, with its score, so
@@ -25,15 +25,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from spatule_synth import cli, render as render_module  # noqa: E402
-from spatule_synth.background_cache import BackgroundCache  # noqa: E402
-from spatule_synth.label_map import read_label_map  # noqa: E402
-from spatule_synth.plan import plan_sample, redraw_placement  # noqa: E402
-from spatule_synth.problems import ProblemLog  # noqa: E402
-from spatule_synth.sources import read_sources  # noqa: E402
-from spatule_synth.split import SPLITS, images_per_split  # noqa: E402
-from spatule_synth.synthesize import split_pools  # noqa: E402
-from spatule_synth.visibility import visibility  # noqa: E402
+from spatule_synth import cli  # noqa: E402
+from spatule_synth.generate import render as render_module  # noqa: E402
+from spatule_synth.generate.background_cache import BackgroundCache  # noqa: E402
+from spatule_synth.formats.label_map import read_label_map  # noqa: E402
+from spatule_synth.generate.plan import plan_sample, redraw_placement  # noqa: E402
+from spatule_synth.core.problems import ProblemLog  # noqa: E402
+from spatule_synth.generate.sources import read_sources  # noqa: E402
+from spatule_synth.generate.split import SPLITS, images_per_split  # noqa: E402
+from spatule_synth.generate.run import split_pools  # noqa: E402
+from spatule_synth.generate.visibility import visibility  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 

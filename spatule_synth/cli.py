@@ -13,11 +13,11 @@ import sys
 
 from absl import app, flags
 
-from spatule_synth.augment import parse_ranges
-from spatule_synth.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, IDENTITY_MODES, \
+from spatule_synth.core.augment import parse_ranges
+from spatule_synth.core.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, IDENTITY_MODES, \
     MASK_SOURCES, ConvertConfig, GenerateConfig
-from spatule_synth.problems import ON_ERROR_CHOICES
-from spatule_synth.validation import UNLABELLED_CHOICES
+from spatule_synth.core.problems import ON_ERROR_CHOICES
+from spatule_synth.core.validation import UNLABELLED_CHOICES
 
 MODES = ("generate", "convert", "verify", "report")
 
@@ -132,12 +132,12 @@ flags.DEFINE_enum("mask", "box", MASK_SOURCES, "generate: masks of box-only labe
                   "whole box, 'grabcut' = OpenCV GrabCut inside the box, 'model' = --mask_model.")
 flags.DEFINE_string("mask_model", "", "generate: with --mask=model, a TensorFlow SavedModel folder "
                     "or .keras file mapping an RGB crop to a foreground probability map (see "
-                    "spatule_synth/masks.py for the contract).")
+                    "spatule_synth/core/masks.py for the contract).")
 flags.DEFINE_enum("class_balance", "proportional", CLASS_BALANCE, "generate: 'proportional' draws "
                   "cutouts uniformly; 'uniform' draws a class uniformly, then one of its cutouts.")
 flags.DEFINE_string("object_augment", "", "generate: per-object augmentation, key=value list: "
                     "rotate, flip (h, v, hv), perspective, brightness, contrast, saturation, hue, "
-                    "blur; a value is v or lo:hi (see spatule_synth/augment.py). Example: "
+                    "blur; a value is v or lo:hi (see spatule_synth/core/augment.py). Example: "
                     "rotate=15,flip=h,brightness=0.1")
 flags.DEFINE_list("no_flip_classes", [], "generate: classes never mirrored (text must stay "
                   "readable), e.g. tag.")
@@ -264,7 +264,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.mode == "report":
         _require("output_dir")
-        from spatule_synth.report import write_report
+        from spatule_synth.modes.report import write_report
         try:
             written = write_report(FLAGS.output_dir)
         except (OSError, ValueError, KeyError) as error:
@@ -274,23 +274,23 @@ def main(argv: list[str]) -> int:
         return 0
     if FLAGS.mode == "verify":
         _require("output_dir")
-        from spatule_synth.verify import verify_output
+        from spatule_synth.modes.verify import verify_output
         report = verify_output(FLAGS.output_dir)
         print(report.table())
         return 1 if report.failed else 0
     config = generate_config() if FLAGS.mode == "generate" else convert_config()
     # Imported here so that --help and flag errors answer without loading TensorFlow.
-    from spatule_synth.convert import run_convert
-    from spatule_synth.execute import RunnerError
-    from spatule_synth.images import ImageReadError
-    from spatule_synth.label_map import LabelMapError
-    from spatule_synth.labelimg import InputDirError
-    from spatule_synth.masks import MaskModelError
-    from spatule_synth.output_dir import OutputDirError, OutputWriteError
-    from spatule_synth.problems import RunStopped
-    from spatule_synth.sources import SourceError
-    from spatule_synth.split import SplitError
-    from spatule_synth.synthesize import run_generate
+    from spatule_synth.modes.convert import run_convert
+    from spatule_synth.generate.execute import RunnerError
+    from spatule_synth.core.images import ImageReadError
+    from spatule_synth.formats.label_map import LabelMapError
+    from spatule_synth.formats.labelimg import InputDirError
+    from spatule_synth.core.masks import MaskModelError
+    from spatule_synth.core.output_dir import OutputDirError, OutputWriteError
+    from spatule_synth.core.problems import RunStopped
+    from spatule_synth.generate.sources import SourceError
+    from spatule_synth.generate.split import SplitError
+    from spatule_synth.generate.run import run_generate
     run = run_generate if FLAGS.mode == "generate" else run_convert
     try:
         if FLAGS.pipeline_config:
@@ -305,7 +305,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        from spatule_synth.progress import is_unfinished_run
+        from spatule_synth.generate.progress import is_unfinished_run
         resumable = FLAGS.mode == "generate" and is_unfinished_run(config.output_dir)
         print("interrupted: no manifest was written" + (
             "; the images finished so far are kept: rerun with --resume to finish" if resumable
@@ -317,7 +317,7 @@ def main(argv: list[str]) -> int:
 
 def _check_pipeline_flags() -> None:
     """Refuse a bad --pipeline_config or checkpoint before a long run, not after it."""
-    from spatule_synth.pipeline_config import available_templates, check_fine_tune_checkpoint
+    from spatule_synth.modes.pipeline_config import available_templates, check_fine_tune_checkpoint
     if FLAGS.mode != "generate" and not (FLAGS.mode == "convert" and FLAGS.split_from):
         raise app.UsageError("--pipeline_config goes with --mode=generate, or with --mode=convert "
                              "--split_from=RUN (to evaluate RUN's model on the converted photos)")
@@ -334,9 +334,9 @@ def _check_pipeline_flags() -> None:
 def _write_pipeline_config(config: GenerateConfig | ConvertConfig) -> str:
     """generate: the run's training config. convert --split_from=RUN: RUN's config with the
     converted photos as its eval input, in ``models/TEMPLATE_real_eval/``."""
-    from spatule_synth.label_map import read_label_map
-    from spatule_synth.manifest import read_manifest_head
-    from spatule_synth.pipeline_config import write_pipeline_config
+    from spatule_synth.formats.label_map import read_label_map
+    from spatule_synth.formats.manifest import read_manifest_head
+    from spatule_synth.modes.pipeline_config import write_pipeline_config
     label_map = read_label_map(config.label_map_path)
     common = (FLAGS.pipeline_config, FLAGS.workspace, label_map, FLAGS.batch_size, FLAGS.num_steps,
               FLAGS.fine_tune_checkpoint or None)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spatule_synth.alpha_cutouts import read_alpha_cutouts
-from spatule_synth.boxes import Box
-from spatule_synth.images import read_image
-from spatule_synth.labelimg import InputDirError
-from spatule_synth.problems import ProblemLog
+from spatule_synth.formats.alpha_cutouts import read_alpha_cutouts
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.images import read_image
+from spatule_synth.formats.labelimg import InputDirError
+from spatule_synth.core.problems import ProblemLog
 from conftest import noise_photo
 
 

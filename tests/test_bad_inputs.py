@@ -18,15 +18,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from spatule_synth.boxes import Box
-from spatule_synth.config import ConvertConfig, GenerateConfig
-from spatule_synth.convert import run_convert
-from spatule_synth.label_map import LabelMapError, parse_label_map
-from spatule_synth.manifest import read_manifest
-from spatule_synth.problems import RunStopped
-from spatule_synth.synthesize import run_generate
-from spatule_synth.tfrecord import read_records
-from spatule_synth.voc import read_voc
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.config import ConvertConfig, GenerateConfig
+from spatule_synth.modes.convert import run_convert
+from spatule_synth.formats.label_map import LabelMapError, parse_label_map
+from spatule_synth.formats.manifest import read_manifest
+from spatule_synth.core.problems import RunStopped
+from spatule_synth.generate.run import run_generate
+from spatule_synth.formats.tfrecord import read_records
+from spatule_synth.formats.voc import read_voc
 from painted import SIZE, assert_boxes_match_paint, coco_json, labelled_photo, save_photo, voc_xml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -664,7 +664,7 @@ def test_coco_sizes_and_polygons_beyond_the_image_are_refused(tmp_path):
 
 
 def test_class_names_match_whatever_the_unicode_normalisation(tmp_path):
-    from spatule_synth.label_map import LabelMap, write_label_map
+    from spatule_synth.formats.label_map import LabelMap, write_label_map
     write_label_map(LabelMap.from_names([unicodedata.normalize("NFC", "étiquette")]),
                     str(tmp_path / "map.pbtxt"))
     folder = tmp_path / "in"

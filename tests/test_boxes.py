@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from spatule_synth.boxes import Box, BoxError
+from spatule_synth.core.boxes import Box, BoxError
 
 
 def test_pixel_edge_convention_covers_whole_pixels():

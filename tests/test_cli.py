@@ -87,7 +87,7 @@ def test_demo_photos_convert_with_boxes_on_the_tags(tmp_path):
     assert "convert: 12 examples written from 12 images found (6 negatives without objects)" in done.stdout
     assert "objects of class 'tag': 10" in done.stdout
     import tensorflow as tf
-    from spatule_synth.tfrecord import read_records
+    from spatule_synth.formats.tfrecord import read_records
     records = list(read_records([str(out / "annotations" / "real.record")]))
     tagged = [r for r in records if r.objects]
     assert len(tagged) == 6 and {(r.width, r.height) for r in records} == {(1600, 1200)}

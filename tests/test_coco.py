@@ -7,9 +7,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from spatule_synth.boxes import Box
-from spatule_synth.coco import CocoImage, CocoInstance, coco_document, read_coco, write_coco
-from spatule_synth.problems import ProblemLog
+from spatule_synth.core.boxes import Box
+from spatule_synth.formats.coco import CocoImage, CocoInstance, coco_document, read_coco, write_coco
+from spatule_synth.core.problems import ProblemLog
 
 W, H = 16, 12
 CATEGORIES = [{"id": 1, "name": "tag"}, {"id": 7, "name": "spatula"}]

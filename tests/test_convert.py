@@ -6,13 +6,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from spatule_synth.boxes import Box
-from spatule_synth.config import ConvertConfig
-from spatule_synth.convert import run_convert
-from spatule_synth.manifest import read_manifest
-from spatule_synth.output_dir import OutputDirError
-from spatule_synth.problems import RunStopped
-from spatule_synth.tfrecord import read_records
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.config import ConvertConfig
+from spatule_synth.modes.convert import run_convert
+from spatule_synth.formats.manifest import read_manifest
+from spatule_synth.core.output_dir import OutputDirError
+from spatule_synth.core.problems import RunStopped
+from spatule_synth.formats.tfrecord import read_records
 from conftest import QUIRK_TAG, add_photo, labelimg_xml
 
 
@@ -284,7 +284,7 @@ def test_sub_pixel_boxes_are_dropped(tmp_path):
 
 
 def test_the_same_folder_twice_is_refused(tmp_path):
-    from spatule_synth.labelimg import InputDirError
+    from spatule_synth.formats.labelimg import InputDirError
     add_photo(tmp_path / "in", "a.jpg", [("tag", 1, 2, 9, 9)])
     with pytest.raises(InputDirError, match="is given twice"):
         convert([tmp_path / "in", str(tmp_path / "in") + "/"], tmp_path / "out")
@@ -306,7 +306,7 @@ def test_a_failed_overwrite_run_gives_the_previous_output_back(tmp_path):
 
 
 def test_manifest_text_is_json_with_one_line_per_listed_object():
-    from spatule_synth.manifest import manifest_json
+    from spatule_synth.formats.manifest import manifest_json
     document = {"seed": 1, "config": {"blend": ["feather"], "empty": {}},
                 "images": {"train": [{"name": "a", "objects": [{"box": [1, 2]}]}, {"name": "b"}],
                            "eval": []}}
@@ -318,10 +318,10 @@ def test_manifest_text_is_json_with_one_line_per_listed_object():
 def test_tiles_keep_every_object_inside_its_tile_and_lose_none(tmp_path):
     """Demo photos (3264x2448 and rotated) cut into 640 px tiles: every box inside its tile, cut
     boxes clipped and flagged, every tag of every photo labelled whole in some tile."""
-    from spatule_synth.labelimg import find_pairs, read_labelimg
-    from spatule_synth.label_map import read_label_map
-    from spatule_synth.problems import ProblemLog
-    from spatule_synth.validation import InputRules, load_photo
+    from spatule_synth.formats.labelimg import find_pairs, read_labelimg
+    from spatule_synth.formats.label_map import read_label_map
+    from spatule_synth.core.problems import ProblemLog
+    from spatule_synth.core.validation import InputRules, load_photo
     demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "spatule_synth", "demo_data", "labelled")
     result = run_convert(ConvertConfig(input_dirs=(demo,), output_dir=str(tmp_path / "out"), tile_size=640,

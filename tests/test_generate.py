@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spatule_synth.boxes import Box
-from spatule_synth.config import GenerateConfig
-from spatule_synth.identities import content_key
-from spatule_synth.manifest import read_manifest
-from spatule_synth.problems import RunStopped
-from spatule_synth.sources import SourceError
-from spatule_synth.split import SplitError
-from spatule_synth.synthesize import run_generate
-from spatule_synth.tfrecord import read_records
-from spatule_synth.voc import read_voc
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.config import GenerateConfig
+from spatule_synth.generate.identities import content_key
+from spatule_synth.formats.manifest import read_manifest
+from spatule_synth.core.problems import RunStopped
+from spatule_synth.generate.sources import SourceError
+from spatule_synth.generate.split import SplitError
+from spatule_synth.generate.run import run_generate
+from spatule_synth.formats.tfrecord import read_records
+from spatule_synth.formats.voc import read_voc
 from conftest import background_photos, tag_photos
 
 CANVAS = 96
@@ -211,8 +211,8 @@ def test_corrupt_background_photo_is_skipped_and_said(inputs, tmp_path):
 
 @pytest.mark.parametrize("images, photos, block", [(20, 7, 2), (5, 7, 1), (10_000, 7, 16), (0, 3, 1)])
 def test_every_background_photo_is_used_before_a_block_grows(images, photos, block):
-    from spatule_synth.plan import SplitPool, background_for, windows_per_background
-    from spatule_synth.sources import Background
+    from spatule_synth.generate.plan import SplitPool, background_for, windows_per_background
+    from spatule_synth.generate.sources import Background
     assert windows_per_background(images, photos) == block
     pool = SplitPool("train", (), tuple(Background(f"p{i}.jpg", 800, 600) for i in range(photos)), block)
     used = [background_for(index, pool, seed=2) for index in range(images)]

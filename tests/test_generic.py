@@ -14,19 +14,20 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from spatule_synth.boxes import Box
-from spatule_synth.augment import parse_ranges
-from spatule_synth.config import GenerateConfig
-from spatule_synth.cutouts import Cutout, CutoutPart
-from spatule_synth.label_map import LabelMap, write_label_map
-from spatule_synth.plan import Placement, SampleSpec, SplitPool, plan_sample
-from spatule_synth.render import mask_box, render
-from spatule_synth.synthesize import run_generate
-from spatule_synth.tfrecord import read_records
-from spatule_synth.transform import CUTOUT_MARGIN as M, placement_geometry
-from spatule_synth.voc import read_voc
-from spatule_synth.yolo import read_yolo_folder
-from spatule_synth.problems import ProblemLog
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.augment import parse_ranges
+from spatule_synth.core.config import GenerateConfig
+from spatule_synth.generate.cutouts import Cutout, CutoutPart
+from spatule_synth.formats.label_map import LabelMap, write_label_map
+from spatule_synth.generate.plan import Placement, SampleSpec, SplitPool, plan_sample
+from spatule_synth.core.annotations import mask_box
+from spatule_synth.generate.render import render
+from spatule_synth.generate.run import run_generate
+from spatule_synth.formats.tfrecord import read_records
+from spatule_synth.core.transform import CUTOUT_MARGIN as M, placement_geometry
+from spatule_synth.formats.voc import read_voc
+from spatule_synth.formats.yolo import read_yolo_folder
+from spatule_synth.core.problems import ProblemLog
 from conftest import labelimg_xml
 
 CANVAS = 128
@@ -249,7 +250,7 @@ def test_rotation_keeps_box_and_mask_tight_on_the_written_object(angle):
     rng = np.random.default_rng(2)
     cutout = ellipse_cutout(rng)
     draw = parse_ranges(f"rotate={angle}:{angle}", "object")
-    from spatule_synth.augment import draw_object
+    from spatule_synth.core.augment import draw_object
     augment = draw_object(np.random.default_rng(0), draw, may_flip=False)
     geometry = placement_geometry(cutout.size, cutout.object_box, 1.0, augment)
     placement = Placement(0, 30, 30, geometry.width, geometry.height, 1.0, "paste", augment)
@@ -309,7 +310,7 @@ def plain_config(inputs, out, **formats):
 
 
 def test_coco_polygon_and_rle_masks_reach_the_outputs(generic_inputs, tmp_path):
-    from spatule_synth.coco import CocoImage, CocoInstance, coco_document, write_coco
+    from spatule_synth.formats.coco import CocoImage, CocoInstance, coco_document, write_coco
     folder, photos = ellipse_sources(tmp_path)
     images = [CocoImage(i + 1, name, 160, 120, [CocoInstance(k + 1, mask) for k, mask in enumerate(masks)])
               for i, (name, masks) in enumerate(photos)]
@@ -322,7 +323,7 @@ def test_coco_polygon_and_rle_masks_reach_the_outputs(generic_inputs, tmp_path):
 
 
 def test_yolo_boxes_become_box_masks(generic_inputs, tmp_path):
-    from spatule_synth.yolo import write_classes, write_yolo
+    from spatule_synth.formats.yolo import write_classes, write_yolo
     folder, photos = ellipse_sources(tmp_path)
     write_classes(str(folder / "classes.txt"), ["disc", "star"])
     for name, masks in photos:

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from spatule_synth.boxes import Box
-from spatule_synth.images import ImageReadError, box_in_display_frame, bytes_for_record, check_image, \
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.images import ImageReadError, box_in_display_frame, bytes_for_record, check_image, \
     decode_image, is_image_file, read_image, read_pixels
 from conftest import noise_photo
 

@@ -1,7 +1,7 @@
 import pytest
 
-from spatule_synth.config import DEFAULT_LABEL_MAP
-from spatule_synth.label_map import LabelMap, LabelMapError, LabelMapItem, label_map_text, \
+from spatule_synth.core.config import DEFAULT_LABEL_MAP
+from spatule_synth.formats.label_map import LabelMap, LabelMapError, LabelMapItem, label_map_text, \
     parse_label_map, read_label_map, write_label_map
 
 

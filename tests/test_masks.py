@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from spatule_synth.boxes import Box
-from spatule_synth.masks import BOX_AGREEMENT_PX, GRABCUT_MAX_SIDE, MIN_BOX_SHARE, MaskModel, \
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.masks import BOX_AGREEMENT_PX, GRABCUT_MAX_SIDE, MIN_BOX_SHARE, MaskModel, \
     MaskModelError, RefinedMask, context_window, grabcut_foreground, load_mask_model, refine_mask
 
 # Keras 3 itself triggers this NumPy 2 warning when saving a model.

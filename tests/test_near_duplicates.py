@@ -1,4 +1,4 @@
-"""Near-duplicate grouping (spatule_synth.near_duplicates) on synthetic re-photographed objects.
+"""Near-duplicate grouping (spatule_synth.generate.near_duplicates) on synthetic re-photographed objects.
 
 Each object (a leg tag: white rounded rectangle with a 4-character code in black, all tags of one
 design; or a generic object: random coloured shapes on a texture) is drawn once at high
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from spatule_synth.near_duplicates import (NEAR_DUPLICATE_THRESHOLD, distance, fingerprint,
+from spatule_synth.generate.near_duplicates import (NEAR_DUPLICATE_THRESHOLD, distance, fingerprint,
                                            group_fingerprints, group_near_duplicates,
                                            pairwise_distances)
 
@@ -31,7 +31,7 @@ MASTER_HEIGHT = 160  # objects are drawn at this height, then scaled down per ph
 TAG_SIZES = (20, 80)  # tag heights in pixels (twice as wide) before the 0.7-1.4 rescale
 OBJECT_SIZES = (40, 300)  # generic object heights in pixels, likewise
 # Codes one character apart, with characters that stay distinct at 20 pixels in this font
-# (K/X, 5/6, E/F and 8/B do not: see the module docstring of spatule_synth.near_duplicates).
+# (K/X, 5/6, E/F and 8/B do not: see the module docstring of spatule_synth.generate.near_duplicates).
 SEQUENTIAL_CODES = ["K7Q" + c for c in "2347AHX"] + ["4N" + c + "R" for c in "WMVK"]
 
 

@@ -15,10 +15,10 @@ import re
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from spatule_synth.label_map import LabelMap, write_label_map
-from spatule_synth.pipeline_config import (TEMPLATE_DIR, TEMPLATES, available_templates,
+from spatule_synth.formats.label_map import LabelMap, write_label_map
+from spatule_synth.modes.pipeline_config import (TEMPLATE_DIR, TEMPLATES, available_templates,
                                            write_pipeline_config, zoo_checkpoint_url)
-from spatule_synth.tfrecord import shard_paths
+from spatule_synth.formats.tfrecord import shard_paths
 
 RESNET = "ssd_resnet50_v1_fpn_640x640"
 MOBILENET = "ssd_mobilenet_v2_fpnlite_320x320"
@@ -406,7 +406,7 @@ def test_flip_options_with_settings_and_comments_are_removed_whole(tmp_path, mon
     templates = tmp_path / "templates"
     templates.mkdir()
     (templates / f"{RESNET}.config").write_text(template.replace(ZOO_FLIP, augmentation))
-    monkeypatch.setattr("spatule_synth.pipeline_config.TEMPLATE_DIR", str(templates))
+    monkeypatch.setattr("spatule_synth.modes.pipeline_config.TEMPLATE_DIR", str(templates))
     out = make_run(tmp_path / "runs")
 
     flipping = parse(write_pipeline_config(RESNET, str(out), str(tmp_path / "ws"), LABEL_MAP,

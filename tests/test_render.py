@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from spatule_synth.boxes import Box
-from spatule_synth.config import BLEND_MODES
-from spatule_synth.cutouts import Cutout, CutoutPart
-from spatule_synth.plan import Placement, SampleSpec, SplitPool
-from spatule_synth.render import render, seamless_clone
-from spatule_synth.transform import CUTOUT_MARGIN as M, placement_geometry
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.config import BLEND_MODES
+from spatule_synth.generate.cutouts import Cutout, CutoutPart
+from spatule_synth.generate.plan import Placement, SampleSpec, SplitPool
+from spatule_synth.generate.blends import seamless_clone
+from spatule_synth.generate.render import render
+from spatule_synth.core.transform import CUTOUT_MARGIN as M, placement_geometry
 
 SIZE = 128
 W, H = 24 + 2 * M, 14 + 2 * M  # the pasted size of tag_cutout() at scale 1

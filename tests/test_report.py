@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from spatule_synth.manifest import read_manifest
-from spatule_synth import report
-from spatule_synth.report import (SplitStatistics, collect_stats, generated_image, generated_images,
+from spatule_synth.formats.manifest import read_manifest
+from spatule_synth.modes import report
+from spatule_synth.modes.report import (SplitStatistics, collect_stats, generated_image, generated_images,
                                   write_report)
-from spatule_synth.synthesize import run_generate
+from spatule_synth.generate.run import run_generate
 from test_cli import run
 from test_generate import background_photos, config_for, tag_photos
 

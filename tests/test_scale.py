@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from spatule_synth import sample_files
-from spatule_synth.manifest import JsonLines, manifest_json
-from spatule_synth.output_dir import OutputDirError
-from spatule_synth.progress import Progress
-from spatule_synth.synthesize import OutputWriteError, run_generate
+from spatule_synth.generate import sample_files
+from spatule_synth.formats.manifest import JsonLines, manifest_json
+from spatule_synth.core.output_dir import OutputDirError
+from spatule_synth.generate.progress import Progress
+from spatule_synth.generate.run import OutputWriteError, run_generate
 from conftest import background_photos, tag_photos
 from test_generate import config_for
 
@@ -65,7 +65,7 @@ def reference_run(config_maker, out, **options):
 def killed_before_its_manifest(inputs, out, monkeypatch, manifest=False):
     """The state a run leaves when killed just before its manifest (or, with ``manifest``, just
     after it): every chunk finished, the progress folder still there."""
-    monkeypatch.setattr("spatule_synth.synthesize.Progress.remove", lambda self: None)
+    monkeypatch.setattr("spatule_synth.generate.run.Progress.remove", lambda self: None)
     run_generate(config_for(inputs, out))
     if not manifest:
         os.unlink(out / "manifest.json")
@@ -124,15 +124,15 @@ def test_resume_rewrites_only_the_unfinished_chunks(inputs, tmp_path, monkeypatc
         written.append(sample.spec.name)
         return original(sample, *rest)
 
-    monkeypatch.setattr("spatule_synth.execute.write_sample", write_and_stop)
+    monkeypatch.setattr("spatule_synth.generate.execute.write_sample", write_and_stop)
     with pytest.raises(KeyboardInterrupt):
         run_generate(config_for(inputs, out, num_images=60))
     block = len(os.listdir(out / ".progress" / "parts" / "train"))
     assert block >= 1 and not (out / "manifest.json").exists()
     written.clear()
-    monkeypatch.setattr("spatule_synth.execute.write_sample", original)
+    monkeypatch.setattr("spatule_synth.generate.execute.write_sample", original)
     rewritten = []
-    monkeypatch.setattr("spatule_synth.execute.write_sample",
+    monkeypatch.setattr("spatule_synth.generate.execute.write_sample",
                         lambda sample, *rest: rewritten.append(sample.spec.name) or original(sample, *rest))
     run_generate(config_for(inputs, out, num_images=60, resume=True))
     assert tree(out) == expected
@@ -153,9 +153,9 @@ def test_a_full_disk_stops_the_run_with_a_message_and_no_manifest(inputs, tmp_pa
 
     if where == "worker":
         original = sample_files.atomic_write_bytes
-        monkeypatch.setattr("spatule_synth.sample_files.atomic_write_bytes", no_space)
+        monkeypatch.setattr("spatule_synth.generate.sample_files.atomic_write_bytes", no_space)
     else:
-        from spatule_synth.tfrecord import ShardedRecordWriter
+        from spatule_synth.formats.tfrecord import ShardedRecordWriter
         original = ShardedRecordWriter.write_serialized
         monkeypatch.setattr(ShardedRecordWriter, "write_serialized", no_space)
     with pytest.raises(OutputWriteError) as stopped:
@@ -232,7 +232,7 @@ def test_beam_direct_runner_writes_the_bytes_of_the_local_runner(inputs, tmp_pat
 
 
 def test_the_local_runner_never_loads_beam():
-    code = ("import sys; import spatule_synth.synthesize, spatule_synth.cli; "
+    code = ("import sys; import spatule_synth.generate.run, spatule_synth.cli; "
             "print('apache_beam' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=REPO)
@@ -255,7 +255,7 @@ def test_streamed_manifest_lists_equal_in_memory_ones(tmp_path):
 def test_a_failed_beam_pipeline_keeps_its_chunks_for_resume(inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
     expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out)
-    from spatule_synth import execute
+    from spatule_synth.generate import execute
     original = execute.ChunkWriter.__call__
 
     def full_after_the_first_chunks(self, chunk):
@@ -277,8 +277,8 @@ def test_a_failed_beam_pipeline_keeps_its_chunks_for_resume(inputs, tmp_path, mo
 
 
 def test_the_background_cache_stays_within_its_budget_least_recently_used_first(tmp_path):
-    from spatule_synth.background_cache import BackgroundCache
-    from spatule_synth.sources import Background
+    from spatule_synth.generate.background_cache import BackgroundCache
+    from spatule_synth.generate.sources import Background
     background_photos(tmp_path, 4, size=(200, 150))
     photos = [Background(str(tmp_path / f"BG{i:02d}.jpg"), 200, 150) for i in range(4)]
     one_photo = 200 * 150 * 3
@@ -326,7 +326,7 @@ def test_a_damaged_part_file_is_deleted_reported_and_rewritten(inputs, tmp_path,
 def test_resume_refuses_other_software_versions(inputs, tmp_path, monkeypatch):
     out = tmp_path / "out"
     killed_before_its_manifest(inputs, out, monkeypatch)
-    from spatule_synth import progress
+    from spatule_synth.generate import progress
     upgraded = dict(progress.package_versions(), **{"opencv-python-headless": "9.9.9"})
     monkeypatch.setattr(progress, "package_versions", lambda: upgraded)
     with pytest.raises(OutputDirError, match=r"\(opencv-python-headless: [0-9.]+ -> 9\.9\.9\)"):
@@ -343,7 +343,7 @@ def test_a_run_killed_after_its_manifest_is_tidied_by_resume(inputs, tmp_path, m
 
 
 def test_manifest_head_is_the_manifest_without_its_image_lists(inputs, tmp_path):
-    from spatule_synth.manifest import read_manifest, read_manifest_head
+    from spatule_synth.formats.manifest import read_manifest, read_manifest_head
     run_generate(config_for(inputs, tmp_path / "out", num_images=20))
     whole = read_manifest(str(tmp_path / "out"))
     del whole["images"]

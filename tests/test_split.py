@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from spatule_synth.config import GenerateConfig
-from spatule_synth.identities import content_key, join_identities
-from spatule_synth.plan import background_for, plan_sample
-from spatule_synth.random_streams import STREAM_IDS, entropy, stream
-from spatule_synth.split import SplitError, split_draw, split_keys
-from spatule_synth.synthesize import run_generate
+from spatule_synth.core.config import GenerateConfig
+from spatule_synth.generate.identities import content_key, join_identities
+from spatule_synth.generate.plan import background_for, plan_sample
+from spatule_synth.generate.random_streams import STREAM_IDS, entropy, stream
+from spatule_synth.generate.split import SplitError, split_draw, split_keys
+from spatule_synth.generate.run import run_generate
 from conftest import background_photos, tag_photos
 from painted import coco_json
 
@@ -56,7 +56,7 @@ def test_an_empty_side_stops_with_seeds_that_work():
 
 
 def test_suggested_seeds_give_both_sides_for_every_kind():
-    from spatule_synth.split import split_all
+    from spatule_synth.generate.split import split_all
     kinds = {"identities": keys(6), "background photos": keys(6, start=100)}
     seed = next(s for s in range(200) if not all(
         len({split_draw(s, kind, k) < 0.2 for k in ks}) == 2 for kind, ks in kinds.items()))
@@ -172,8 +172,8 @@ def test_random_streams_never_coincide():
 
 
 def test_an_image_depends_on_seed_split_and_index_and_the_block_length(tmp_path):
-    from spatule_synth.plan import SplitPool
-    from spatule_synth.sources import Background
+    from spatule_synth.generate.plan import SplitPool
+    from spatule_synth.generate.sources import Background
     config = GenerateConfig(input_dirs=("photos",), output_dir=str(tmp_path), canvas_size=64,
                             objects_per_image=(0, 0), seed=4)  # no cutout drawn: negatives only
     photos = tuple(Background(f"bg{i}.jpg", 100, 100) for i in range(5))

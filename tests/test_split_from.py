@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from spatule_synth.config import ConvertConfig, GenerateConfig
-from spatule_synth.convert import run_convert
-from spatule_synth.split_from import SplitFromError
-from spatule_synth.synthesize import run_generate
-from spatule_synth.tfrecord import read_records
+from spatule_synth.core.config import ConvertConfig, GenerateConfig
+from spatule_synth.modes.convert import run_convert
+from spatule_synth.modes.split_from import SplitFromError
+from spatule_synth.generate.run import run_generate
+from spatule_synth.formats.tfrecord import read_records
 from conftest import background_photos, tag_photos
 from test_verify import rephotographed_tags
 

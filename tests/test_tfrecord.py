@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 
-from spatule_synth.boxes import Box
-from spatule_synth.images import encode_jpeg, encode_png
-from spatule_synth.tfrecord import KEYS, RecordImage, RecordObject, ShardedRecordWriter, feature_spec, \
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.images import encode_jpeg, encode_png
+from spatule_synth.formats.tfrecord import KEYS, RecordImage, RecordObject, ShardedRecordWriter, feature_spec, \
     from_example, read_records, serialize_example, shard_glob, shard_paths, to_example
 from conftest import noise_photo
 
@@ -156,8 +156,8 @@ def test_tensorflow_reads_every_framed_record_and_checks_its_crc(tmp_path):
 
 def test_writing_records_does_not_import_tensorflow():
     """Workers and the generate command never pay TensorFlow's import time to write records."""
-    code = ("import sys; import spatule_synth.synthesize, spatule_synth.convert, spatule_synth.execute; "
-            "from spatule_synth import tfrecord; "
+    code = ("import sys; import spatule_synth.generate.run, spatule_synth.modes.convert, spatule_synth.generate.execute; "
+            "from spatule_synth.formats import tfrecord; "
             "tfrecord.framed(tfrecord.serialize_example(tfrecord.RecordImage(b'x', 'jpeg', 'a.jpg', '1', 1, 1))); "
             "print('tensorflow' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from spatule_synth.boxes import Box
-from spatule_synth.tiles import Tile, TileObject, choose_negatives, covered_extent, cut_tiles, \
+from spatule_synth.core.boxes import Box
+from spatule_synth.modes.tiles import Tile, TileObject, choose_negatives, covered_extent, cut_tiles, \
     lost_objects, tile_origins, tile_pixels, worst_case_visible_fraction
 
 TILINGS = [(1, 0), (2, 1), (3, 0), (3, 2), (7, 3), (16, 0), (16, 5), (64, 8), (64, 63), (640, 0),

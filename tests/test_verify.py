@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from spatule_synth.synthesize import run_generate
-from spatule_synth.tfrecord import RecordObject, ShardedRecordWriter, read_records
-from spatule_synth.verify import verify_output
+from spatule_synth.generate.run import run_generate
+from spatule_synth.formats.tfrecord import RecordObject, ShardedRecordWriter, read_records
+from spatule_synth.modes.verify import verify_output
 from test_cli import run
 from conftest import background_photos
 from test_generate import config_for

@@ -3,8 +3,8 @@ import os
 import pytest
 from lxml import etree
 
-from spatule_synth.boxes import Box
-from spatule_synth.voc import VocAnnotation, VocFormatError, VocObject, parse_voc, read_voc, voc_bytes, \
+from spatule_synth.core.boxes import Box
+from spatule_synth.formats.voc import VocAnnotation, VocFormatError, VocObject, parse_voc, read_voc, voc_bytes, \
     write_voc
 from conftest import QUIRKS, QUIRK_TAG
 

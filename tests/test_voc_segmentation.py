@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spatule_synth.annotations import mask_bounds
-from spatule_synth.boxes import Box
-from spatule_synth.cutouts import PhotoObject, cut_group, overlapping_groups
-from spatule_synth.labelimg import InputDirError
-from spatule_synth.problems import ProblemLog
-from spatule_synth.transform import CUTOUT_MARGIN
-from spatule_synth.voc_segmentation import bndbox_pixels, read_instance_png, read_voc_segmentation, \
+from spatule_synth.core.annotations import mask_bounds
+from spatule_synth.core.boxes import Box
+from spatule_synth.generate.cutouts import PhotoObject, cut_group, overlapping_groups
+from spatule_synth.formats.labelimg import InputDirError
+from spatule_synth.core.problems import ProblemLog
+from spatule_synth.core.transform import CUTOUT_MARGIN
+from spatule_synth.formats.voc_segmentation import bndbox_pixels, read_instance_png, read_voc_segmentation, \
     voc_palette
 from conftest import noise_photo
 

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spatule_synth.augment import parse_ranges
-from spatule_synth.config import GenerateConfig
-from spatule_synth.cutouts import Cutout, CutoutPart
-from spatule_synth.boxes import Box
-from spatule_synth.plan import Placement, SampleSpec, SplitPool
-from spatule_synth.render import render
-from spatule_synth.synthesize import run_generate
-from spatule_synth.tfrecord import read_records
-from spatule_synth.transform import CUTOUT_MARGIN as M, placement_geometry
-from spatule_synth.verify import verify_output
-from spatule_synth.voc import read_voc
+from spatule_synth.core.augment import parse_ranges
+from spatule_synth.core.config import GenerateConfig
+from spatule_synth.generate.cutouts import Cutout, CutoutPart
+from spatule_synth.core.boxes import Box
+from spatule_synth.generate.plan import Placement, SampleSpec, SplitPool
+from spatule_synth.generate.render import render
+from spatule_synth.generate.run import run_generate
+from spatule_synth.formats.tfrecord import read_records
+from spatule_synth.core.transform import CUTOUT_MARGIN as M, placement_geometry
+from spatule_synth.modes.verify import verify_output
+from spatule_synth.formats.voc import read_voc
 from painted import voc_xml
 
 CANVAS = 96
@@ -151,7 +151,7 @@ def blob_cutout():
 @pytest.mark.parametrize("blend", ["seamless_normal", "seamless_mixed", "feather", "alpha"])
 @pytest.mark.parametrize("rotate", [0.0, 33.0])
 def test_rotated_irregular_masks_change_nothing_outside_their_box(blend, rotate):
-    from spatule_synth.augment import ObjectAugment
+    from spatule_synth.core.augment import ObjectAugment
     cutout = blob_cutout()
     augment = ObjectAugment(angle=rotate)
     geometry = placement_geometry(cutout.size, cutout.object_box, 1.2, augment)
@@ -198,7 +198,7 @@ def test_group_parts_stay_disjoint_and_cover_the_paste_after_warping():
     pixels = np.random.default_rng(1).integers(100, 256, shape + (3,), dtype=np.uint8)
     cutout = Cutout("g.jpg#0+1", "g", pixels, alpha, Box(M, M, M + width, M + height),
                     (CutoutPart("tag", 1, small, 0), CutoutPart("leg", 2, large, 1)), "g.jpg")
-    from spatule_synth.augment import ObjectAugment
+    from spatule_synth.core.augment import ObjectAugment
     for angle in (7.0, 21.0, 33.0, 50.0):
         augment = ObjectAugment(angle=angle)
         geometry = placement_geometry(cutout.size, cutout.object_box, 1.3, augment)
@@ -216,8 +216,8 @@ def test_re_drawn_placements_respect_max_occlusion_with_the_layout_as_pasted():
     """Flat grey objects turn into ghosts when seamless-cloned onto white, so many placements are
     re-drawn; a re-draw is checked against where the earlier ones really went, so no labelled
     object loses more than --max_occlusion of its mask (and none drops under --min_visible)."""
-    from spatule_synth.plan import plan_sample, redraw_placement
-    from spatule_synth.sources import Background
+    from spatule_synth.generate.plan import plan_sample, redraw_placement
+    from spatule_synth.generate.sources import Background
 
     def grey(k):
         pixels = np.full((20 + 2 * M, 30 + 2 * M, 3), 120, np.uint8)

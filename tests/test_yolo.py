@@ -3,9 +3,9 @@ import os
 import pytest
 from PIL import Image
 
-from spatule_synth.boxes import Box
-from spatule_synth.problems import ProblemLog
-from spatule_synth.yolo import displayed_size, read_yolo_folder, write_classes, write_yolo, yolo_lines
+from spatule_synth.core.boxes import Box
+from spatule_synth.core.problems import ProblemLog
+from spatule_synth.formats.yolo import displayed_size, read_yolo_folder, write_classes, write_yolo, yolo_lines
 
 CLASSES = ["dog", "cat", "spatule"]
 

@@ -1,0 +1,4 @@
+"""One module per file format, each read and written with a round-trip test: labelImg folders
+and Pascal VOC XML (`labelimg`, `voc`), COCO (`coco`), YOLO (`yolo`), VOC segmentation
+(`voc_segmentation`), alpha-PNG cutouts (`alpha_cutouts`), TFRecord (`tfrecord`), the label map
+(`label_map`) and the run manifest (`manifest`)."""

@@ -1,0 +1,114 @@
+"""``OUT/manifest.json``: what a finished run made, from what, with which software.
+
+The manifest is written last and atomically: an output directory without one is unfinished.
+Its layout is meant for both eyes and ``grep``: nested objects are indented, and each item of a
+list of objects (one image, one problem) sits on one line.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+from typing import IO, Iterator
+
+from spatule_synth.core.output_dir import atomic_open
+
+MANIFEST_NAME = "manifest.json"
+_PACKAGES = ("tensorflow", "tf-models-official", "numpy", "opencv-python-headless", "pillow", "lxml",
+             "protobuf", "absl-py")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that shape the outputs."""
+    versions = {"python": platform.python_version()}
+    for package in _PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    from spatule_synth import __version__
+    versions["spatule_synth"] = __version__
+    return versions
+
+
+class JsonLines:
+    """A list of JSON objects stored one per line in an open binary file (written by the run as it
+    goes): `write_manifest` copies it in without loading it, so memory stays flat."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+
+    def append(self, item: dict) -> None:
+        self.handle.write(json.dumps(item).encode("utf-8") + b"\n")
+
+    def lines(self) -> Iterator[str]:
+        self.handle.flush()
+        self.handle.seek(0)
+        for line in self.handle:
+            yield line.decode("utf-8").rstrip("\n")
+        self.handle.seek(0, os.SEEK_END)
+
+    def __iter__(self) -> Iterator[dict]:
+        return (json.loads(line) for line in self.lines())
+
+
+def write_manifest(output_dir: str, content: dict) -> str:
+    """Write ``content`` (plus package versions) as the run's manifest; returns its path. Values
+    may be `JsonLines` (streamed into place as a list of objects)."""
+    path = os.path.join(output_dir, MANIFEST_NAME)
+    document = {"versions": package_versions(), **content}
+    with atomic_open(path) as handle:
+        for piece in manifest_pieces(document):
+            handle.write(piece.encode("utf-8"))
+        handle.write(b"\n")
+    return path
+
+
+def manifest_json(value, depth: int = 0) -> str:
+    """JSON text of ``value``: objects indented by two spaces per level, lists of objects one item
+    per line, everything else on one line (Python's fast C encoder does the lines)."""
+    return "".join(manifest_pieces(value, depth))
+
+
+def manifest_pieces(value, depth: int = 0) -> Iterator[str]:
+    """`manifest_json` as a stream of pieces (a `JsonLines` value is one piece per line)."""
+    inner = "  " * (depth + 1)
+    if isinstance(value, dict) and value:
+        for position, (key, item) in enumerate(value.items()):
+            yield ("{\n" if position == 0 else ",\n") + f"{inner}{json.dumps(key)}: "
+            yield from manifest_pieces(item, depth + 1)
+        yield "\n" + "  " * depth + "}"
+    elif isinstance(value, JsonLines):
+        empty = True
+        for line in value.lines():
+            yield ("[\n" if empty else ",\n") + inner + line
+            empty = False
+        yield "[]" if empty else "\n" + "  " * depth + "]"
+    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        yield "[\n" + ",\n".join(inner + json.dumps(item) for item in value) + "\n" + "  " * depth + "]"
+    else:
+        yield json.dumps(value)
+
+
+def read_manifest_head(output_dir: str) -> dict:
+    """The manifest without its per-image lists (``images``, written last): what a check of the
+    settings needs, read in memory independent of the number of images."""
+    marker = '\n  "images": '
+    text = ""
+    with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
+        while True:
+            piece = handle.read(1 << 16)
+            start = max(0, len(text) - len(marker))
+            text += piece
+            position = text.find(marker, start)
+            if position >= 0:
+                return json.loads(text[:position].rstrip(",") + "\n}")
+            if not piece:
+                return json.loads(text)
+
+
+def read_manifest(output_dir: str) -> dict:
+    with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
+        return json.load(handle)

@@ -1,0 +1,129 @@
+"""``--runner=beam``: the same chunks of images written by an Apache Beam pipeline.
+
+The pipeline is ``Create(chunks) | Reshuffle | ParDo(write chunk)``: each element is one chunk
+(`spatule_synth.generate.progress.Chunk`), written by the very `spatule_synth.generate.execute.ChunkWriter` the local
+runner uses (plan, render, JPEG + XML, then the chunk's part file). The ``Reshuffle`` spreads the
+chunks over the workers instead of fusing them into the step that lists them. When the pipeline has
+finished, the launching process assembles the shards, manifest lines and COCO files from the part
+files in index order, exactly as with the local runner, so images, XML and shards are
+byte-identical to a local run of the same flags, and ``--resume`` works across runners.
+
+``--beam_pipeline_options`` is passed to Beam as is (default: the DirectRunner in multi-processing
+mode on ``--num_workers`` processes, or all cores). On Flink, Spark or Dataflow every worker must
+see ``--output_dir`` and the input files at the same paths (a shared file system), and have
+spatule_synth installed (``--setup_file`` or a custom container). The workers load the split pools
+(cutout pixels included) from ``OUT/.progress/jobs.pickle`` rather than from the pipeline graph.
+
+Apache Beam is imported only by this module, which is imported only for ``--runner=beam``: the
+local runner's start-up does not pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shlex
+from typing import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from spatule_synth.core.config import GenerateConfig
+from spatule_synth.generate.execute import ChunkWriter, RunnerError, SplitJob, worker_count
+from spatule_synth.generate.progress import Chunk, Progress
+
+JOBS_FILE = "jobs.pickle"
+
+
+class BeamRunError(RunnerError):
+    """The Beam pipeline failed; the chunks it finished are kept for ``--resume``."""
+
+
+class _WriteChunks(beam.DoFn):
+    """Writes each chunk it receives; the pools are loaded once per worker (``setup``)."""
+
+    def __init__(self, jobs_path: str) -> None:
+        self.jobs_path = jobs_path
+        self.writer: ChunkWriter | None = None
+
+    def setup(self) -> None:
+        import cv2
+        cv2.setNumThreads(1)  # Beam already runs one worker per core
+        with open(self.jobs_path, "rb") as handle:
+            config, jobs = pickle.load(handle)
+        self.writer = ChunkWriter(config, jobs)
+
+    def process(self, element: tuple[str, int, int]) -> Iterator[tuple[str, int, int]]:
+        assert self.writer is not None
+        self.writer(Chunk(*element))
+        yield element
+
+
+def pipeline_options(config: GenerateConfig) -> PipelineOptions:
+    """``--beam_pipeline_options`` as Beam `PipelineOptions` (see the module docstring)."""
+    arguments = shlex.split(config.beam_pipeline_options)
+    if not arguments:
+        arguments = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                     f"--direct_num_workers={worker_count(config)}"]
+    return PipelineOptions(arguments)
+
+
+class BeamRunner(contextlib.AbstractContextManager):
+    """Same interface as `spatule_synth.generate.execute.LocalRunner`; the pipeline runs to its end before
+    the first chunk is handed over."""
+
+    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], chunks: Sequence[Chunk]):
+        self.config, self.jobs, self.chunks = config, jobs, list(chunks)
+        self.progress = Progress(config.output_dir)
+
+    def finished_chunks(self) -> Iterator[Chunk]:
+        pending = [chunk for chunk in self.chunks if not self.progress.is_done(chunk)]
+        if pending:
+            self._run(pending)
+        for chunk in self.chunks:
+            if not self.progress.is_done(chunk):
+                raise BeamRunError(f"the Beam pipeline ended without writing images "
+                                   f"{chunk.start}-{chunk.stop - 1} of {chunk.split}; rerun with "
+                                   "--resume")
+            yield chunk
+
+    def __exit__(self, *exc_info) -> None:
+        return None  # the pipeline ends within `finished_chunks`
+
+    def _run(self, pending: list[Chunk]) -> None:
+        jobs_path = os.path.abspath(self.progress.path(JOBS_FILE))
+        with open(jobs_path, "wb") as handle:
+            pickle.dump((self.config, self.jobs), handle, pickle.HIGHEST_PROTOCOL)
+        elements = [(chunk.split, chunk.start, chunk.stop) for chunk in pending]
+        try:
+            with _importable_by_workers(), beam.Pipeline(options=pipeline_options(self.config)) as p:
+                _ = (p | "chunks" >> beam.Create(elements)
+                     | "spread over workers" >> beam.Reshuffle()
+                     | "write images" >> beam.ParDo(_WriteChunks(jobs_path)))
+        except Exception as error:  # Beam wraps worker errors in its own types
+            raise BeamRunError(f"the Beam pipeline failed: {_first_line(error)}. The chunks it "
+                               "finished are kept: fix the cause and rerun with --resume") from error
+
+
+@contextlib.contextmanager
+def _importable_by_workers() -> Iterator[None]:
+    """Let the DirectRunner's worker processes import spatule_synth from wherever it was loaded."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, previous]))
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    # Beam puts the worker's traceback first and the original error on a line of its own.
+    errors = [line.strip() for line in lines if "Error" in line.split(":")[0]]
+    return (errors[-1] if errors else lines[0] if lines else type(error).__name__)[:500]
+

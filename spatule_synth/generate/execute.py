@@ -1,0 +1,172 @@
+"""The execute stage, local runner: plan, render and write every image, chunk by chunk, in-process
+or on a process pool.
+
+Each image depends only on ``(seed, split, index)`` and the inputs, so outputs are byte-identical
+for any ``num_workers``. A worker writes a chunk's JPEG and XML files, then the chunk's part file
+(`spatule_synth.generate.progress`), which marks it finished; `LocalRunner.finished_chunks` yields the
+chunks in order as they finish, so the parent assembles the shards while the workers go on.
+Workers are started with ``spawn`` (no fork of a process that may hold threads) and never import
+TensorFlow. At most a few chunks per worker are in flight, so memory does not grow with the number
+of images, and a worker that dies (killed by the system, out of memory) stops the run with
+`WorkerDiedError` instead of hanging it. `spatule_synth.generate.beam_runner` runs the same chunks on Apache
+Beam.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import dataclasses
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Iterator, Sequence
+
+import cv2
+
+from spatule_synth.generate.background_cache import BackgroundCache
+from spatule_synth.core.config import GenerateConfig
+from spatule_synth.generate.plan import SplitPool, plan_sample, redraw_placement
+from spatule_synth.generate.progress import Chunk, Progress
+from spatule_synth.generate.render import render
+from spatule_synth.generate.sample_files import SampleOutputs, WrittenSample, write_sample
+
+CHUNKS_IN_FLIGHT_PER_WORKER = 4
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class RunnerError(RuntimeError):
+    """The runner could not write every image; the message says how to go on."""
+
+
+class WorkerDiedError(RunnerError):
+    """A worker process ended abruptly; the run cannot finish."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitJob:
+    """What one split's images need: its pool, where its files go, and its first ``source_id``."""
+
+    pool: SplitPool
+    outputs: SampleOutputs
+    first_source_id: int
+
+
+class ChunkWriter:
+    """Per-process state: the config, each split's job, and one background cache for all."""
+
+    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob]) -> None:
+        self.config, self.jobs = config, jobs
+        self.cache = BackgroundCache(config.canvas_size, config.cache_mb << 20)
+        self.progress = Progress(config.output_dir)
+
+    def image(self, split: str, index: int) -> WrittenSample:
+        job = self.jobs[split]
+        spec = plan_sample(self.config, job.pool, index)
+        canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
+        sample = render(spec, job.pool, canvas, self.config.min_visible, self.config.min_visibility,
+                        lambda number, attempt, pasted: redraw_placement(
+                            self.config, job.pool, spec, number, attempt, pasted))
+        return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs)
+
+    def __call__(self, chunk: Chunk) -> Chunk:
+        """Write the chunk's images, then its part file."""
+        samples = [self.image(chunk.split, index) for index in range(chunk.start, chunk.stop)]
+        self.progress.write_part(chunk, samples)
+        return chunk
+
+
+_WORKER: ChunkWriter | None = None
+
+
+def _init_worker(config: GenerateConfig, jobs: dict[str, SplitJob], parent: int) -> None:
+    global _WORKER
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    cv2.setNumThreads(1)  # one process per core already
+    _WORKER = ChunkWriter(config, jobs)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have Linux kill this worker when the parent dies (``kill -9``, out of memory), so that no
+    orphan goes on writing into the output directory while a ``--resume`` run starts."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's own checks remain
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _write_chunk(chunk: Chunk) -> Chunk:
+    assert _WORKER is not None
+    return _WORKER(chunk)
+
+
+def worker_count(config: GenerateConfig) -> int:
+    return config.num_workers or os.cpu_count() or 1
+
+
+class LocalRunner(contextlib.AbstractContextManager):
+    """The processes that write images; one pool for the whole run (started once, and only if
+    some chunk is left to write).
+
+    ``with LocalRunner(config, jobs, chunks) as runner: for chunk in runner.finished_chunks(): ...``
+    """
+
+    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], chunks: Sequence[Chunk]):
+        self.config, self.jobs, self.chunks = config, jobs, list(chunks)
+        progress = Progress(config.output_dir)
+        self._pending = {chunk for chunk in self.chunks if not progress.is_done(chunk)}
+        self.workers = min(worker_count(config), max(1, len(self._pending)))
+        self._in_process = ChunkWriter(config, jobs) if self.workers <= 1 else None
+        self._executor = None if self._in_process or not self._pending else ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(config, jobs, os.getpid()))
+
+    def finished_chunks(self) -> Iterator[Chunk]:
+        """Every chunk, in order, once its part file is on disk (written now if missing)."""
+        if self._executor is None:
+            for chunk in self.chunks:
+                yield self._in_process(chunk) if chunk in self._pending else chunk
+            return
+        pending: collections.deque = collections.deque()  # chunks done before, and futures
+        in_flight, limit = 0, CHUNKS_IN_FLIGHT_PER_WORKER * self.workers
+        try:
+            for chunk in self.chunks:
+                if chunk in self._pending:
+                    pending.append(self._executor.submit(_write_chunk, chunk))
+                    in_flight += 1
+                else:
+                    pending.append(chunk)
+                while pending and (in_flight >= limit or isinstance(pending[0], Chunk)):
+                    item = pending.popleft()
+                    in_flight -= not isinstance(item, Chunk)
+                    yield _finished(item)
+            while pending:
+                yield _finished(pending.popleft())
+        except BrokenProcessPool as error:
+            # Python 3.11 leaves the other workers waiting for work the broken pool never sends,
+            # and shutting the pool down waits for them: end them first.
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.terminate()
+            raise WorkerDiedError(
+                "a worker process died abruptly (killed, or out of memory?); the images finished "
+                "so far are kept: rerun with --resume, and fewer --num_workers or a smaller "
+                "--cache_mb") from error
+        finally:
+            for future in pending:
+                if not isinstance(future, Chunk):
+                    future.cancel()
+
+    def __exit__(self, *exc_info) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _finished(item) -> Chunk:
+    return item if isinstance(item, Chunk) else item.result()

@@ -1,0 +1,209 @@
+"""A generation run's progress on disk: what makes it crash-safe and resumable.
+
+Images are written in *chunks* (consecutive indices of one split that share a background photo).
+A chunk is finished when its *part file* exists: ``OUT/.progress/parts/SPLIT/START.pickle`` holds,
+for each of its images, everything the parent needs besides the JPEG on disk (the example's
+fields, the manifest entry, the COCO annotations). Workers write the chunk's images first and its
+part file last, each through a temporary name and a rename, so after a crash or ``kill -9`` every
+part file on disk stands for complete images, and every other chunk is simply written again (with
+the same bytes: each image depends only on the flags, the inputs, its split and its index).
+
+The shards, the per-image manifest lines and the COCO files are assembled from the part files in
+index order (`spatule_synth.generate.run`), so a resumed run writes exactly what an uninterrupted
+run writes. ``OUT/.progress/run.json`` records the settings and a fingerprint of the inputs; a
+resume with other flags or changed inputs is refused. ``OUT/.progress/lock`` is held (``flock``)
+by the run that writes the directory. The progress folder is deleted once the manifest is written.
+
+Guarantee: a process crash or kill loses nothing that was finished (workers die with the main
+process: `spatule_synth.generate.execute`). Images and part files are not ``fsync``-ed one by one (that
+would cost much of the speed); a part file cut short by a power cut is detected when it is read,
+deleted and reported, and the next resume writes its chunk again. ``run.json`` also records the
+package versions: a resume under other versions is refused, since it could mix their bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from typing import Any, Iterable, Iterator
+
+from absl import logging
+
+from spatule_synth.formats.manifest import MANIFEST_NAME, package_versions
+from spatule_synth.core.output_dir import MARKER_NAME, OutputDirError, atomic_write_bytes
+
+PROGRESS_DIR = ".progress"
+RUN_FILE = "run.json"
+LOCK_FILE = "lock"
+TEMPORARY_PREFIX = ".tmp-"  # `spatule_synth.core.output_dir.temporary_path` names
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Chunk:
+    """Images ``start .. stop-1`` of ``split``: the unit of work and of resumption."""
+
+    split: str
+    start: int
+    stop: int
+
+
+def split_chunks(split: str, count: int, block: int) -> list[Chunk]:
+    """``count`` images in chunks of ``block`` (one background photo's windows each)."""
+    return [Chunk(split, start, min(start + block, count)) for start in range(0, count, block)]
+
+
+class Progress:
+    """The ``OUT/.progress`` folder of a run."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = output_dir
+        self.folder = os.path.join(output_dir, PROGRESS_DIR)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
+
+    def part_path(self, chunk: Chunk) -> str:
+        return os.path.join(self.folder, "parts", chunk.split, f"{chunk.start:09d}.pickle")
+
+    def is_done(self, chunk: Chunk) -> bool:
+        return os.path.exists(self.part_path(chunk))
+
+    def write_part(self, chunk: Chunk, images: list[Any]) -> None:
+        """Mark ``chunk`` finished (call after its images are on disk)."""
+        atomic_write_bytes(self.part_path(chunk), pickle.dumps(images, pickle.HIGHEST_PROTOCOL),
+                           durable=False)
+
+    def read_part(self, chunk: Chunk) -> list[Any]:
+        """The chunk's images; a damaged part file (cut short by a power cut: parts are not
+        fsync-ed) is deleted and reported with `OutputDirError`, so the next resume rewrites it."""
+        path = self.part_path(chunk)
+        with open(path, "rb") as handle:
+            try:
+                return pickle.load(handle)
+            except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, ImportError,
+                    IndexError, TypeError) as error:
+                damage = f"{type(error).__name__}: {error}"
+        os.unlink(path)
+        raise OutputDirError(f"{path}: damaged ({damage}; cut short by a power cut?); it has been "
+                             "deleted: rerun with --resume to write that chunk again")
+
+    def finished_images(self) -> dict[str, int]:
+        """Images finished so far, per split: the chunks of ``run.json`` whose part file exists."""
+        counts: dict[str, int] = {}
+        state = self.read_run_file()
+        for split, chunks in state.get("chunks", {}).items():
+            counts[split] = sum(stop - start for start, stop in chunks
+                                if self.is_done(Chunk(split, start, stop)))
+        return counts
+
+    def read_run_file(self) -> dict:
+        """``run.json``; `OutputDirError` if it cannot be read as one."""
+        path = self.path(RUN_FILE)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                run = json.load(handle)
+            if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+                raise ValueError("not a run description")
+            return run
+        except (OSError, ValueError) as error:
+            raise OutputDirError(f"{path}: unreadable ({error}), so the interrupted run cannot be "
+                                 "resumed: pass --overwrite instead of --resume to start again") from None
+
+    def create(self, run: dict, splits: Iterable[str]) -> None:
+        for split in splits:
+            os.makedirs(os.path.join(self.folder, "parts", split), exist_ok=True)
+        atomic_write_bytes(self.path(RUN_FILE), json.dumps(run, indent=1).encode("utf-8"))
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path(RUN_FILE))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory's lock; `OutputDirError` if another run holds it."""
+        try:
+            handle = open(self.path(LOCK_FILE), "a+b")
+        except FileNotFoundError:
+            raise OutputDirError(f"output directory {self.output_dir} was finished or removed by "
+                                 "another spatule_synth run meanwhile; run the command again") from None
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise OutputDirError(f"output directory {self.output_dir} is being written by "
+                                     "another spatule_synth run; wait for it to end") from None
+            yield
+        finally:
+            handle.close()
+
+    def remove(self) -> None:
+        """Delete the progress folder (once the manifest is written, outside `locked`): a failure
+        is only a warning, since the output is complete."""
+        try:
+            shutil.rmtree(self.folder)
+        except OSError as error:
+            logging.warning("%s: could not delete it (%s); the output is complete, delete it by hand",
+                            self.folder, error)
+
+
+def run_description(config_json: dict, inputs: str, chunks: dict[str, list[Chunk]]) -> dict:
+    """What ``run.json`` holds: the settings, the software versions, the inputs' fingerprint and
+    the chunk list."""
+    return {"config": config_json, "versions": package_versions(), "inputs": inputs,
+            "chunks": {split: [[c.start, c.stop] for c in split_list]
+                       for split, split_list in chunks.items()}}
+
+
+def fingerprint(items: Iterable[Any], files: Iterable[str]) -> str:
+    """SHA-256 of ``items`` (JSON-able) and of each file's path, size and modification time."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(list(items), sort_keys=True).encode("utf-8"))
+    for path in sorted(set(files)):
+        try:
+            status = os.stat(path)
+            digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\n".encode("utf-8"))
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def describe_changes(before: dict, now: dict) -> list[str]:
+    """What differs between two ``run.json`` descriptions (settings, software versions, inputs),
+    as ``name: A -> B``."""
+    changes = [f"--{name}: {before['config'].get(name)!r} -> {now['config'].get(name)!r}"
+               for name in sorted(set(before["config"]) | set(now["config"]))
+               if before["config"].get(name) != now["config"].get(name)]
+    versions_before, versions_now = before.get("versions", {}), now.get("versions", {})
+    changes += [f"{name}: {versions_before.get(name)} -> {versions_now.get(name)}"
+                for name in sorted(set(versions_before) | set(versions_now))
+                if versions_before.get(name) != versions_now.get(name)]
+    if before.get("inputs") != now.get("inputs"):
+        changes.append("the input files (labelled photos, annotations, backgrounds) changed")
+    return changes
+
+
+def remove_temporary_files(output_dir: str) -> int:
+    """Delete the ``.tmp-*`` files a killed run left in ``output_dir``; how many."""
+    removed = 0
+    for folder, _, files in os.walk(output_dir):
+        for name in files:
+            if name.startswith(TEMPORARY_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+    return removed
+
+
+def is_unfinished_run(output_dir: str) -> bool:
+    """True for a directory a generation run started and did not finish (no manifest yet)."""
+    return (os.path.exists(os.path.join(output_dir, MARKER_NAME))
+            and Progress(output_dir).exists()
+            and not os.path.exists(os.path.join(output_dir, MANIFEST_NAME)))

@@ -1,0 +1,409 @@
+"""``generate``: labelled cutouts pasted onto crops of object-free photos, split by identity.
+
+Output layout (fixed)::
+
+    OUT/images/{train,eval}/NAME.jpg + NAME.xml    open the folder in labelImg: every box shows
+    OUT/annotations/label_map.pbtxt
+    OUT/annotations/{train,eval}.record[-SSSSS-of-NNNNN]
+    OUT/manifest.json     config, versions, counts, identities and cutouts per split, and per image
+                          its background (file + window), cutouts, boxes and blend modes
+
+Data flow: `read_sources` -> `split_pools` (identities, and background photos unless shared) ->
+chunks of images per split, written by a runner (`spatule_synth.generate.execute.LocalRunner` or
+`spatule_synth.generate.beam_runner.BeamRunner`: plan, render, write JPEG + XML + the chunk's part file) ->
+`SplitAssembly` appends each finished chunk, in index order, to the shards, the per-image manifest
+lines and the COCO file -> report -> manifest, written last.
+
+Memory is flat in ``--num_images``: per-image data streams through scratch files. The run is
+crash-safe and resumable (`spatule_synth.generate.progress`): ``--resume`` writes only the missing chunks
+and assembles the rest again from their part files, so its output equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+
+from absl import logging
+from tqdm import tqdm
+
+from spatule_synth.core.config import GenerateConfig
+from spatule_synth.formats.coco import CocoStreamWriter
+from spatule_synth.generate.execute import LocalRunner, SplitJob
+from spatule_synth.generate.identities import content_key
+from spatule_synth.formats.label_map import LabelMap, read_label_map, write_label_map
+from spatule_synth.formats.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
+from spatule_synth.core.output_dir import OutputDirError, OutputWriteError, cannot_write, check_output_dir, \
+    output_dir_for_run, remove_replaced_leftovers
+from spatule_synth.generate.plan import SplitPool, windows_per_background
+from spatule_synth.core.problems import ProblemLog
+from spatule_synth.generate.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
+                                    remove_temporary_files, run_description, split_chunks)
+from spatule_synth.modes.report import generated_images, write_report
+from spatule_synth.generate.sample_files import SampleOutputs, WrittenSample, serialized_example
+from spatule_synth.generate.sources import SourceSet, read_sources
+from spatule_synth.generate.split import SPLITS, SplitError, images_per_split, split_all
+from spatule_synth.formats.tfrecord import ShardedRecordWriter
+from spatule_synth.formats.yolo import write_classes
+
+
+@dataclasses.dataclass
+class SplitCounts:
+    """Running totals of one split's images, for the summary and the manifest."""
+
+    images: int = 0
+    negatives: int = 0
+    objects_per_class: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    blends: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    placements: int = 0  # labelled placements really pasted, plus those dropped as not recognisable
+    redrawn: int = 0
+    invisible_dropped: int = 0
+
+    def add(self, entry: dict) -> None:
+        self.images += 1
+        self.placements += sum(not p["distractor"] for p in entry["placements"]) + entry["invisible_dropped"]
+        self.redrawn += entry["redrawn"]
+        self.invisible_dropped += entry["invisible_dropped"]
+        self.negatives += not entry["objects"]
+        self.objects_per_class.update(obj["class"] for obj in entry["objects"])
+        self.blends.update(obj["blend"] for obj in entry["objects"])
+
+
+@dataclasses.dataclass
+class GenerateResult:
+    output_dir: str
+    problems: ProblemLog
+    pools: dict[str, SplitPool]
+    counts: dict[str, SplitCounts] = dataclasses.field(
+        default_factory=lambda: {s: SplitCounts() for s in SPLITS})
+    records: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    coco: dict[str, str] = dataclasses.field(default_factory=dict)
+    report: list[str] = dataclasses.field(default_factory=list)
+    manifest_path: str = ""
+    already_complete: bool = False  # --resume found a finished run: nothing was written
+    eval_fraction: float = 0.0
+
+    def _eval_share_line(self) -> str:
+        parts = []
+        for name, (in_eval, total) in eval_shares(self.pools).items():
+            parts.append(f"{name.replace('_', ' ')} {in_eval} of {total} ({in_eval / max(total, 1):.0%})")
+        return f"eval share: {', '.join(parts)} (--eval_fraction={self.eval_fraction:g}: each drawn alone)"
+
+    def summary(self) -> str:
+        if self.already_complete:
+            return (f"nothing to resume: {self.output_dir} is already complete with these settings "
+                    f"(manifest: {self.manifest_path})")
+        lines = []
+        for split in SPLITS:
+            counts = self.counts[split]
+            classes = ", ".join(f"{name}: {n}" for name, n in sorted(counts.objects_per_class.items()))
+            identities = len({c.identity for c in self.pools[split].cutouts})
+            photos = len(self.pools[split].backgrounds)
+            lines.append(f"{split}: {counts.images} images ({counts.negatives} negatives), objects: "
+                         f"{classes or 'none'}; from {identities} "
+                         f"{'identity' if identities == 1 else 'identities'}, {photos} background "
+                         f"{'photo' if photos == 1 else 'photos'}")
+            if counts.blends:
+                lines.append("  blend modes: " + ", ".join(f"{b}: {n}"
+                                                           for b, n in sorted(counts.blends.items())))
+            if counts.redrawn:
+                lines.append(f"  re-drawn as not recognisable: {counts.redrawn} of {counts.placements} "
+                             f"placements ({counts.redrawn / counts.placements:.1%}), "
+                             f"{counts.invisible_dropped} dropped")
+        lines.append(self._eval_share_line())
+        lines.append(f"inputs skipped or noted: {len(self.problems.problems)}")
+        lines += ["  " + line for line in self.problems.summary_lines()]
+        lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
+        lines += [f"records: {path}" for split in SPLITS for path in self.records.get(split, [])]
+        lines += [f"COCO instances: {path}" for path in self.coco.values()]
+        if self.report:
+            lines.append(f"report: {os.path.join(self.output_dir, 'report', 'index.html')} (stats.json, "
+                         "stats.png, galleries)")
+        lines.append(f"manifest: {self.manifest_path}")
+        return "\n".join(lines)
+
+
+def _in_eval(pools: dict[str, SplitPool], key) -> tuple[int, int]:
+    """How many distinct ``key(pool)`` items are in eval, and in all."""
+    train, evaluation = set(key(pools["train"])), set(key(pools["eval"]))
+    return len(evaluation), len(train | evaluation)
+
+
+def split_pools(config: GenerateConfig, sources: SourceSet,
+                counts: dict[str, int]) -> dict[str, SplitPool]:
+    """Each split's cutouts (by identity) and backgrounds (by photo content, unless shared), for
+    ``counts[split]`` images (see `spatule_synth.generate.split`)."""
+    photo_of = {b.path: content_key(b.path) for b in sources.backgrounds}
+    keys = {"identities": [c.identity for c in sources.cutouts]}
+    if not config.share_backgrounds:
+        keys["background photos"] = list(photo_of.values())
+    sides = split_all(keys, config.eval_fraction, config.seed)
+    by_identity, by_photo = sides["identities"], sides.get("background photos")
+    pools = {}
+    for split in SPLITS:
+        backgrounds = tuple(b for b in sources.backgrounds
+                            if by_photo is None or by_photo[photo_of[b.path]] == split)
+        pools[split] = SplitPool(
+            split, tuple(c for c in sources.cutouts if by_identity[c.identity] == split),
+            backgrounds, windows_per_background(counts[split], len(backgrounds)), sources.distractors)
+    return pools
+
+
+def eval_shares(pools: dict[str, SplitPool]) -> dict[str, list[int]]:
+    """``[in eval, in all]`` for identities and for background photos: the realised split."""
+    return {"identities": list(_in_eval(pools, lambda p: (c.identity for c in p.cutouts))),
+            "background_photos": list(_in_eval(pools, lambda p: (b.path for b in p.backgrounds)))}
+
+
+def run_generate(config: GenerateConfig) -> GenerateResult:
+    """Generate the data set of ``config`` (see the module docstring)."""
+    finished = _finished_run(config)
+    if finished is not None:
+        return finished
+    resuming = config.resume and is_unfinished_run(config.output_dir)
+    if not resuming:
+        if is_unfinished_run(config.output_dir) and not config.overwrite:
+            raise OutputDirError(_unfinished_message(config.output_dir))
+        check_output_dir(config.output_dir, config.overwrite, config.labelled_input_dirs)
+    label_map = read_label_map(config.label_map_path)
+    problems = ProblemLog(config.on_error)
+    sources = read_sources(config, label_map, problems)
+    counts = images_per_split(config.num_images, config.eval_fraction)
+    pools = split_pools(config, sources, counts)
+    for split in SPLITS:
+        if counts[split] and not (pools[split].backgrounds and
+                                  (pools[split].cutouts or config.objects_per_image[1] == 0)):
+            raise SplitError(f"the {split} split gets {counts[split]} images but no "
+                             f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
+    chunks = {split: split_chunks(split, counts[split], pools[split].windows_per_background)
+              for split in SPLITS}
+    description = run_description(_as_json(config), _inputs_fingerprint(config, pools),
+                                  chunks)
+    progress = Progress(config.output_dir)
+    try:
+        if resuming:
+            changes = describe_changes(progress.read_run_file(), description)
+            if changes:
+                raise OutputDirError(
+                    f"cannot resume {config.output_dir}: it was started with other settings, "
+                    f"software or inputs ({'; '.join(changes)}); a resumed run would not match an "
+                    "uninterrupted one. Rerun with the original flags, or pass --overwrite "
+                    "instead of --resume to start again")
+            with progress.locked():
+                removed = remove_temporary_files(config.output_dir)
+                logging.info("resuming %s: %s; %d temporary files of the interrupted run removed",
+                             config.output_dir, _finished_images_text(progress), removed)
+                result = _generate_into(config, label_map, problems, pools, counts, chunks,
+                                        progress)
+            for leftover in remove_replaced_leftovers(config.output_dir):
+                logging.info("deleted %s, the output an interrupted --overwrite run had moved aside",
+                             leftover)
+        else:
+            if progress.exists():  # --overwrite: never take a directory from a run still writing it
+                with progress.locked():
+                    pass
+            with output_dir_for_run(config.output_dir, config.overwrite, config.labelled_input_dirs):
+                progress.create(description, SPLITS)
+                with progress.locked():
+                    result = _generate_into(config, label_map, problems, pools, counts, chunks,
+                                            progress)
+    except OSError as error:
+        raise OutputWriteError(_stopped_message(config, error)) from error
+    progress.remove()  # the manifest is written: the run is complete
+    return result
+
+
+def _finished_run(config: GenerateConfig) -> GenerateResult | None:
+    """With ``--resume`` on a finished run of the same settings: its result (nothing to do)."""
+    if not config.resume or not os.path.exists(os.path.join(config.output_dir, MANIFEST_NAME)):
+        return None
+    try:
+        manifest = read_manifest_head(config.output_dir)
+    except (OSError, ValueError):
+        return None  # not a readable manifest: handled as without --resume
+    if manifest.get("mode") != "generate" or manifest.get("config") != _as_json(config):
+        return None  # not this run: handled as without --resume
+    progress = Progress(config.output_dir)
+    if progress.exists():  # killed after its manifest, before tidying up
+        with progress.locked():
+            remove_temporary_files(config.output_dir)
+        progress.remove()
+    return GenerateResult(config.output_dir, ProblemLog(config.on_error), {}, already_complete=True,
+                          manifest_path=os.path.join(config.output_dir, MANIFEST_NAME))
+
+
+def _as_json(config: GenerateConfig) -> dict:
+    """``config.as_json()`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(config.as_json()))
+
+
+def _inputs_fingerprint(config: GenerateConfig, pools: dict[str, SplitPool]) -> str:
+    """What the images depend on besides the flags: every cutout as read (classes, pixels and
+    masks: this covers changed photos, annotation files and mask models alike) and the background
+    photos (path, size, modification time); not how they were split (that follows from the flags).
+    """
+    cutouts = {}
+    for cutout in (c for pool in pools.values() for c in pool.cutouts + pool.distractors):
+        digest = hashlib.sha256(cutout.pixels.tobytes())
+        digest.update(cutout.alpha.tobytes())
+        for part in cutout.parts:
+            digest.update(part.mask.tobytes())
+        cutouts[cutout.cutout_id] = [cutout.identity, list(cutout.source_box),
+                                     [[part.class_name, part.class_id, part.object_index] for part in cutout.parts],
+                                     digest.hexdigest()]
+    backgrounds = sorted({b.path for pool in pools.values() for b in pool.backgrounds})
+    return fingerprint([sorted(cutouts.items()), backgrounds], [config.label_map_path, *backgrounds])
+
+
+def _finished_images_text(progress: Progress) -> str:
+    done = progress.finished_images()
+    total = {split: sum(stop - start for start, stop in chunks)
+             for split, chunks in progress.read_run_file().get("chunks", {}).items()}
+    return ", ".join(f"{split} {done.get(split, 0)} of {total[split]} images" for split in total)
+
+
+def _unfinished_message(output_dir: str) -> str:
+    try:
+        written = f" ({_finished_images_text(Progress(output_dir))} written)"
+    except (OutputDirError, KeyError, TypeError, AttributeError):
+        written = ""
+    return (f"output directory {output_dir} holds an unfinished run{written} and no manifest: it "
+            "was interrupted. Pass --resume (with the same flags) to finish it, or --overwrite to "
+            "start again")
+
+
+def _stopped_message(config: GenerateConfig, error: OSError) -> str:
+    if is_unfinished_run(config.output_dir):
+        next_step = ("the images finished so far are kept: free some space (or fix the "
+                     "permissions) and rerun the same command with --resume")
+    else:
+        next_step = "fix the cause and rerun"
+    return (f"{cannot_write(error)}. The run stopped unfinished, so {config.output_dir} "
+            f"has no manifest.json; {next_step}")
+
+
+def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
+                   pools: dict[str, SplitPool], counts: dict[str, int],
+                   chunks: dict[str, list[Chunk]], progress: Progress) -> GenerateResult:
+    result = GenerateResult(config.output_dir, problems, pools, eval_fraction=config.eval_fraction)
+    os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
+    jobs, first_source_id = {}, 1
+    class_names = tuple(label_map.names) if config.yolo_output else None
+    for split in SPLITS:
+        folder = os.path.join(config.output_dir, "images", split)
+        os.makedirs(folder, exist_ok=True)
+        mask_folder = None
+        if config.instance_masks:
+            mask_folder = os.path.join(config.output_dir, "masks", split)
+            os.makedirs(mask_folder, exist_ok=True)
+        if class_names is not None:
+            write_classes(os.path.join(folder, "classes.txt"), list(class_names))
+        outputs = SampleOutputs(folder, mask_folder, class_names, config.jpeg_quality)
+        jobs[split] = SplitJob(pools[split], outputs, first_source_id)
+        first_source_id += counts[split]
+    every_chunk = [chunk for split in SPLITS for chunk in chunks[split]]
+    with contextlib.ExitStack() as stack:
+        assemblies = {split: stack.enter_context(SplitAssembly(split, config, label_map, progress,
+                                                               result.counts[split]))
+                      for split in SPLITS}
+        runner = stack.enter_context(_runner(config, jobs, every_chunk))
+        with tqdm(total=config.num_images, unit="img", disable=None) as bar:
+            for chunk in runner.finished_chunks():
+                assemblies[chunk.split].add(progress.read_part(chunk))
+                bar.update(chunk.stop - chunk.start)
+        for split, assembly in assemblies.items():
+            result.records[split] = assembly.finish()
+            if assembly.coco is not None:
+                result.coco[split] = assembly.coco.path
+        write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
+        manifest = _manifest(config, label_map, result,
+                             {split: assembly.entries for split, assembly in assemblies.items()})
+        if config.report:
+            images = {split: (result.counts[split].images,
+                              generated_images(assemblies[split].entries, config.canvas_size, split))
+                      for split in SPLITS}
+            result.report = write_report(config.output_dir, manifest, images)
+        result.manifest_path = write_manifest(config.output_dir, manifest)
+    logging.info("generated %d images", first_source_id - 1)
+    return result
+
+
+def _runner(config: GenerateConfig, jobs: dict[str, SplitJob], chunks: list[Chunk]):
+    if config.runner == "beam":
+        from spatule_synth.generate.beam_runner import BeamRunner  # Beam only loads when asked for
+        return BeamRunner(config, jobs, chunks)
+    return LocalRunner(config, jobs, chunks)
+
+
+class SplitAssembly(contextlib.AbstractContextManager):
+    """One split's shards, per-image manifest lines and COCO file, appended chunk by chunk in index
+    order; the shards and the COCO file get their final names in `finish`."""
+
+    def __init__(self, split: str, config: GenerateConfig, label_map: LabelMap, progress: Progress,
+                 counts: SplitCounts) -> None:
+        self.counts = counts
+        self.canvas_size = config.canvas_size
+        self.folder = os.path.join(config.output_dir, "images", split)
+        annotations = os.path.join(config.output_dir, "annotations")
+        self.shards = ShardedRecordWriter(os.path.join(annotations, split), config.num_shards)
+        self.shards.__enter__()
+        self.entries = JsonLines(tempfile.TemporaryFile(dir=progress.folder))
+        self.coco = CocoStreamWriter(os.path.join(annotations, f"{split}_coco.json"),
+                                     [(item.id, item.name) for item in label_map.items],
+                                     progress.folder) if config.instance_masks else None
+        self._finished = False
+
+    def add(self, samples: list[WrittenSample]) -> None:
+        for sample in samples:
+            self.shards.write_serialized(serialized_example(sample, self.folder))
+            self.entries.append(sample.entry)
+            self.counts.add(sample.entry)
+            if self.coco is not None:
+                self.coco.add({"id": int(sample.entry["source_id"]), "file_name": f"{sample.name}.jpg",
+                               "width": self.canvas_size, "height": self.canvas_size},
+                              sample.coco_annotations)
+
+    def finish(self) -> list[str]:
+        """Give the shards and the COCO file their final names; the shard paths."""
+        self.shards.__exit__(None, None, None)
+        self._finished = True
+        if self.coco is not None:
+            self.coco.close()
+        return self.shards.paths
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if not self._finished:  # the run failed: no shard gets its final name
+            self.shards.__exit__(exc_type or RuntimeError, exc, traceback)
+        self.entries.handle.close()
+
+
+def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult,
+              entries: dict[str, JsonLines]) -> dict:
+    splits = {}
+    for split in SPLITS:
+        pool, counts = result.pools[split], result.counts[split]
+        splits[split] = {
+            "images": counts.images,
+            "negatives": counts.negatives,
+            "objects_per_class": dict(sorted(counts.objects_per_class.items())),
+            "placements": counts.placements,
+            "redrawn": counts.redrawn,
+            "invisible_dropped": counts.invisible_dropped,
+            "identities": sorted({c.identity for c in pool.cutouts}),
+            "cutouts": [c.cutout_id for c in pool.cutouts],
+            "cutout_sources": {c.cutout_id: {"file": c.source_file, "box": list(c.source_box),
+                                             "identity": c.identity} for c in pool.cutouts},
+            "backgrounds": [b.path for b in pool.backgrounds],
+            "windows_per_background": pool.windows_per_background,
+            "records": [os.path.relpath(p, config.output_dir) for p in result.records.get(split, [])],
+        }
+    return {"mode": "generate", "config": config.as_json(), "seed": config.seed,
+            "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],
+            "splits": splits, "eval_share": eval_shares(result.pools), "problem_counts": result.problems.counts(),
+            "problems": result.problems.as_json(),
+            "images": {split: entries[split] for split in SPLITS}}

@@ -1,0 +1,133 @@
+"""One synthetic image's outputs: ``NAME.jpg`` and ``NAME.xml`` on disk, its TFRecord example and
+its manifest entry, all made from the same rendered pixels and boxes; with ``--instance_masks``
+also ``masks/SPLIT/NAME.png`` (pixel value = 1-based index of the object in the XML, 0 = none),
+one PNG mask per object in the example (``image/object/mask``, the OD API's ``PNG_MASKS``) and
+the image's COCO annotations (RLE of the same masks); with ``--yolo_output`` a YOLO ``NAME.txt``.
+Every mask is the object's *visible* mask, so all of them agree pixel for pixel.
+
+Workers call `write_sample` themselves; what they hand back (`WrittenSample`) holds the example
+without its JPEG bytes, which the parent reads from the written file when it appends the example to
+a shard (`serialized_example`): the record holds exactly the bytes on disk, and the chunk's part
+file (`spatule_synth.generate.progress`) stays small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import cv2
+import numpy as np
+
+from spatule_synth.formats.coco import instance_fields
+from spatule_synth.core.images import encode_png
+from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.generate.plan import SplitPool
+from spatule_synth.generate.render import Sample
+from spatule_synth.formats.tfrecord import RecordImage, RecordObject, serialize_example
+from spatule_synth.formats.voc import VocAnnotation, VocObject, voc_bytes
+from spatule_synth.formats.yolo import yolo_lines
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleOutputs:
+    """Where and what to write besides the JPEG and XML."""
+
+    folder: str  # OUT/images/SPLIT
+    mask_folder: str | None = None  # OUT/masks/SPLIT with --instance_masks
+    class_names: tuple[str, ...] | None = None  # label-map order, with --yolo_output
+    jpeg_quality: int = 95
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenSample:
+    """What the parent needs of a written image: its example (without the JPEG bytes: ``encoded``
+    is empty), manifest entry and COCO annotations."""
+
+    name: str
+    record: RecordImage
+    entry: dict
+    coco_annotations: tuple[dict, ...] = ()  # `spatule_synth.formats.coco.instance_fields` per object
+
+
+def encode_canvas(sample: Sample, quality: int) -> bytes:
+    """The JPEG of the rendered RGB pixels."""
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(sample.pixels, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"{sample.spec.name}: JPEG encoding failed")
+    return encoded.tobytes()
+
+
+def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: SampleOutputs) -> WrittenSample:
+    """Write the image's files; return its example, manifest entry and COCO annotations."""
+    name = sample.spec.name
+    size = int(sample.pixels.shape[0])
+    quality = sample.spec.image_augment.jpeg_quality or outputs.jpeg_quality
+    jpeg = encode_canvas(sample, quality)
+    folder = outputs.folder
+    annotation = VocAnnotation(
+        filename=f"{name}.jpg", width=size, height=size, depth=3,
+        folder=os.path.basename(folder), path=None,
+        objects=tuple(VocObject(o.class_name, o.box, truncated=o.truncated) for o in sample.objects))
+    atomic_write_bytes(os.path.join(folder, f"{name}.jpg"), jpeg, durable=False)
+    atomic_write_bytes(os.path.join(folder, f"{name}.xml"), voc_bytes(annotation), durable=False)
+    masks: list[bytes | None] = [None] * len(sample.objects)
+    coco: tuple[dict, ...] = ()
+    if outputs.mask_folder is not None:
+        atomic_write_bytes(os.path.join(outputs.mask_folder, f"{name}.png"),
+                           encode_png(instance_mask(sample)), durable=False)
+        masks = [encode_png(o.mask.astype(np.uint8)) for o in sample.objects]
+        coco = tuple(instance_fields(o.class_id, o.mask, f"{name} object {i}")
+                     for i, o in enumerate(sample.objects))
+    if outputs.class_names is not None:
+        atomic_write_bytes(os.path.join(folder, f"{name}.txt"),
+                           yolo_lines([(o.class_name, o.box) for o in sample.objects], size, size,
+                                      list(outputs.class_names)).encode("utf-8"), durable=False)
+    objects = tuple(RecordObject.from_box(o.box, size, size, class_text=o.class_name,
+                                          class_label=o.class_id, truncated=o.truncated, mask_png=mask)
+                    for o, mask in zip(sample.objects, masks))
+    record = RecordImage(encoded=b"", image_format="jpeg", filename=f"{name}.jpg",
+                         source_id=source_id, height=size, width=size, objects=objects)
+    return WrittenSample(name, record, manifest_entry(sample, pool, source_id), coco)
+
+
+def serialized_example(sample: WrittenSample, folder: str) -> bytes:
+    """The image's serialized ``tf.train.Example``, with the JPEG bytes read back from its file in
+    ``folder``."""
+    with open(os.path.join(folder, sample.record.filename), "rb") as handle:
+        encoded = handle.read()
+    return serialize_example(dataclasses.replace(sample.record, encoded=encoded))
+
+
+def instance_mask(sample: Sample) -> np.ndarray:
+    """One plane: 0 where no object is visible, else the 1-based index of the object (XML order);
+    uint16 if there are more than 255 objects. Visible masks never overlap."""
+    dtype = np.uint8 if len(sample.objects) < 256 else np.uint16
+    plane = np.zeros(sample.pixels.shape[:2], dtype)
+    for index, obj in enumerate(sample.objects, start=1):
+        plane[obj.mask] = index
+    return plane
+
+
+def manifest_entry(sample: Sample, pool: SplitPool, source_id: str) -> dict:
+    """Where the image came from: background file and window, and per object its cutout, blend
+    mode, box and truncation; every placement really pasted; how many labelled objects were left
+    unlabelled (under --min_visible), re-drawn and dropped as not recognisable (--min_visibility)."""
+    background = pool.backgrounds[sample.spec.background]
+    return {"name": sample.spec.name, "source_id": source_id,
+            "background": {"file": background.path, "window": list(sample.spec.window)},
+            "objects": [{"class": o.class_name, "cutout": o.cutout_id, "blend": o.blend,
+                         "box": [o.box.xmin, o.box.ymin, o.box.xmax, o.box.ymax],
+                         "truncated": o.truncated} for o in sample.objects],
+            "placements": [_placement_entry(p, pool) for p in sample.spec.placements],
+            "hidden_objects": sample.hidden, "redrawn": sample.redrawn, "invisible_dropped": sample.invisible}
+
+
+def _placement_entry(placement, pool: SplitPool) -> dict:
+    """What was pasted where, labelled or not: cutout, position, scale, blend and augmentation."""
+    augment = {key: value for key, value in dataclasses.asdict(placement.augment).items()
+               if value not in (0.0, False, ())}
+    return {"cutout": pool.cutout_of(placement).cutout_id, "distractor": placement.distractor,
+            "x": placement.x, "y": placement.y, "scale": placement.scale, "blend": placement.blend,
+            **({"augment": augment} if augment else {})}

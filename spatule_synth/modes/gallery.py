@@ -1,0 +1,85 @@
+"""Contact sheets of an output directory: what the user would see opening it in labelImg, at a
+glance. Each thumbnail shows an image with its boxes and class names (from its XML) and, when
+instance masks were written, the outline of every visible mask.
+
+``OUT/report/gallery_{train,eval}.png``; drawn with OpenCV.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+
+import cv2
+import numpy as np
+
+from spatule_synth.core.images import read_image
+from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.formats.voc import read_voc
+
+_COLOURS = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (160, 90, 255), (0, 230, 120), (255, 120, 200)]
+
+
+def annotated_thumbnail(image_path: str, xml_path: str, mask_path: str | None, size: int) -> np.ndarray:
+    """The image with boxes, names and mask outlines drawn, scaled to ``size`` x ``size``."""
+    pixels = read_image(image_path).pixels.copy()
+    annotation = read_voc(xml_path)
+    plane = None
+    if mask_path and os.path.exists(mask_path):
+        plane = cv2.imread(mask_path, cv2.IMREAD_UNCHANGED)
+    for index, obj in enumerate(annotation.objects, start=1):
+        colour = _COLOURS[(index - 1) % len(_COLOURS)]
+        if plane is not None:
+            contours, _ = cv2.findContours((plane == index).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                           cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(pixels, contours, -1, colour, 1)
+        x0, y0, x1, y1 = obj.box.voc_ints()
+        cv2.rectangle(pixels, (x0, y0), (x1 - 1, y1 - 1), colour, 2)
+        label = obj.name + (" (truncated)" if obj.truncated else "")
+        cv2.putText(pixels, label, (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1,
+                    cv2.LINE_AA)
+    scale = size / max(pixels.shape[:2])
+    thumb = cv2.resize(pixels, (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    tile = np.full((size, size, 3), 32, np.uint8)
+    tile[:thumb.shape[0], :thumb.shape[1]] = thumb
+    cv2.putText(tile, os.path.basename(image_path), (4, size - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def contact_sheet(output_dir: str, split: str, count: int = 24, columns: int = 6,
+                  size: int = 320) -> np.ndarray | None:
+    """The first ``count`` images of ``split``, annotated, in a grid; None if there are none."""
+    folder = os.path.join(output_dir, "images", split)
+    if not os.path.isdir(folder):
+        return None
+    with os.scandir(folder) as entries:  # the first names without listing a huge folder in memory
+        names = heapq.nsmallest(count, (e.name for e in entries if e.name.endswith(".jpg")))
+    if not names:
+        return None
+    tiles = [annotated_thumbnail(os.path.join(folder, name), os.path.join(folder, name[:-4] + ".xml"),
+                                 os.path.join(output_dir, "masks", split, name[:-4] + ".png"), size)
+             for name in names]
+    while len(tiles) % columns:
+        tiles.append(np.full((size, size, 3), 32, np.uint8))
+    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+    return np.vstack(rows)
+
+
+def write_galleries(output_dir: str, splits: tuple[str, ...] = ("train", "eval")) -> list[str]:
+    """Write ``OUT/report/gallery_SPLIT.png`` for every split that has images; their paths."""
+    written = []
+    for split in splits:
+        sheet = contact_sheet(output_dir, split)
+        if sheet is None:
+            continue
+        path = os.path.join(output_dir, "report", f"gallery_{split}.png")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_PNG_COMPRESSION, 1])  # 5x faster than the default
+        if not ok:
+            raise RuntimeError(f"{path}: PNG encoding failed")
+        atomic_write_bytes(path, encoded.tobytes())
+        written.append(path)
+    return written

@@ -1,0 +1,344 @@
+"""``report``: what a run made, in numbers and pictures (``--mode=report``, and at the end of every
+generation run unless ``--noreport``).
+
+* ``OUT/report/stats.json``: images, negatives and objects per split and class; objects per image;
+  box width, height, area and aspect (width / height) summaries (count, min, max, mean, and median,
+  p05 and p95 as inverted-CDF percentiles: values that occur) and histograms; a 16x16 heatmap of
+  box centres (shares of the image); per-channel mean and std of the pixels (RGB, 0-255: the
+  numbers training configs ask for), measured on up to `PIXEL_SAMPLE` images evenly spread over the
+  split; blend modes and augmentations used; labelled placements re-drawn and dropped as not
+  recognisable (``visibility``); inputs skipped, by kind.
+* ``OUT/report/stats.png``: the histograms and heatmaps (matplotlib).
+* ``OUT/report/gallery_{train,eval}.png``: contact sheets (`spatule_synth.modes.gallery`).
+* ``OUT/report/index.html``: one page with all of it.
+
+Boxes come from the manifest (generate: per image; convert: per example), in pixels, or from a
+stream of the same entries (`collect_stats`'s ``split_images``; `generated_image` turns a generate
+entry into what it takes). Each image is read once, by a `SplitStatistics` per split, whose memory
+does not grow with the number of images: boxes are counted per (width, height), objects per image
+per count, centres in a fixed grid, and pixels summed over the sample only.
+"""
+
+from __future__ import annotations
+
+import collections
+import html
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from spatule_synth.modes.gallery import write_galleries
+from spatule_synth.formats.manifest import MANIFEST_NAME
+from spatule_synth.core.output_dir import atomic_write_bytes
+
+PIXEL_SAMPLE = 500
+HEATMAP_BINS = 16
+
+
+def generated_image(entry: dict, canvas_size: int, split: str) -> dict:
+    """The image dict `SplitStatistics.add` takes, for one generate-mode manifest entry (an item of
+    ``manifest["images"][split]``, or a line of a JSON-lines stream of them): ``width`` and
+    ``height`` are ``canvas_size``, ``file`` is ``images/SPLIT/NAME.jpg`` (relative to the output
+    dir), and the entry's own keys (``name``, ``objects``, ``placements``, ...) are kept."""
+    return {"width": canvas_size, "height": canvas_size, "file": f"images/{split}/{entry['name']}.jpg",
+            **entry}
+
+
+def _converted_image(example: dict) -> dict:
+    """The image dict of one convert-mode manifest example."""
+    return {"width": example["width"], "height": example["height"], "file": example["image"],
+            "objects": [{"class": o["name"], "box": o["box"]} for o in example["objects"]]}
+
+
+def _split_images(manifest: dict) -> dict[str, tuple[int, Iterable[dict]]]:
+    """Per split: (number of images, the images as `SplitStatistics.add` takes them), lazily."""
+    if manifest.get("mode") == "convert":
+        examples = manifest.get("examples", [])
+        return {"records": (len(examples), (_converted_image(e) for e in examples))}
+    size = manifest["config"]["canvas_size"]
+    return {split: (len(entries), generated_images(entries, size, split))
+            for split, entries in manifest.get("images", {}).items()}
+
+
+def generated_images(entries: Iterable[dict], canvas_size: int, split: str) -> Iterator[dict]:
+    """`generated_image` of each of ``entries``, lazily. Use it rather than a generator expression
+    written inside a loop or comprehension over the splits: such an expression looks ``split`` up
+    when it is iterated, after the loop has moved on, and would file every image under the last
+    split (whose pixels then go unmeasured: wrong paths)."""
+    return (generated_image(entry, canvas_size, split) for entry in entries)
+
+
+def _weighted(counts: Mapping[float, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``counts`` (value -> multiplicity) as arrays of values (ascending) and their weights."""
+    values = sorted(counts)
+    return (np.asarray(values, np.float64),
+            np.asarray([counts[value] for value in values], np.int64))
+
+
+def _summary(counts: Mapping[float, int]) -> dict:
+    """Count, min, max, mean, median, p05 and p95 of the values ``counts`` holds, each with its
+    multiplicity. The percentiles are the inverted-CDF kind (numpy ``method="inverted_cdf"``): the
+    smallest value with at least that share of the values at or below it, a value that occurs."""
+    values, weights = _weighted({v: c for v, c in counts.items() if c})
+    if not values.size:
+        return {"count": 0}
+    total = int(weights.sum())
+    median, p05, p95 = np.percentile(values, [50, 5, 95], weights=weights, method="inverted_cdf")
+    return {"count": total, "min": float(values[0]), "max": float(values[-1]),
+            "mean": math.fsum(float(v) * int(c) for v, c in zip(values, weights)) / total,
+            "median": float(median), "p05": float(p05), "p95": float(p95)}
+
+
+def _histogram(counts: Mapping[float, int], bins: int = 20, log: bool = False) -> dict:
+    """``bins`` equal bins (on a log scale if ``log``) from the smallest to the largest value."""
+    values, weights = _weighted({v: c for v, c in counts.items() if c})
+    if not values.size:
+        return {"edges": [], "counts": []}
+    if log:
+        lowest = max(float(values[0]), 1e-6)
+        edges = np.logspace(np.log10(lowest), np.log10(values[-1] * 1.0001), bins + 1)
+        edges[0] = lowest  # 10 ** log10(x) can round above x, which would leave x out
+    else:
+        edges = np.linspace(values[0], values[-1] + 1e-9, bins + 1)
+    histogram, edges = np.histogram(values, edges, weights=weights)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in histogram]}
+
+
+def _sample_step(count: int) -> int:
+    return max(1, count // PIXEL_SAMPLE)
+
+
+class PixelStatistics:
+    """Per-channel pixel sums over the images of a split, fed in order: of a split of ``count``
+    images, image ``i`` is measured iff ``i % step == 0 and i // step < PIXEL_SAMPLE`` (step =
+    ``max(1, count // PIXEL_SAMPLE)``): up to `PIXEL_SAMPLE` images evenly spread over the split."""
+
+    def __init__(self, output_dir: str, count: int) -> None:
+        self.output_dir = output_dir
+        self.step = _sample_step(count)
+        self.seen = 0
+        self.histogram = np.zeros((3, 256), np.int64)  # per RGB channel: pixels of each value
+        self.pixels = 0
+        self.measured = 0
+
+    def add(self, file: str) -> None:
+        """The next image of the split (its path, absolute or relative to the output dir)."""
+        index, self.seen = self.seen, self.seen + 1
+        if index % self.step or index // self.step >= PIXEL_SAMPLE:
+            return
+        path = file if os.path.isabs(file) else os.path.join(self.output_dir, file)
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+        if bgr is None:
+            return
+        for channel in range(3):  # exact integer counts; 20x faster than float sums of squares
+            counts = cv2.calcHist([bgr], [2 - channel], None, [256], [0, 256])
+            self.histogram[channel] += counts.reshape(-1).astype(np.int64)
+        self.pixels += bgr.shape[0] * bgr.shape[1]
+        self.measured += 1
+
+    def result(self) -> dict:
+        """``images_measured``, and ``mean_rgb`` and ``std_rgb`` (0-255) if any image was read."""
+        if not self.pixels:
+            return {"images_measured": 0}
+        values = np.arange(256, dtype=np.float64)
+        mean = self.histogram @ values / self.pixels
+        std = np.sqrt(np.maximum(self.histogram @ values ** 2 / self.pixels - mean ** 2, 0.0))
+        return {"images_measured": self.measured, "mean_rgb": [round(float(v), 3) for v in mean],
+                "std_rgb": [round(float(v), 3) for v in std]}
+
+
+def pixel_statistics(output_dir: str, images: Sequence[dict]) -> dict:
+    """Per-channel mean and std (RGB, 0-255) over up to PIXEL_SAMPLE evenly spread images."""
+    pixels = PixelStatistics(output_dir, len(images))
+    for image in images:
+        pixels.add(image["file"])
+    return pixels.result()
+
+
+class SplitStatistics:
+    """The ``stats.json`` numbers of one split, fed one image at a time, in memory independent of
+    the number of images.
+
+    ``count`` is the number of images that will be added; it only chooses which ones have their
+    pixels measured (`PixelStatistics`). `add` takes an image dict: ``width``, ``height``, ``file``
+    (absolute, or relative to ``output_dir``), ``objects`` (each ``class``, ``box`` = ``[x0, y0, x1,
+    y1]`` in pixels, optional ``blend``) and optional ``placements`` (each optional ``augment``
+    dict). Boxes are kept as a count per (width, height) pair, from which the widths, heights,
+    areas and aspects, with their multiplicities, follow exactly; generated boxes are whole pixels,
+    so there are at most canvas-size squared pairs (converted boxes may be fractional: the pairs
+    are then exact floats, as many as there are distinct sizes)."""
+
+    def __init__(self, output_dir: str, count: int) -> None:
+        self.images = 0
+        self.sizes: collections.Counter = collections.Counter()  # (box width, box height) -> boxes
+        self.per_image: collections.Counter = collections.Counter()  # objects in an image -> images
+        self.centres = np.zeros((HEATMAP_BINS, HEATMAP_BINS), int)
+        self.classes: collections.Counter = collections.Counter()
+        self.blends: collections.Counter = collections.Counter()
+        self.augmentations: collections.Counter = collections.Counter()
+        self.visibility = collections.Counter()  # generated: labelled placements, re-drawn, dropped
+        self.pixels = PixelStatistics(output_dir, count)
+
+    def add(self, image: dict) -> None:
+        """Count one image (the next of the split) and its objects."""
+        self.images += 1
+        self.per_image[len(image["objects"])] += 1
+        for obj in image["objects"]:
+            x0, y0, x1, y1 = obj["box"]
+            self.sizes[(x1 - x0, y1 - y0)] += 1
+            self.classes[obj["class"]] += 1
+            if "blend" in obj:
+                self.blends[obj["blend"]] += 1
+            column = min(HEATMAP_BINS - 1, int((x0 + x1) / 2 / image["width"] * HEATMAP_BINS))
+            row = min(HEATMAP_BINS - 1, int((y0 + y1) / 2 / image["height"] * HEATMAP_BINS))
+            self.centres[row, column] += 1
+        for placement in image.get("placements", []):
+            self.augmentations.update(key for key in placement.get("augment", {}))
+        if "redrawn" in image:
+            self.visibility["labelled_placements"] += image["invisible_dropped"] + sum(
+                not placement["distractor"] for placement in image["placements"])
+            self.visibility["redrawn"] += image["redrawn"]
+            self.visibility["invisible_dropped"] += image["invisible_dropped"]
+        self.pixels.add(image["file"])
+
+    def result(self) -> dict:
+        """The split's entry of ``stats.json["splits"]``."""
+        widths: collections.Counter = collections.Counter()
+        heights: collections.Counter = collections.Counter()
+        areas: collections.Counter = collections.Counter()
+        aspects: collections.Counter = collections.Counter()
+        for (width, height), boxes in self.sizes.items():
+            widths[width] += boxes
+            heights[height] += boxes
+            areas[width * height] += boxes
+            aspects[width / height if height else 0.0] += boxes
+        return {
+            "images": self.images, "negatives": self.per_image[0],
+            "objects_per_class": dict(sorted(self.classes.items())),
+            "objects_per_image": {**_summary(self.per_image),
+                                  "histogram": {n: c for n, c in sorted(self.per_image.items()) if c}},
+            "box_width": {**_summary(widths), "histogram": _histogram(widths)},
+            "box_height": {**_summary(heights), "histogram": _histogram(heights)},
+            "box_area": {**_summary(areas), "histogram": _histogram(areas, log=True)},
+            "box_aspect": {**_summary(aspects), "histogram": _histogram(aspects, log=True)},
+            "box_centre_heatmap": self.centres.tolist(),
+            "blend_modes": dict(sorted(self.blends.items())),
+            "augmented_objects": dict(sorted(self.augmentations.items())),
+            **({"visibility": dict(self.visibility)} if self.visibility else {}),
+            "pixels": self.pixels.result(),
+        }
+
+
+def collect_stats(output_dir: str, manifest: dict,
+                  split_images: Mapping[str, tuple[int, Iterable[dict]]] | None = None) -> dict:
+    """The numbers of ``stats.json`` (module docstring), reading each image dict once.
+
+    ``split_images``: per split, (number of images, the image dicts as `SplitStatistics.add` takes
+    them, e.g. `generated_image` of each entry of a stream); if None, taken from the manifest
+    (generate: ``manifest["images"]``; convert: ``manifest["examples"]``), which otherwise needs
+    only ``mode`` and ``problems``."""
+    if split_images is None:
+        split_images = _split_images(manifest)
+    stats: dict = {"mode": manifest.get("mode"), "splits": {}}
+    for split, (count, images) in split_images.items():
+        accumulator = SplitStatistics(output_dir, count)
+        for image in images:
+            accumulator.add(image)
+        stats["splits"][split] = accumulator.result()
+    problems = collections.Counter(p["kind"] for p in manifest.get("problems", []))
+    stats["inputs_skipped_or_noted"] = dict(sorted(problems.items()))
+    return stats
+
+
+def plot_stats(stats: dict, path: str) -> None:
+    """``stats.png``: one row per split: objects per image, box sizes, areas, aspects, centres."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    splits = [s for s, v in stats["splits"].items() if v["images"]]
+    figure, axes = pyplot.subplots(max(1, len(splits)), 5, figsize=(22, 4.2 * max(1, len(splits))),
+                                   squeeze=False)
+    for row, split in zip(axes, splits):
+        data = stats["splits"][split]
+        counts = data["objects_per_image"]["histogram"]
+        row[0].bar([int(k) for k in counts], list(counts.values()), color="tab:blue")
+        row[0].set(title=f"{split}: objects per image", xlabel="objects", ylabel="images")
+        for key, colour in (("box_width", "tab:orange"), ("box_height", "tab:green")):
+            histogram = data[key]["histogram"]
+            if histogram["counts"]:
+                row[1].stairs(histogram["counts"], histogram["edges"], label=key[4:], color=colour)
+        row[1].set(title=f"{split}: box width / height (px)", xlabel="px", ylabel="objects")
+        row[1].legend()
+        for axis, key, label in ((row[2], "box_area", "box area (px², log)"),
+                                 (row[3], "box_aspect", "box aspect w/h (log)")):
+            histogram = data[key]["histogram"]
+            if histogram["counts"]:
+                axis.stairs(histogram["counts"], histogram["edges"], fill=True, color="tab:purple")
+                axis.set_xscale("log")
+            axis.set(title=f"{split}: {label}", ylabel="objects")
+        heat = row[4].imshow(np.asarray(data["box_centre_heatmap"]), extent=(0, 1, 1, 0), cmap="magma")
+        row[4].set(title=f"{split}: box centres", xlabel="x / width", ylabel="y / height")
+        figure.colorbar(heat, ax=row[4])
+    figure.tight_layout()
+    figure.savefig(path + ".tmp.png", dpi=80)
+    pyplot.close(figure)
+    os.replace(path + ".tmp.png", path)
+
+
+def _redrawn_text(visibility: dict | None) -> str:
+    """"12 of 560 placements (2.1%), 1 dropped", or "" for runs without the count."""
+    if not visibility:
+        return ""
+    total = visibility.get("labelled_placements", 0)
+    share = visibility.get("redrawn", 0) / total if total else 0.0
+    return (f"{visibility.get('redrawn', 0)} of {total} placements ({share:.1%}), "
+            f"{visibility.get('invisible_dropped', 0)} dropped")
+
+
+def _html(stats: dict, galleries: list[str]) -> str:
+    rows = []
+    for split, data in stats["splits"].items():
+        pixels = data["pixels"]
+        rows.append(f"<tr><td>{html.escape(split)}</td><td>{data['images']}</td><td>{data['negatives']}</td>"
+                    f"<td>{html.escape(json.dumps(data['objects_per_class']))}</td>"
+                    f"<td>{html.escape(json.dumps(data['blend_modes']))}</td>"
+                    f"<td>{_redrawn_text(data.get('visibility'))}</td>"
+                    f"<td>{pixels.get('mean_rgb', '')}</td><td>{pixels.get('std_rgb', '')}</td></tr>")
+    skipped = "".join(f"<li>{html.escape(kind)}: {count}</li>"
+                      for kind, count in stats["inputs_skipped_or_noted"].items()) or "<li>none</li>"
+    pictures = "".join(f'<h2>{html.escape(os.path.basename(g))}</h2><img src="{html.escape(os.path.basename(g))}">'
+                       for g in galleries)
+    return ("<!doctype html><meta charset=utf-8><title>spatule_synth report</title>"
+            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
+            "img{max-width:100%}</style><h1>spatule_synth report</h1>"
+            "<table><tr><th>split</th><th>images</th><th>negatives</th><th>objects per class</th>"
+            "<th>blend modes</th><th>re-drawn as not recognisable</th><th>mean RGB</th><th>std RGB</th></tr>" + "".join(rows) + "</table>"
+            f"<h2>inputs skipped or noted</h2><ul>{skipped}</ul>"
+            '<h2>distributions</h2><img src="stats.png">' + pictures)
+
+
+def write_report(output_dir: str, manifest: dict | None = None,
+                 split_images: Mapping[str, tuple[int, Iterable[dict]]] | None = None) -> list[str]:
+    """Write the report of the run in ``output_dir`` (its ``manifest``, read from disk if None: a
+    generation run reports before writing its manifest, which comes last); the files written.
+    ``split_images``: as for `collect_stats` (the images streamed instead of listed in the manifest)."""
+    if manifest is None:
+        with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    folder = os.path.join(output_dir, "report")
+    os.makedirs(folder, exist_ok=True)
+    stats = collect_stats(output_dir, manifest, split_images)
+    written = [os.path.join(folder, "stats.json")]
+    atomic_write_bytes(written[0], (json.dumps(stats, indent=1) + "\n").encode("utf-8"))
+    written.append(os.path.join(folder, "stats.png"))
+    plot_stats(stats, written[-1])
+    pictures = write_galleries(output_dir) if manifest.get("mode") == "generate" else []
+    written += pictures
+    written.append(os.path.join(folder, "index.html"))
+    atomic_write_bytes(written[-1], _html(stats, pictures).encode("utf-8"))
+    return written
