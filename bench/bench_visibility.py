@@ -65,9 +65,9 @@ def main() -> None:
 
     original_blend = render_module.blend_into
 
-    def remembering_blend(canvas, source, alpha, local, x, y, blend):
+    def remembering_blend(canvas, pixels, alpha, x, y, blend):
         blend_of_call.append(blend)
-        return original_blend(canvas, source, alpha, local, x, y, blend)
+        return original_blend(canvas, pixels, alpha, x, y, blend)
 
     render_module.visibility, render_module.blend_into = recording, remembering_blend
     for split in SPLITS:

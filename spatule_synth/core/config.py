@@ -54,7 +54,8 @@ class ConvertConfig:
         return dataclasses.asdict(self)
 
 
-BLEND_MODES = ("seamless_normal", "seamless_mixed", "feather", "alpha", "paste")
+BLEND_MODES = ("seamless_normal", "seamless_mixed", "feather", "alpha", "paste",
+               "seamless_normal_opencv", "seamless_mixed_opencv")
 IDENTITY_MODES = ("image", "object", "regex", "auto")
 MASK_SOURCES = ("box", "grabcut", "model")
 CLASS_BALANCE = ("proportional", "uniform")

@@ -1,6 +1,12 @@
 """Blend modes: how a warped cutout's pixels enter the canvas. Every mode changes only pixels of
 the object's own mask (warped mask >= 128) and returns them, so the object's box (the bounding box
-of that mask) holds every pixel a paste changed (see `spatule_synth.generate.render`)."""
+of that mask) holds every pixel a paste changed (see `spatule_synth.generate.render`).
+
+``seamless_normal`` / ``seamless_mixed`` use spatule_synth's own Poisson solver
+(`spatule_synth.generate.poisson`) on the placed rectangle, with the canvas (reflected beyond its
+edge) as boundary; ``seamless_normal_opencv`` / ``seamless_mixed_opencv`` call
+``cv2.seamlessClone``, kept for comparison. Both keep the result only inside the object's mask.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +15,27 @@ import numpy as np
 
 from spatule_synth.core.annotations import MASK_THRESHOLD
 from spatule_synth.core.transform import CUTOUT_MARGIN
+from spatule_synth.generate.placing import on_canvas
+from spatule_synth.generate.poisson import clone_into_canvas
 
-SEAMLESS_FLAGS = {"seamless_normal": cv2.NORMAL_CLONE, "seamless_mixed": cv2.MIXED_CLONE}
+POISSON_MODES = {"seamless_normal": "normal", "seamless_mixed": "mixed"}  # spatule_synth's solver
+OPENCV_FLAGS = {"seamless_normal_opencv": cv2.NORMAL_CLONE, "seamless_mixed_opencv": cv2.MIXED_CLONE}
 SEAMLESS_EDGE_PX = 2  # the Poisson result fades in over this many pixels inside the object's mask
 _MARGIN_KERNEL = np.ones((2 * CUTOUT_MARGIN + 1, 2 * CUTOUT_MARGIN + 1), np.uint8)
 
 
-def blend_into(canvas: np.ndarray, source: np.ndarray, alpha: np.ndarray,
-               local: tuple[slice, slice], x: int, y: int, blend: str) -> np.ndarray | None:
-    """Blend ``source`` (already cut to the canvas) at top-left ``(x, y)``. ``alpha`` is the whole
-    placed mask and ``local`` the part of it on the canvas. Returns the local mask of the pixels
-    that may have changed: always inside the placed mask (``alpha >= 128``)."""
-    height, width = source.shape[:2]
+def blend_into(canvas: np.ndarray, pixels: np.ndarray, alpha: np.ndarray, x: int, y: int,
+               blend: str) -> np.ndarray | None:
+    """Blend the placed ``pixels`` and mask ``alpha`` (whole, top-left at ``(x, y)``, possibly
+    partly off the canvas) into ``canvas``. Returns the mask of the pixels that may have changed,
+    over the on-canvas part of the placement (`spatule_synth.generate.placing.on_canvas`): always
+    inside the placed mask (``alpha >= 128``); None if nothing was blended."""
+    height, width = pixels.shape[:2]
+    rows, cols, x0, y0, x1, y1 = on_canvas(x, y, width, height, canvas.shape[0])
+    local = (rows, cols)
+    source = pixels[local]
     solid = alpha >= MASK_THRESHOLD
-    region = canvas[y:y + height, x:x + width]
+    region = canvas[y0:y1, x0:x1]
     if blend == "paste":
         written = solid[local]
         region[written] = source[written]
@@ -31,16 +44,19 @@ def blend_into(canvas: np.ndarray, source: np.ndarray, alpha: np.ndarray,
     if blend == "feather":
         depth = depth_inside(solid)
         weight = np.minimum(weight, inward_ramp(depth, feather_width(depth)))
-    elif blend in SEAMLESS_FLAGS:
+    elif blend in POISSON_MODES:
+        source = clone_into_canvas(pixels, canvas, x, y, POISSON_MODES[blend])[local]
+        weight = np.minimum(weight, inward_ramp(depth_inside(solid), SEAMLESS_EDGE_PX))
+    elif blend in OPENCV_FLAGS:
         clone = (cv2.dilate(solid.astype(np.uint8), _MARGIN_KERNEL) * 255)[local]
         before = region.copy()
-        changes = seamless_clone(canvas, source, x, y, SEAMLESS_FLAGS[blend], clone)
+        changes = seamless_clone(canvas, source, x0, y0, OPENCV_FLAGS[blend], clone)
         if changes is None:
             return None
         source, region[:] = region.copy(), before  # blend the Poisson result like a cutout
         weight = np.minimum(weight, inward_ramp(depth_inside(solid), SEAMLESS_EDGE_PX))
-        # Cut by the canvas edge, the clone region's border lies on it and stays the destination's:
-        # those pixels are not written, so they are not part of the object's visible mask either.
+        # Cut by the canvas edge, OpenCV's clone region has its border on it, and that border
+        # stays the destination's: not written, so not part of the object's visible mask either.
         weight[local] = np.where(changes, weight[local], 0.0)
     weight = weight[local]
     written = weight > 0

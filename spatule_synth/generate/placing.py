@@ -54,12 +54,17 @@ def disjoint_parts(solid: np.ndarray, warped: list[np.ndarray], areas: list[int]
     return tuple(parts)
 
 
+def on_canvas(x: int, y: int, width: int, height: int, size: int) -> tuple[slice, slice, int, int, int, int]:
+    """Local slices of the on-canvas part of a ``width`` x ``height`` rectangle at ``(x, y)`` on a
+    ``size`` canvas, and its canvas rectangle ``x0, y0, x1, y1``."""
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + width, size), min(y + height, size)
+    return slice(y0 - y, y1 - y), slice(x0 - x, x1 - x), x0, y0, x1, y1
+
+
 def clip(placement: Placement, size: int) -> tuple[slice, slice, int, int, int, int]:
-    """Local slices of the on-canvas part of a placement, and its canvas rectangle."""
-    x0, y0 = max(placement.x, 0), max(placement.y, 0)
-    x1, y1 = min(placement.x + placement.width, size), min(placement.y + placement.height, size)
-    local = (slice(y0 - placement.y, y1 - placement.y), slice(x0 - placement.x, x1 - placement.x))
-    return local[0], local[1], x0, y0, x1, y1
+    """`on_canvas` of a placement."""
+    return on_canvas(placement.x, placement.y, placement.width, placement.height, size)
 
 
 def placed_regions(cutout: Cutout, placement: Placement, size: int) -> tuple[np.ndarray, list[np.ndarray]]:

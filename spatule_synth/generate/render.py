@@ -9,13 +9,10 @@ the object:
 * ``paste`` copies the object pixels; ``alpha`` mixes them by the mask's value (soft inner edges);
 * ``feather`` ramps the opacity from the mask's edge inwards over up to `CUTOUT_MARGIN` pixels
   (at most half the object's thickness, so a small tag keeps an opaque core);
-* ``seamless_normal`` / ``seamless_mixed`` Poisson-blend with ``cv2.seamlessClone`` over the mask
-  widened by the margin (OpenCV ignores source gradients near its mask's edge), then keep the
-  result only inside the object's mask, ramped over `SEAMLESS_EDGE_PX` pixels inside it. OpenCV
-  zeroes the outer 1-px ring of the mask array, centres the bounding rectangle of what is left on
-  ``center`` and keeps that region's border fixed: `seamless_clone` computes the centre that puts
-  the source pixels exactly where planned. OpenCV 5.0.0 also writes into the mask it is given:
-  each call gets a fresh mask, so one composite can never silently lose its object.
+* ``seamless_normal`` / ``seamless_mixed`` solve the Poisson equation on the placed rectangle with
+  the canvas around it as boundary (`spatule_synth.generate.poisson`; ``*_opencv``: the same with
+  ``cv2.seamlessClone`` over the mask widened by the margin), then keep the result only inside
+  the object's mask, ramped over 2 px inside it (`spatule_synth.generate.blends`).
 
 The parts of a group (objects cut out together) are warped one by one, then made disjoint again:
 each pixel of the placed mask goes to the part with the highest warped value (ties to the smallest
@@ -120,8 +117,8 @@ def _paste(canvas: np.ndarray, pool: SplitPool, placement: Placement, labelled: 
     if x1 - x0 < 1 or y1 - y0 < 1:
         return "nothing"
     before = canvas[y0:y1, x0:x1].copy()
-    local_written = blend_into(canvas, placed.pixels[rows, cols], placed.alpha, (rows, cols),
-                               x0, y0, placement.blend)
+    local_written = blend_into(canvas, placed.pixels, placed.alpha, placement.x, placement.y,
+                               placement.blend)
     if local_written is None:
         return "nothing"
     if not placement.distractor and min_visibility > 0:
