@@ -76,11 +76,6 @@ def _one_sided_message(keys_by_kind: dict[str, list[str]], eval_fraction: float,
             "--eval_fraction")
 
 
-def realised_fraction(sides: dict[str, str]) -> float:
-    """The share of keys that went to eval."""
-    return sum(side == "eval" for side in sides.values()) / len(sides) if sides else 0.0
-
-
 def images_per_split(num_images: int, eval_fraction: float) -> dict[str, int]:
     """How many synthetic images each split gets (eval: ``round(num_images * eval_fraction)``)."""
     n_eval = round(num_images * eval_fraction)
