@@ -23,7 +23,7 @@ from spatule_synth.core.config import ConvertConfig, GenerateConfig
 from spatule_synth.modes.convert import run_convert
 from spatule_synth.formats.label_map import LabelMapError, parse_label_map
 from spatule_synth.formats.manifest import read_manifest
-from spatule_synth.core.problems import RunStopped
+from spatule_synth.core.problems import Problem, ProblemLog, RunStopped
 from spatule_synth.generate.run import run_generate
 from spatule_synth.formats.tfrecord import read_records
 from spatule_synth.formats.voc import read_voc
@@ -84,8 +84,10 @@ def used_photos(out):
             {os.path.basename(path) for path in train["backgrounds"]})
 
 
-def summary_line(kind_count, description):
-    return f"{kind_count:6d}  {description}"
+def summary_line(kind_count, description, files):
+    """The summary's line of one kind of problem, as printed (indented under "inputs skipped or
+    noted" / "problems"): count, meaning and the files that had it."""
+    return f"  {kind_count:6d}  {description}: {files}"
 
 
 INCOMPLETE = "photo that lost an object's label (skipped whole: it would show an object without a box)"
@@ -115,7 +117,8 @@ def test_convert_skips_a_photo_that_lost_a_label_instead_of_writing_its_other_bo
         "(class 'tga' is not in the label map (classes: tag); did you mean 'tag'?), so the photo "
         "would show an object without a box. Fix the annotation (or list a class that is not a label "
         "in --ignore_classes)"]
-    assert summary_line(2, INCOMPLETE) in result.summary()
+    assert summary_line(2, INCOMPLETE, f"{folder}/inverted.xml, {folder}/mixed.xml") in \
+        result.summary().splitlines()
     assert read_manifest(result.output_dir)["counts"]["problems"] == {
         "box_invalid": 1, "unknown_class": 1, "image_incomplete": 2}
     [record] = check_records(result)
@@ -206,6 +209,13 @@ def _voc_seg_inputs(root):
     return dict(voc_seg_dirs=(str(folder),))
 
 
+LOST_FILES = {  # the files that name lost.jpg and mixed.jpg, as the summary lists them
+    _labelimg_inputs: lambda root: f"{root}/labelimg/lost.xml, {root}/labelimg/mixed.xml",
+    _yolo_inputs: lambda root: f"{root}/yolo/lost.txt, {root}/yolo/mixed.txt",
+    _coco_inputs: lambda root: f"{root}/coco/instances.json (images lost.jpg, mixed.jpg)",
+    _voc_seg_inputs: lambda root: f"{root}/voc/Annotations/lost.xml, {root}/voc/Annotations/mixed.xml"}
+
+
 @pytest.mark.parametrize("make_inputs", [_labelimg_inputs, _yolo_inputs, _coco_inputs, _voc_seg_inputs],
                          ids=["labelimg", "yolo", "coco", "voc_segmentation"])
 def test_generate_never_uses_a_photo_that_lost_a_label(tmp_path, make_inputs):
@@ -216,7 +226,8 @@ def test_generate_never_uses_a_photo_that_lost_a_label(tmp_path, make_inputs):
     assert backgrounds_used == {"BG0.jpg", "BG1.jpg"}  # lost.jpg shows a big object without label
     assert result.problems.counts()["image_incomplete"] == 2
     assert read_manifest(str(out))["problem_counts"]["image_incomplete"] == 2
-    assert summary_line(2, INCOMPLETE) in result.summary()
+    assert summary_line(2, INCOMPLETE, LOST_FILES[make_inputs](tmp_path)) in \
+        result.summary().splitlines()
     check_generated(out)
 
 
@@ -234,7 +245,8 @@ def test_photo_without_annotation_is_skipped_unless_said_to_be_a_negative(tmp_pa
         "If such photos show no object, pass --unlabelled=negative or give their folder as "
         "--background_dirs"]
     assert summary_line(1, "image with no annotation file: not labelled yet (skipped; "
-                           "--unlabelled=negative takes it as object-free)") in result.summary()
+                           "--unlabelled=negative takes it as object-free)",
+                        f"{folder}/not_yet.jpg") in result.summary().splitlines()
     assert read_manifest(str(tmp_path / "out"))["problem_counts"] == {"no_annotation": 1}
     assert used_photos(tmp_path / "out")[1] == {"BG0.jpg", "BG1.jpg"}
     check_generated(tmp_path / "out")
@@ -450,6 +462,29 @@ def test_convert_write_error_names_the_file(tmp_path):
         f"stopped: {out} holds no finished output (no manifest.json); fix the cause and rerun with "
         "--overwrite")
     assert not (out / "manifest.json").exists() and not (out / "annotations" / "real.record").exists()
+
+
+def test_summary_lines_name_the_files_of_each_kind():
+    problems = ProblemLog()
+    problems.report(Problem("missing_image", "in/IMAG0399.xml", "no image"))
+    for k in range(12):  # one XML with two clipped boxes is named once
+        problems.report(Problem("box_clipped", f"in/{chr(97 + k // 2 * 2)}.xml", "clipped", k, "tag"))
+    for image in ("x.jpg", "y.jpg", "x.jpg"):  # a COCO file names the photos it labels
+        problems.report(Problem("unknown_class", "coco/instances.json", "class", 0, "tga", image=image))
+    for k in range(5):  # a labelImg XML labels the photo of its own name: not repeated
+        problems.report(Problem("no_annotation", f"in/p{k}.jpg", "not labelled", image=f"p{k}.jpg"))
+    for k in range(4):
+        problems.report(Problem("duplicate_entry", "big.json", "merged", image=f"i{k}.jpg"))
+    assert problems.summary_lines() == [
+        "     1  annotation whose image is missing (skipped): in/IMAG0399.xml",
+        "    12  object box partly outside its image (clipped to the image): in/a.xml, in/c.xml, "
+        "in/e.xml and 3 more (all in manifest.json)",
+        "     3  object whose class is not in the label map (dropped): coco/instances.json (images "
+        "x.jpg, y.jpg)",
+        "     5  image with no annotation file: not labelled yet (skipped; --unlabelled=negative "
+        "takes it as object-free): in/p0.jpg, in/p1.jpg, in/p2.jpg and 2 more (all in manifest.json)",
+        "     4  image listed by several entries of one COCO file (annotations merged): big.json "
+        "(images i0.jpg, i1.jpg, i2.jpg and 1 more) (all in manifest.json)"]
 
 
 # --- 6. edge-cut and difficult objects --------------------------------------------------------------

@@ -1,6 +1,9 @@
 """report: the statistics agree with the run, and the pictures exist."""
 
 import json
+import re
+from html.parser import HTMLParser
+from itertools import combinations
 
 import cv2
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 from spatule_synth.formats.manifest import read_manifest
 from spatule_synth.modes import report
 from spatule_synth.modes.report import (SplitStatistics, collect_stats, generated_image, generated_images,
-                                  write_report)
+                                        log_ticks, stats_figure, write_report)
 from spatule_synth.generate.run import run_generate
 from test_cli import run
 from test_generate import background_photos, config_for, tag_photos
@@ -199,3 +202,167 @@ def test_pixels_are_measured_on_the_evenly_spread_sample(tmp_path, monkeypatch):
     assert pixels["images_measured"] == 3
     np.testing.assert_allclose(pixels["mean_rgb"], sample.mean(axis=0), atol=1e-3)
     np.testing.assert_allclose(pixels["std_rgb"], sample.std(axis=0), atol=1e-3)
+
+
+# --- the pictures and the page are readable ---------------------------------------------------------
+
+
+def plain_number(label: str) -> float:
+    """The value of a tick label written as a plain number: "16", "1/4", "2k" (x 1024), "1M"."""
+    match = re.fullmatch(r"(1/)?(\d+)([kM]?)", label)
+    assert match, f"tick label {label!r} is not a plain number"
+    value = int(match[2]) * {"": 1, "k": 1024, "M": 1024 ** 2}[match[3]]
+    return 1 / value if match[1] else float(value)
+
+
+def figure_stats(tmp_path):
+    """stats.json numbers of two splits: boxes from 3x40 to 600x500 (areas 120 to 300k px², aspects
+    1/13 to 6), and boxes all 30x60 (one value: the histograms are a single bar)."""
+    wide = [[(0, 0, 3, 40), (0, 0, 600, 500), (10, 10, 70, 20), (5, 5, 25, 45)], [(0, 0, 8, 8)], []]
+    same = [[(0, 0, 30, 60)] * 3, [(100, 100, 130, 160)]]
+    images = {split: [{"name": f"{i:06d}", "objects": [{"class": "tag", "box": list(box)} for box in boxes]}
+                      for i, boxes in enumerate(boxes_per_image)]
+              for split, boxes_per_image in (("train", wide * 5), ("eval", same))}
+    return collect_stats(str(tmp_path), {"mode": "generate", "config": {"canvas_size": 640},
+                                         "images": images})
+
+
+def test_log_panels_have_plain_ordered_tick_labels_that_do_not_overlap(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    stats = figure_stats(tmp_path)
+    figure = stats_figure(stats)
+    figure.set_dpi(80)  # as plot_stats saves it
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    rows = [figure.axes[0:5], figure.axes[5:10]]  # 5 panels per split, then the colour bars
+    seen = {}
+    for split, row in zip(("train", "eval"), rows):
+        for axis, key in ((row[2], "box_area"), (row[3], "box_aspect")):
+            assert axis.get_xscale() == "log"
+            labels = [label.get_text() for label in axis.get_xticklabels()]
+            values = [plain_number(label) for label in labels]
+            assert values == sorted(values) and len(set(values)) == len(values) >= 3, labels
+            np.testing.assert_allclose(values, axis.get_xticks())  # each label names its tick
+            low, high = axis.get_xlim()
+            assert low <= values[0] and values[-1] <= high
+            assert low < stats["splits"][split][key]["min"] <= stats["splits"][split][key]["max"] < high
+            assert not any(label.get_text() for label in axis.xaxis.get_minorticklabels())
+            seen[split, key] = labels
+        assert "px²" in row[2].get_xlabel() and "px" in row[1].get_xlabel()
+    assert seen["eval", "box_aspect"] == ["1/4", "1/2", "1"]  # all 0.5
+    assert seen["eval", "box_area"] == ["1k", "2k", "4k"]  # all 1800 px²
+    assert seen["train", "box_area"] == ["256", "4k", "64k"]  # 64 to 300k px² (axis 32 to 512k)
+    assert seen["train", "box_aspect"] == ["1/16", "1/4", "1", "4"]  # 3/40 to 6
+    texts = []  # every title, axis label and tick label drawn in the figure, none over another
+    for axis in figure.axes:
+        texts += [axis.title, axis.xaxis.label, axis.yaxis.label]
+        for labels, (low, high), coordinate in (
+                (axis.get_xticklabels() + axis.get_xticklabels(minor=True), sorted(axis.get_xlim()), 0),
+                (axis.get_yticklabels() + axis.get_yticklabels(minor=True), sorted(axis.get_ylim()), 1)):
+            texts += [label for label in labels  # the locator's ticks beyond the limits are not drawn
+                      if low - 1e-9 * abs(high - low) <= label.get_position()[coordinate]
+                      <= high + 1e-9 * abs(high - low)]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_text()]
+    assert len(boxes) > 100
+    for (one, first), (other, second) in combinations(boxes, 2):
+        assert not first.overlaps(second), (one, other)
+
+
+def test_log_ticks_thin_out_to_at_most_six():
+    assert log_ticks(1800, 1800, True) == ((1024, 4096), [1024, 2048, 4096], ["1k", "2k", "4k"])
+    assert log_ticks(16, 409_600, True)[2] == ["16", "256", "4k", "64k"]
+    assert log_ticks(20, 20_000, True)[2] == ["16", "64", "256", "1k", "4k", "16k"]
+    assert log_ticks(1, 1, False)[2] == ["1/2", "1", "2"]
+    assert log_ticks(0.1, 10, False)[2] == ["1/16", "1/4", "1", "4", "16"]
+    assert log_ticks(2 ** 20, 2 ** 24, True)[2] == ["1M", "4M", "16M"]
+
+
+class Tables(HTMLParser):
+    """Every <table> of a page, nested ones included: ``tables`` in document order, each a list of
+    rows, each a list of cells ``{"text": ..., "tables": [nested tables]}``."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tables, self.open, self.ids = [], [], {}
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            table = []
+            if self.open and self.open[-1] and self.open[-1][-1]:
+                self.open[-1][-1][-1]["tables"].append(table)
+            self.tables.append(table)
+            self.open.append(table)
+            if dict(attrs).get("id"):
+                self.ids[dict(attrs)["id"]] = table
+        elif tag == "tr":
+            self.open[-1].append([])
+        elif tag in ("td", "th"):
+            self.open[-1][-1].append({"text": "", "tables": []})
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.open.pop()
+
+    def handle_data(self, data):
+        if self.open and self.open[-1] and self.open[-1][-1]:
+            self.open[-1][-1][-1]["text"] += data
+
+
+def name_counts(cell):
+    """A nested ``name | count`` table as a dict (the counts as written)."""
+    [table] = cell["tables"]
+    return {name["text"]: count["text"] for name, count in table}
+
+
+def test_index_html_shows_the_stats_in_tables(output):
+    manifest = read_manifest(str(output))
+    problems = [{"kind": "missing_image", "file": f"photos/<{k}>&.xml", "image": None} for k in range(5)]
+    problems.append({"kind": "box_clipped", "file": "coco.json", "image": "a.jpg", "object_index": 0})
+    write_report(str(output), manifest | {"problems": problems})
+    stats = json.loads((output / "report" / "stats.json").read_text())  # as written, not recomputed
+    page = (output / "report" / "index.html").read_text()
+    tables = Tables(page)
+    for table in tables.tables:
+        for row in table:
+            for cell in row:
+                assert "{" not in cell["text"] and "}" not in cell["text"], cell
+    splits = tables.tables[0]
+    header = [cell["text"] for cell in splits[0]]
+    assert header[:3] == ["split", "images", "negatives"]
+    assert {"objects per class", "blend modes", "re-drawn as not recognisable"} <= set(header)
+    rows = {row[0]["text"]: dict(zip(header, row)) for row in splits[1:]}
+    assert set(rows) == set(stats["splits"]) == {"train", "eval"}
+    for split, numbers in stats["splits"].items():
+        row = rows[split]
+        assert int(row["images"]["text"]) == numbers["images"]
+        assert int(row["negatives"]["text"]) == numbers["negatives"]
+        assert {k: int(v) for k, v in name_counts(row["objects per class"]).items()} == \
+            numbers["objects_per_class"]
+        assert {k: int(v) for k, v in name_counts(row["blend modes"]).items()} == numbers["blend_modes"]
+        visibility = name_counts(row["re-drawn as not recognisable"])
+        assert int(visibility["labelled placements"]) == numbers["visibility"]["labelled_placements"]
+        assert int(visibility["re-drawn"].split()[0]) == numbers["visibility"]["redrawn"]
+        assert int(visibility["dropped"]) == numbers["visibility"]["invisible_dropped"]
+        for key in ("mean_rgb", "std_rgb"):
+            shown = [float(v) for v in row[f"{key[:-4]} RGB (0-255)"]["text"].split(", ")]
+            np.testing.assert_allclose(shown, numbers["pixels"][key], rtol=1e-3)
+        boxes = tables.ids[f"boxes-{split}"]
+        columns = [cell["text"] for cell in boxes[0]][1:]
+        assert {"count", "min", "median", "p95", "max"} <= set(columns)
+        measures = {row[0]["text"]: row[1:] for row in boxes[1:]}
+        for name, key in (("width (px)", "box_width"), ("height (px)", "box_height"),
+                          ("area (px²)", "box_area"), ("aspect (width / height)", "box_aspect")):
+            for column, cell in zip(columns, measures[name]):
+                assert float(cell["text"]) == pytest.approx(numbers[key][column], rel=1e-3), \
+                    (split, name, column)
+    assert stats["inputs_skipped_or_noted"] == {"missing_image": 5, "box_clipped": 1}
+    skipped = {row[1]["text"]: row for row in tables.tables[-1][1:]}
+    assert {kind: int(row[0]["text"]) for kind, row in skipped.items()} == stats["inputs_skipped_or_noted"]
+    assert skipped["missing_image"][2]["text"] == "annotation whose image is missing (skipped)"
+    assert skipped["missing_image"][3]["text"] == ("photos/<0>&.xml, photos/<1>&.xml, photos/<2>&.xml "
+                                                   "and 2 more (all in manifest.json)")
+    assert "photos/&lt;0&gt;&amp;.xml" in page  # escaped in the source
+    assert skipped["box_clipped"][3]["text"] == "coco.json (image a.jpg)"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
+from collections.abc import Iterable
 
 from absl import logging
 
@@ -68,6 +70,39 @@ KINDS: dict[str, tuple[str, bool]] = {
 # Problems of one kind logged one by one before the rest are only counted (and listed in the
 # manifest): a folder of 2,000 photos not labelled yet gives a few lines, not 2,000.
 LOGGED_PER_KIND = 5
+# Files named per kind in the end-of-run summary; more are counted ("and 9 more").
+LISTED_FILES = 3
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def listed_files(places: Iterable[tuple[str, str | None]]) -> str:
+    """The distinct files of some problems, given as (file, image) pairs in the order reported:
+    ``"a.xml, b.xml"``. A file that labels images of other names (a COCO JSON) names them:
+    ``"instances.json (images lost.jpg, mixed.jpg)"``. Beyond `LISTED_FILES` files (or images of
+    one file) the rest are counted: ``"a.xml, b.xml, c.xml and 9 more (all in manifest.json)"``."""
+    images: dict[str, dict[str, None]] = {}
+    for file, image in places:
+        named = images.setdefault(file, {})
+        if image is not None and _stem(image) != _stem(file):
+            named[image] = None
+    cut = len(images) > LISTED_FILES
+    items = []
+    for file, named in list(images.items())[:LISTED_FILES]:
+        names = list(named)
+        if names:
+            text = ", ".join(names[:LISTED_FILES])
+            if len(names) > LISTED_FILES:
+                text += f" and {len(names) - LISTED_FILES} more"
+                cut = True
+            file += f" ({'image' if len(names) == 1 else 'images'} {text})"
+        items.append(file)
+    text = ", ".join(items)
+    if len(images) > LISTED_FILES:
+        text += f" and {len(images) - LISTED_FILES} more"
+    return text + (" (all in manifest.json)" if cut else "")
 
 
 class RunStopped(RuntimeError):
@@ -140,8 +175,13 @@ class ProblemLog:
         return {kind: counted[kind] for kind in KINDS if counted[kind]}
 
     def summary_lines(self) -> list[str]:
-        """One line per kind that occurred: count and meaning."""
-        return [f"{n:6d}  {KINDS[kind][0]}" for kind, n in self.counts().items()]
+        """One line per kind that occurred: count, meaning and files (`listed_files`), e.g.
+        ``"     1  annotation whose image is missing (skipped): photos/IMG_3.xml"``."""
+        places: dict[str, list[tuple[str, str | None]]] = collections.defaultdict(list)
+        for problem in self.problems:
+            places[problem.kind].append((problem.file, problem.image))
+        return [f"{n:6d}  {KINDS[kind][0]}: {listed_files(places[kind])}"
+                for kind, n in self.counts().items()]
 
     def as_json(self) -> list[dict]:
         """Every problem, for the manifest."""

@@ -8,9 +8,13 @@ generation run unless ``--noreport``).
   numbers training configs ask for), measured on up to `PIXEL_SAMPLE` images evenly spread over the
   split; blend modes and augmentations used; labelled placements re-drawn and dropped as not
   recognisable (``visibility``); inputs skipped, by kind.
-* ``OUT/report/stats.png``: the histograms and heatmaps (matplotlib).
+* ``OUT/report/stats.png``: the histograms and heatmaps (matplotlib, `stats_figure`); box areas
+  and aspects on log axes ticked at powers of 2 written as plain numbers (16, 64, 256, 1k, 4k px²;
+  1/4, 1/2, 1, 2, 4).
 * ``OUT/report/gallery_{train,eval}.png``: contact sheets (`spatule_synth.modes.gallery`).
-* ``OUT/report/index.html``: one page with all of it.
+* ``OUT/report/index.html``: one page with all of it: the numbers in HTML tables (counts per class,
+  blend mode, ... as ``name | count`` tables; box size summaries per split; inputs skipped or noted
+  with their files, as the end-of-run summary names them), then the pictures.
 
 Boxes come from the manifest (generate: per image; convert: per example), in pixels, or from a
 stream of the same entries (`collect_stats`'s ``split_images``; `generated_image` turns a generate
@@ -34,6 +38,7 @@ import numpy as np
 from spatule_synth.modes.gallery import write_galleries
 from spatule_synth.formats.manifest import MANIFEST_NAME
 from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.core.problems import KINDS, listed_files
 
 PIXEL_SAMPLE = 500
 HEATMAP_BINS = 16
@@ -254,72 +259,212 @@ def collect_stats(output_dir: str, manifest: dict,
     return stats
 
 
-def plot_stats(stats: dict, path: str) -> None:
-    """``stats.png``: one row per split: objects per image, box sizes, areas, aspects, centres."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+def _power_of_two_label(exponent: int, units: bool) -> str:
+    """2 ** ``exponent`` as plain text: ``"1/4"``, ``"1"``, ``"512"``; with ``units``, multiples of
+    1024 read ``"2k"``, ``"64k"``, ``"1M"`` (k = 1024, M = 1024²: box areas of 32², 1024² px)."""
+    if exponent < 0:
+        return f"1/{2 ** -exponent}"
+    if units and exponent >= 20:
+        return f"{2 ** (exponent - 20)}M"
+    if units and exponent >= 10:
+        return f"{2 ** (exponent - 10)}k"
+    return str(2 ** exponent)
+
+
+def log_ticks(low: float, high: float, units: bool,
+              most: int = 6) -> tuple[tuple[float, float], list[float], list[str]]:
+    """Limits, tick values and tick labels of a log axis showing ``low`` .. ``high`` (> 0).
+
+    The limits are the powers of 2 around the values with at least a quarter octave to spare, and
+    at least 2 octaves apart; the ticks are the powers of 2 between them (every one; or every 2nd:
+    ..., 16, 64, 256, 1k, ...; or every 4th, ...: the first that gives at most ``most``, so 3 to
+    ``most`` ticks), labelled as plain numbers (`_power_of_two_label`)."""
+    low, high = math.log2(max(low, 1e-6)), math.log2(max(high, low, 1e-6))
+    lowest, highest = math.floor(low - 0.25), math.ceil(high + 0.25)
+    if highest - lowest < 2:  # one more octave on the side with less room
+        if low - lowest < highest - high:
+            lowest -= 1
+        else:
+            highest += 1
+    step = 1
+    while highest // step - -(-lowest // step) + 1 > most:
+        step *= 2
+    exponents = range(-(-lowest // step) * step, highest // step * step + 1, step)
+    return ((2.0 ** lowest, 2.0 ** highest), [2.0 ** e for e in exponents],
+            [_power_of_two_label(e, units) for e in exponents])
+
+
+def _shown(histogram: dict, log: bool) -> tuple[list[int], list[float]]:
+    """A histogram's counts and edges as drawn: the histogram of one value (edges a hair apart) is
+    widened to one visible bar around it (a 16th of an octave on a log axis, 1 px on a linear one)."""
+    counts, edges = histogram["counts"], histogram["edges"]
+    low, high = edges[0], edges[-1]
+    if log and high / low < 1.01:
+        return [sum(counts)], [low * 2 ** -(1 / 32), low * 2 ** (1 / 32)]
+    if not log and high - low < 0.5:
+        return [sum(counts)], [low - 0.5, low + 0.5]
+    return counts, edges
+
+
+def stats_figure(stats: dict):
+    """The ``stats.png`` figure (a matplotlib ``Figure``, not saved): one row per split with
+    images: objects per image, box width and height, box area and aspect (log axes, ticks at powers
+    of 2 labelled as plain numbers: `log_ticks`), box centres."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator, NullFormatter
 
     splits = [s for s, v in stats["splits"].items() if v["images"]]
-    figure, axes = pyplot.subplots(max(1, len(splits)), 5, figsize=(22, 4.2 * max(1, len(splits))),
-                                   squeeze=False)
+    rows = max(1, len(splits))
+    figure = Figure(figsize=(22, 4.2 * rows))
+    axes = figure.subplots(rows, 5, squeeze=False)
     for row, split in zip(axes, splits):
         data = stats["splits"][split]
         counts = data["objects_per_image"]["histogram"]
         row[0].bar([int(k) for k in counts], list(counts.values()), color="tab:blue")
-        row[0].set(title=f"{split}: objects per image", xlabel="objects", ylabel="images")
+        row[0].set(title=f"{split}: objects per image", xlabel="objects in the image",
+                   ylabel="images")
+        row[0].xaxis.set_major_locator(MaxNLocator(integer=True))
         for key, colour in (("box_width", "tab:orange"), ("box_height", "tab:green")):
             histogram = data[key]["histogram"]
             if histogram["counts"]:
-                row[1].stairs(histogram["counts"], histogram["edges"], label=key[4:], color=colour)
-        row[1].set(title=f"{split}: box width / height (px)", xlabel="px", ylabel="objects")
+                row[1].stairs(*_shown(histogram, False), label=key[4:], color=colour)
+        row[1].set(title=f"{split}: box width and height", xlabel="box side (px)", ylabel="objects")
+        row[1].xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         row[1].legend()
-        for axis, key, label in ((row[2], "box_area", "box area (px², log)"),
-                                 (row[3], "box_aspect", "box aspect w/h (log)")):
-            histogram = data[key]["histogram"]
+        for axis, key, title, xlabel, units in (
+                (row[2], "box_area", "box area", "width × height (px², log scale; 1k = 1024)", True),
+                (row[3], "box_aspect", "box aspect", "width / height (log scale)", False)):
+            histogram, summary = data[key]["histogram"], data[key]
             if histogram["counts"]:
-                axis.stairs(histogram["counts"], histogram["edges"], fill=True, color="tab:purple")
+                axis.stairs(*_shown(histogram, True), fill=True, color="tab:purple")
                 axis.set_xscale("log")
-            axis.set(title=f"{split}: {label}", ylabel="objects")
+                limits, ticks, labels = log_ticks(summary["min"], summary["max"], units)
+                axis.set_xlim(*limits)
+                axis.xaxis.set_major_locator(FixedLocator(ticks))
+                axis.xaxis.set_major_formatter(FixedFormatter(labels))
+                octaves = range(round(math.log2(limits[0])), round(math.log2(limits[1])) + 1)
+                axis.xaxis.set_minor_locator(FixedLocator([2.0 ** e for e in octaves]))  # unlabelled
+                axis.xaxis.set_minor_formatter(NullFormatter())
+            axis.set(title=f"{split}: {title}", xlabel=xlabel, ylabel="objects")
         heat = row[4].imshow(np.asarray(data["box_centre_heatmap"]), extent=(0, 1, 1, 0), cmap="magma")
-        row[4].set(title=f"{split}: box centres", xlabel="x / width", ylabel="y / height")
-        figure.colorbar(heat, ax=row[4])
+        row[4].set(title=f"{split}: box centres", xlabel="centre x / image width",
+                   ylabel="centre y / image height")
+        colourbar = figure.colorbar(heat, ax=row[4])
+        colourbar.set_label("objects")
+        colourbar.locator = MaxNLocator(integer=True)
+        colourbar.update_ticks()
+        for axis in row[:4]:
+            axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
-    figure.savefig(path + ".tmp.png", dpi=80)
-    pyplot.close(figure)
+    return figure
+
+
+def plot_stats(stats: dict, path: str) -> None:
+    """Write `stats_figure` to ``path`` (PNG, 80 dpi)."""
+    stats_figure(stats).savefig(path + ".tmp.png", dpi=80)
     os.replace(path + ".tmp.png", path)
 
 
-def _redrawn_text(visibility: dict | None) -> str:
-    """"12 of 560 placements (2.1%), 1 dropped", or "" for runs without the count."""
+def _number(value: float) -> str:
+    """A number as plain text, never scientific: whole numbers as integers, others to 4 significant
+    digits or 1 decimal (``"1843.3"``, ``"12.35"``, ``"0.4123"``)."""
+    if float(value).is_integer():
+        return str(int(value))
+    digits = max(1, 3 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def _cell(content: str, number: bool = False) -> str:
+    """A ``<td>`` holding ``content`` (HTML already escaped), right-aligned if ``number``."""
+    return f'<td class="n">{content}</td>' if number else f"<td>{content}</td>"
+
+
+def _counts_table(counts: Mapping[str, int | str]) -> str:
+    """``name | count`` rows (the names escaped), or "none"."""
+    if not counts:
+        return "none"
+    return '<table class="counts">' + "".join(
+        f"<tr>{_cell(html.escape(str(name)))}{_cell(html.escape(str(count)), True)}</tr>"
+        for name, count in counts.items()) + "</table>"
+
+
+def _visibility_table(visibility: dict | None) -> str:
+    """Labelled placements, re-drawn (and share), dropped; "not counted" for runs without them."""
     if not visibility:
-        return ""
+        return "not counted"
     total = visibility.get("labelled_placements", 0)
-    share = visibility.get("redrawn", 0) / total if total else 0.0
-    return (f"{visibility.get('redrawn', 0)} of {total} placements ({share:.1%}), "
-            f"{visibility.get('invisible_dropped', 0)} dropped")
+    redrawn = visibility.get("redrawn", 0)
+    share = f" ({redrawn / total:.1%})" if total else ""
+    return _counts_table({"labelled placements": total, "re-drawn": f"{redrawn}{share}",
+                          "dropped": visibility.get("invisible_dropped", 0)})
 
 
-def _html(stats: dict, galleries: list[str]) -> str:
+# stats.json key -> (row name in the box size table, unit)
+BOX_SUMMARIES = {"box_width": ("width", "px"), "box_height": ("height", "px"),
+                 "box_area": ("area", "px²"), "box_aspect": ("aspect", "width / height")}
+SUMMARY_COLUMNS = ("count", "min", "p05", "median", "mean", "p95", "max")
+
+
+def _box_table(split: str, data: dict) -> str:
+    """The box size summaries of one split: a row per measure, a column per summary number."""
+    rows = "".join(
+        "<tr>" + _cell(f"{name} ({html.escape(unit)})")
+        + "".join(_cell(_number(data[key][column]) if column in data[key] else "–", True)
+                  for column in SUMMARY_COLUMNS) + "</tr>"
+        for key, (name, unit) in BOX_SUMMARIES.items())
+    return (f'<h3>{html.escape(split)}</h3><table class="boxes" id="boxes-{html.escape(split)}">'
+            "<tr><th>box</th>" + "".join(f"<th>{c}</th>" for c in SUMMARY_COLUMNS) + "</tr>"
+            + rows + "</table>")
+
+
+def _problems_table(skipped: Mapping[str, int], problems: Sequence[dict]) -> str:
+    """Count, kind, meaning and files (`listed_files`) of each kind of input skipped or noted."""
+    if not skipped:
+        return "<p>none</p>"
+    places: dict[str, list[tuple[str, str | None]]] = collections.defaultdict(list)
+    for problem in problems:
+        places[problem.get("kind", "")].append((problem.get("file", ""), problem.get("image")))
+    rows = "".join(
+        "<tr>" + _cell(str(count), True) + _cell(html.escape(kind))
+        + _cell(html.escape(KINDS.get(kind, ("",))[0]))
+        + _cell(html.escape(listed_files(places[kind]))) + "</tr>"
+        for kind, count in skipped.items())
+    return ('<table class="problems"><tr><th>count</th><th>kind</th><th>what it means</th>'
+            f"<th>files</th></tr>{rows}</table>")
+
+
+def _html(stats: dict, galleries: list[str], problems: Sequence[dict] = ()) -> str:
+    """``index.html``: a table of the splits, the box sizes per split, the inputs skipped or noted
+    (``problems``: the manifest's, for their files), the plots and the galleries."""
     rows = []
     for split, data in stats["splits"].items():
         pixels = data["pixels"]
-        rows.append(f"<tr><td>{html.escape(split)}</td><td>{data['images']}</td><td>{data['negatives']}</td>"
-                    f"<td>{html.escape(json.dumps(data['objects_per_class']))}</td>"
-                    f"<td>{html.escape(json.dumps(data['blend_modes']))}</td>"
-                    f"<td>{_redrawn_text(data.get('visibility'))}</td>"
-                    f"<td>{pixels.get('mean_rgb', '')}</td><td>{pixels.get('std_rgb', '')}</td></tr>")
-    skipped = "".join(f"<li>{html.escape(kind)}: {count}</li>"
-                      for kind, count in stats["inputs_skipped_or_noted"].items()) or "<li>none</li>"
+        rows.append("<tr>" + _cell(html.escape(split)) + _cell(str(data["images"]), True)
+                    + _cell(str(data["negatives"]), True)
+                    + _cell(_counts_table(data["objects_per_class"]))
+                    + _cell(_counts_table(data["blend_modes"]))
+                    + _cell(_counts_table(data["augmented_objects"]))
+                    + _cell(_visibility_table(data.get("visibility")))
+                    + _cell(str(pixels["images_measured"]), True)
+                    + "".join(_cell(", ".join(_number(v) for v in pixels[key]) if key in pixels
+                                    else "–") for key in ("mean_rgb", "std_rgb"))
+                    + "</tr>")
+    boxes = "".join(_box_table(split, data) for split, data in stats["splits"].items())
     pictures = "".join(f'<h2>{html.escape(os.path.basename(g))}</h2><img src="{html.escape(os.path.basename(g))}">'
                        for g in galleries)
     return ("<!doctype html><meta charset=utf-8><title>spatule_synth report</title>"
-            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
-            "img{max-width:100%}</style><h1>spatule_synth report</h1>"
-            "<table><tr><th>split</th><th>images</th><th>negatives</th><th>objects per class</th>"
-            "<th>blend modes</th><th>re-drawn as not recognisable</th><th>mean RGB</th><th>std RGB</th></tr>" + "".join(rows) + "</table>"
-            f"<h2>inputs skipped or noted</h2><ul>{skipped}</ul>"
-            '<h2>distributions</h2><img src="stats.png">' + pictures)
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px;vertical-align:top}td.n{text-align:right}"
+            "table.counts td{border:none;padding:0 6px 0 0}img{max-width:100%}</style>"
+            "<h1>spatule_synth report</h1>"
+            '<h2>splits</h2><table class="splits"><tr><th>split</th><th>images</th><th>negatives</th>'
+            "<th>objects per class</th><th>blend modes</th><th>augmented objects</th>"
+            "<th>re-drawn as not recognisable</th><th>images measured (pixels)</th>"
+            "<th>mean RGB (0-255)</th><th>std RGB (0-255)</th></tr>" + "".join(rows) + "</table>"
+            "<h2>box sizes</h2>" + boxes
+            + "<h2>inputs skipped or noted</h2>"
+            + _problems_table(stats["inputs_skipped_or_noted"], problems)
+            + '<h2>distributions</h2><img src="stats.png">' + pictures)
 
 
 def write_report(output_dir: str, manifest: dict | None = None,
@@ -340,5 +485,5 @@ def write_report(output_dir: str, manifest: dict | None = None,
     pictures = write_galleries(output_dir) if manifest.get("mode") == "generate" else []
     written += pictures
     written.append(os.path.join(folder, "index.html"))
-    atomic_write_bytes(written[-1], _html(stats, pictures).encode("utf-8"))
+    atomic_write_bytes(written[-1], _html(stats, pictures, manifest.get("problems", [])).encode("utf-8"))
     return written
