@@ -141,6 +141,23 @@ def test_our_examples_are_tensorflows_examples():
     assert from_example(ours) == record
 
 
+def test_our_schema_is_tensorflows():
+    """The tf.train.Example messages declared in tfrecord.py are TensorFlow's, field by field (but
+    for field options: feature.proto spells out ``packed``, which proto3 implies)."""
+    from google.protobuf import descriptor_pb2
+
+    from spatule_synth.formats.tfrecord import _example_classes
+    for name, ours in _example_classes().items():
+        declared = [descriptor_pb2.DescriptorProto() for _ in range(2)]
+        ours.DESCRIPTOR.CopyToProto(declared[0])
+        getattr(tf.train, name).DESCRIPTOR.CopyToProto(declared[1])
+        for message in declared:
+            for field in message.field:
+                field.ClearField("options")
+        assert declared[0] == declared[1], name
+        assert ours.DESCRIPTOR.full_name == getattr(tf.train, name).DESCRIPTOR.full_name
+
+
 def test_tensorflow_reads_every_framed_record_and_checks_its_crc(tmp_path):
     with ShardedRecordWriter(str(tmp_path / "train"), 1) as writer:
         for index in range(1, 4):

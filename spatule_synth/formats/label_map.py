@@ -16,9 +16,10 @@ import difflib
 import functools
 import unicodedata
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import text_format
 
 from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.formats.proto_schema import message_classes
 
 
 class LabelMapError(ValueError):
@@ -124,24 +125,18 @@ def _validate(items: tuple[LabelMapItem, ...]) -> None:
         raise LabelMapError("; ".join(problems))
 
 
+# object_detection/protos/string_int_label_map.proto, the fields read here.
+_SCHEMA = {
+    "StringIntLabelMapItem": [("name", 1, "string", "optional"), ("id", 2, "int32", "optional"),
+                              ("display_name", 3, "string", "optional")],
+    "StringIntLabelMap": [("item", 1, "message", "repeated", "StringIntLabelMapItem")],
+}
+
+
 @functools.cache
 def _message_class():
-    """The OD API's StringIntLabelMap message, declared in a private descriptor pool."""
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="spatule_synth/string_int_label_map.proto", package="object_detection.protos",
-        syntax="proto2")
-    item = proto.message_type.add(name="StringIntLabelMapItem")
-    field = descriptor_pb2.FieldDescriptorProto
-    item.field.add(name="name", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
-    item.field.add(name="id", number=2, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
-    item.field.add(name="display_name", number=3, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
-    label_map = proto.message_type.add(name="StringIntLabelMap")
-    label_map.field.add(name="item", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED,
-                        type_name=".object_detection.protos.StringIntLabelMapItem")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("object_detection.protos.StringIntLabelMap"))
+    """The OD API's ``StringIntLabelMap`` message (`spatule_synth.formats.proto_schema`)."""
+    return message_classes("object_detection.protos", _SCHEMA)["StringIntLabelMap"]
 
 
 def parse_label_map(text: str) -> LabelMap:

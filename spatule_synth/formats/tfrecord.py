@@ -9,9 +9,9 @@ is written under a temporary name and renamed when complete.
 
 Writing needs no TensorFlow (importing it costs seconds, in every worker process): examples are
 built with protobuf from the ``tf.train.Example`` schema (``tensorflow/core/example/*.proto``,
-declared here in a private descriptor pool) and framed as TFRecord does (length, masked CRC-32C of
-the length, data, masked CRC-32C of the data). Reading goes through TensorFlow itself, so the tests
-check what TensorFlow sees.
+declared here with `spatule_synth.formats.proto_schema`) and framed as TFRecord does (length,
+masked CRC-32C of the length, data, masked CRC-32C of the data). Reading goes through TensorFlow
+itself, so the tests check what TensorFlow sees.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Iterable, Iterator
 
 import google_crc32c
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from spatule_synth.core.boxes import Box
 from spatule_synth.core.output_dir import naming, temporary_path
+from spatule_synth.formats.proto_schema import message_classes
 
 
 class KEYS:
@@ -141,39 +141,23 @@ class RecordImage:
         return hashlib.sha256(self.encoded).hexdigest()
 
 
+# tf.train.Example and its parts (tensorflow/core/example/{example,feature}.proto, proto3).
+_EXAMPLE_SCHEMA = {
+    "BytesList": [("value", 1, "bytes", "repeated")],
+    "FloatList": [("value", 1, "float", "repeated")],  # proto3: packed
+    "Int64List": [("value", 1, "int64", "repeated")],  # proto3: packed
+    "Feature": [("bytes_list", 1, "message", "oneof kind", "BytesList"),
+                ("float_list", 2, "message", "oneof kind", "FloatList"),
+                ("int64_list", 3, "message", "oneof kind", "Int64List")],
+    "Features": [("feature", 1, "message", "map string", "Feature")],
+    "Example": [("features", 1, "message", "optional", "Features")],
+}
+
+
 @functools.cache
 def _example_classes() -> dict[str, type]:
-    """``tensorflow.{Example, Features, Feature, BytesList, FloatList, Int64List}``, field numbers as
-    in ``tensorflow/core/example/{example,feature}.proto``, in a private descriptor pool."""
-    proto = descriptor_pb2.FileDescriptorProto(name="spatule_synth/tf_example.proto",
-                                               package="tensorflow", syntax="proto3")
-    field = descriptor_pb2.FieldDescriptorProto
-    repeated, optional = field.LABEL_REPEATED, field.LABEL_OPTIONAL
-    for name, value_type in (("BytesList", field.TYPE_BYTES), ("FloatList", field.TYPE_FLOAT),
-                             ("Int64List", field.TYPE_INT64)):
-        proto.message_type.add(name=name).field.add(name="value", number=1, type=value_type,
-                                                    label=repeated)  # proto3: packed numbers
-    feature = proto.message_type.add(name="Feature")
-    feature.oneof_decl.add(name="kind")
-    for number, (name, type_name) in enumerate((("bytes_list", "BytesList"), ("float_list", "FloatList"),
-                                                ("int64_list", "Int64List")), start=1):
-        feature.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=optional,
-                          type_name=f".tensorflow.{type_name}", oneof_index=0)
-    features = proto.message_type.add(name="Features")
-    entry = features.nested_type.add(name="FeatureEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=optional)
-    entry.field.add(name="value", number=2, type=field.TYPE_MESSAGE, label=optional,
-                    type_name=".tensorflow.Feature")
-    features.field.add(name="feature", number=1, type=field.TYPE_MESSAGE, label=repeated,
-                       type_name=".tensorflow.Features.FeatureEntry")
-    proto.message_type.add(name="Example").field.add(name="features", number=1, label=optional,
-                                                     type=field.TYPE_MESSAGE,
-                                                     type_name=".tensorflow.Features")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))
-            for name in ("Example", "BytesList", "FloatList", "Int64List")}
+    """``tensorflow.{Example, Features, Feature, BytesList, FloatList, Int64List}`` by name."""
+    return message_classes("tensorflow", _EXAMPLE_SCHEMA, syntax="proto3")
 
 
 def to_example(record: RecordImage):

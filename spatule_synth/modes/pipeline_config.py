@@ -25,12 +25,13 @@ run and on the user:
 How: the OD API's own protos (``object_detection.protos.pipeline_pb2``) are not installed with
 tf-models-official, and parsing the template against a partial schema and printing it back would
 drop every field the schema does not declare. So the template is edited as text, but not with
-blind regular expressions: a small text-format scanner (`_parse`) finds each field by its path
+blind regular expressions: `spatule_synth.formats.pbtxt_edit` finds each field by its path
 (``train_config.optimizer.*.learning_rate.cosine_decay_learning_rate.total_steps``), an edit
 fails unless exactly one field matches, and only that field's value or line changes; comments,
 order and every other field stay as in the template. The result is then parsed by protobuf's
-``text_format`` against a partial OD API schema declared here (unknown fields and messages are
-skipped) and every filled-in value is read back and compared before the file is written.
+``text_format`` against a partial OD API schema declared here (`_PIPELINE_SCHEMA`; unknown fields
+and messages are skipped) and every filled-in value is read back and compared before the file is
+written.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ import os
 import re
 
 from absl import logging
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_encoding, text_format
+from google.protobuf import text_encoding, text_format
 
+from spatule_synth.formats import pbtxt_edit
 from spatule_synth.formats.label_map import LabelMap, read_label_map
 from spatule_synth.formats.manifest import MANIFEST_NAME, read_manifest
 from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.formats.proto_schema import message_classes
 from spatule_synth.formats.tfrecord import shard_glob, shard_paths
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -145,8 +148,11 @@ def write_pipeline_config(name: str, output_dir: str, workspace: str, label_map:
         template = handle.read()
     model_dir = os.path.abspath(os.path.join(workspace, "models", model_name))
     header = _header(name, path, model_dir, output_dir, eval_output_dir)
-    text = header + fill_template(template, label_map.num_classes, train, evaluation, batch_size,
-                                  num_steps, checkpoint, tuple(no_flip_classes))
+    try:
+        text = header + fill_template(template, label_map.num_classes, train, evaluation,
+                                      batch_size, num_steps, checkpoint, tuple(no_flip_classes))
+    except pbtxt_edit.PbtxtError as error:  # the template lacks a field, or has it twice
+        raise ValueError(f"template: {error}") from error
     os.makedirs(model_dir, exist_ok=True)
     if any(f == "checkpoint" or re.fullmatch(r"ckpt-\d+\.index", f) for f in os.listdir(model_dir)):
         logging.warning("%s already holds training checkpoints: model_main_tf2.py resumes from "
@@ -250,15 +256,16 @@ _SCHEDULE = ("train_config", "optimizer", "*", "learning_rate", "cosine_decay_le
 def fill_template(template: str, num_classes: int, train: RecordSet, evaluation: RecordSet,
                   batch_size: int | None, num_steps: int | None,
                   fine_tune_checkpoint: str | None, no_flip_classes: tuple[str, ...] = ()) -> str:
-    """The template text with the fields of the module docstring filled in, checked by parsing."""
+    """The template text with the fields of the module docstring filled in, checked by parsing;
+    `pbtxt_edit.PbtxtError` when the template lacks a field to edit or has it more than once."""
     text = template
     text = _set(text, ("model", "*", "num_classes"), str(num_classes),
                 "the largest id of the run's label_map.pbtxt")
     if batch_size is not None:
         text = _set(text, ("train_config", "batch_size"), str(batch_size), "--batch_size")
-    total = int(_value(text, _SCHEDULE + ("total_steps",)))
-    warmup = int(_value(text, _SCHEDULE + ("warmup_steps",)))
-    if int(_value(text, ("train_config", "num_steps"))) != total:
+    total = int(pbtxt_edit.value_of(text, _SCHEDULE + ("total_steps",)))
+    warmup = int(pbtxt_edit.value_of(text, _SCHEDULE + ("warmup_steps",)))
+    if int(pbtxt_edit.value_of(text, ("train_config", "num_steps"))) != total:
         raise ValueError("template: train_config.num_steps differs from the schedule's total_steps")
     if num_steps is not None:
         new_warmup = min(warmup * num_steps // total, num_steps - 1)
@@ -276,17 +283,17 @@ def fill_template(template: str, num_classes: int, train: RecordSet, evaluation:
         text = _set(text, ("train_config", "fine_tune_checkpoint_type"), _quote("detection"),
                     "restore the whole detector except its class head")
     else:
-        text = _delete(text, ("train_config", "fine_tune_checkpoint_version"), (
+        text = pbtxt_edit.delete(text, ("train_config", "fine_tune_checkpoint_version"), (
             f"{NOTE} no fine_tune_checkpoint given: training starts from scratch (random weights).",
             "To fine-tune the model zoo detector instead, pass generate.py",
             "--fine_tune_checkpoint=WORKSPACE/pre-trained-models/MODEL/checkpoint/ckpt-0."))
-        text = _delete(text, ("train_config", "fine_tune_checkpoint"))
-        text = _delete(text, ("train_config", "fine_tune_checkpoint_type"))
-    if _find(_parse(text), ("train_config", "use_bfloat16")):
+        text = pbtxt_edit.delete(text, ("train_config", "fine_tune_checkpoint"))
+        text = pbtxt_edit.delete(text, ("train_config", "fine_tune_checkpoint_type"))
+    if pbtxt_edit.find(pbtxt_edit.parse(text), ("train_config", "use_bfloat16")):
         text = _set(text, ("train_config", "use_bfloat16"), "false",
                     "bfloat16 is for TPUs; set true only when training on one")
     boxes = max(train.max_objects, evaluation.max_objects,
-                int(_value(text, ("train_config", "max_number_of_boxes"))))
+                int(pbtxt_edit.value_of(text, ("train_config", "max_number_of_boxes"))))
     text = _set(text, ("train_config", "max_number_of_boxes"), str(boxes),
                 "at least the most objects of any image of the run")
 
@@ -297,11 +304,11 @@ def fill_template(template: str, num_classes: int, train: RecordSet, evaluation:
                 else f"exactly the split's {len(records.paths)} shards")
         text = _set(text, (reader, "tf_record_input_reader", "input_path"),
                     _quote(records.input_path), note)
-    if _find(_parse(text), ("eval_input_reader", "max_number_of_boxes")):
+    if pbtxt_edit.find(pbtxt_edit.parse(text), ("eval_input_reader", "max_number_of_boxes")):
         text = _set(text, ("eval_input_reader", "max_number_of_boxes"), str(boxes), "as in train_config")
     else:
-        text = _insert(text, ("eval_input_reader",), f"max_number_of_boxes: {boxes}",
-                       "evaluation pads the ground truth to this (default 100)")
+        text = pbtxt_edit.insert(text, ("eval_input_reader",), f"max_number_of_boxes: {boxes}",
+                                 f"{NOTE} evaluation pads the ground truth to this (default 100)")
     if no_flip_classes:
         text = _remove_horizontal_flips(text, no_flip_classes)
 
@@ -310,16 +317,21 @@ def fill_template(template: str, num_classes: int, train: RecordSet, evaluation:
     return text
 
 
+def _set(text: str, path: tuple[str, ...], value: str, note: str) -> str:
+    """`pbtxt_edit.set_value`, the field's line ending with a ``NOTE`` comment (one only)."""
+    return pbtxt_edit.set_value(text, path, value, f"{NOTE} {note}", marker=NOTE)
+
+
 def _remove_horizontal_flips(text: str, no_flip_classes: tuple[str, ...]) -> str:
     """Remove each ``train_config.data_augmentation_options`` that holds a
     ``random_horizontal_flip`` (whatever its options), a ``NOTE`` comment in its place."""
     note = (f"{NOTE} random_horizontal_flip removed: --no_flip_classes={','.join(no_flip_classes)} "
             "must never be mirrored")
     path = ("train_config", "data_augmentation_options")
-    flips = [option for option in _find(_parse(text), path)
+    flips = [option for option in pbtxt_edit.find(pbtxt_edit.parse(text), path)
              if any(child.name == "random_horizontal_flip" for child in option.children)]
     for option in reversed(flips):  # from the end: the offsets of the earlier ones stay valid
-        text = _delete_field(text, option, ".".join(path), (note,))
+        text = pbtxt_edit.delete_field(text, option, (note,))
     return text
 
 
@@ -335,8 +347,7 @@ def _check(text: str, num_classes: int, train: RecordSet, evaluation: RecordSet,
            batch_size: int | None, num_steps: int | None, checkpoint: str | None, boxes: int,
            flips_removed: bool = False) -> None:
     """Parse ``text`` with protobuf against the partial OD API schema and compare what was filled."""
-    if any("PATH_TO_BE_CONFIGURED" in m.group() for m in _TOKEN.finditer(text)
-           if m.lastgroup == "string"):
+    if any("PATH_TO_BE_CONFIGURED" in string for string in pbtxt_edit.string_literals(text)):
         raise ValueError("pipeline config: a PATH_TO_BE_CONFIGURED placeholder is left")
     config = _pipeline_class()()
     try:
@@ -382,215 +393,40 @@ def _check(text: str, num_classes: int, train: RecordSet, evaluation: RecordSet,
         raise ValueError("pipeline config check failed: " + "; ".join(wrong))
 
 
+# object_detection.protos.TrainEvalPipelineConfig, only the fields `_check` reads (names, numbers
+# and types as in tensorflow/models research/object_detection/protos/*.proto).
+_PIPELINE_SCHEMA = {
+    "TrainEvalPipelineConfig": [
+        ("model", 1, "message", "optional", "DetectionModel"),
+        ("train_config", 2, "message", "optional", "TrainConfig"),
+        ("train_input_reader", 3, "message", "optional", "InputReader"),
+        ("eval_config", 4, "message", "optional", "EvalConfig"),
+        ("eval_input_reader", 5, "message", "repeated", "InputReader")],
+    "DetectionModel": [("ssd", 2, "message", "optional", "Ssd")],
+    "Ssd": [("num_classes", 1, "int32", "optional")],
+    "TrainConfig": [
+        ("batch_size", 1, "uint32", "optional"),
+        ("data_augmentation_options", 2, "message", "repeated", "PreprocessingStep"),
+        ("optimizer", 5, "message", "optional", "Optimizer"),
+        ("fine_tune_checkpoint", 7, "string", "optional"), ("num_steps", 9, "uint32", "optional"),
+        ("max_number_of_boxes", 20, "int32", "optional"),
+        ("fine_tune_checkpoint_type", 22, "string", "optional")],
+    "PreprocessingStep": [("random_horizontal_flip", 2, "message", "optional", "RandomHorizontalFlip")],
+    "RandomHorizontalFlip": [],
+    "Optimizer": [("momentum_optimizer", 2, "message", "optional", "MomentumOptimizer")],
+    "MomentumOptimizer": [("learning_rate", 1, "message", "optional", "LearningRate")],
+    "LearningRate": [("cosine_decay_learning_rate", 4, "message", "optional", "CosineDecayLearningRate")],
+    "CosineDecayLearningRate": [("total_steps", 2, "uint32", "optional"),
+                                ("warmup_steps", 4, "uint32", "optional")],
+    "InputReader": [("label_map_path", 1, "string", "optional"),
+                    ("tf_record_input_reader", 8, "message", "optional", "TFRecordInputReader"),
+                    ("max_number_of_boxes", 21, "int32", "optional")],
+    "TFRecordInputReader": [("input_path", 1, "string", "repeated")],
+    "EvalConfig": [("metrics_set", 8, "string", "repeated")],
+}
+
+
 @functools.cache
 def _pipeline_class():
-    """``object_detection.protos.TrainEvalPipelineConfig``, only the fields checked above (names,
-    numbers and types as in tensorflow/models research/object_detection/protos/*.proto)."""
-    field = descriptor_pb2.FieldDescriptorProto
-    messages = {
-        "TrainEvalPipelineConfig": [
-            ("model", 1, "DetectionModel"), ("train_config", 2, "TrainConfig"),
-            ("train_input_reader", 3, "InputReader"), ("eval_config", 4, "EvalConfig"),
-            ("eval_input_reader", 5, "InputReader", "repeated")],
-        "DetectionModel": [("ssd", 2, "Ssd")],
-        "Ssd": [("num_classes", 1, field.TYPE_INT32)],
-        "TrainConfig": [
-            ("batch_size", 1, field.TYPE_UINT32),
-            ("data_augmentation_options", 2, "PreprocessingStep", "repeated"),
-            ("optimizer", 5, "Optimizer"),
-            ("fine_tune_checkpoint", 7, field.TYPE_STRING), ("num_steps", 9, field.TYPE_UINT32),
-            ("max_number_of_boxes", 20, field.TYPE_INT32),
-            ("fine_tune_checkpoint_type", 22, field.TYPE_STRING)],
-        "PreprocessingStep": [("random_horizontal_flip", 2, "RandomHorizontalFlip")],
-        "RandomHorizontalFlip": [],
-        "Optimizer": [("momentum_optimizer", 2, "MomentumOptimizer")],
-        "MomentumOptimizer": [("learning_rate", 1, "LearningRate")],
-        "LearningRate": [("cosine_decay_learning_rate", 4, "CosineDecayLearningRate")],
-        "CosineDecayLearningRate": [("total_steps", 2, field.TYPE_UINT32),
-                                    ("warmup_steps", 4, field.TYPE_UINT32)],
-        "InputReader": [("label_map_path", 1, field.TYPE_STRING),
-                        ("tf_record_input_reader", 8, "TFRecordInputReader"),
-                        ("max_number_of_boxes", 21, field.TYPE_INT32)],
-        "TFRecordInputReader": [("input_path", 1, field.TYPE_STRING, "repeated")],
-        "EvalConfig": [("metrics_set", 8, field.TYPE_STRING, "repeated")],
-    }
-    return _message_class(messages, "TrainEvalPipelineConfig")
-
-
-def _message_class(messages: dict, root: str):
-    field = descriptor_pb2.FieldDescriptorProto
-    package = "object_detection.protos"
-    proto = descriptor_pb2.FileDescriptorProto(name="spatule_synth/pipeline_partial.proto",
-                                               package=package, syntax="proto2")
-    for name, fields in messages.items():
-        message = proto.message_type.add(name=name)
-        for field_name, number, kind, *repeated in fields:
-            label = field.LABEL_REPEATED if repeated else field.LABEL_OPTIONAL
-            if isinstance(kind, str):
-                message.field.add(name=field_name, number=number, label=label,
-                                  type=field.TYPE_MESSAGE, type_name=f".{package}.{kind}")
-            else:
-                message.field.add(name=field_name, number=number, label=label, type=kind)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{root}"))
-
-
-# --- a text-format scanner that knows where each field is -----------------------------------------
-
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
-  | (?P<punct>[{}<>\[\]:,;])
-  | (?P<word>[^\s{}<>\[\]:,;"'\#]+)
-""", re.VERBOSE)
-
-
-@dataclasses.dataclass
-class _Field:
-    name: str
-    start: int  # offset of the name
-    end: int = 0  # offset just after the value or the closing bracket
-    value: tuple[int, int] | None = None  # span of a scalar value
-    close: int | None = None  # offset of a message's closing bracket
-    children: list[_Field] = dataclasses.field(default_factory=list)
-
-
-def _parse(text: str) -> list[_Field]:
-    """The top-level fields of protobuf text ``text``, with their spans (no schema needed)."""
-    tokens, position = [], 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise ValueError(f"pipeline config: cannot read {text[position:position + 20]!r} "
-                             f"at line {text.count(chr(10), 0, position) + 1}")
-        if match.lastgroup not in ("space", "comment"):
-            tokens.append((match.lastgroup, match.start(), match.end(), match.group()))
-        position = match.end()
-    tokens.append((None, len(text), len(text), ""))
-    index = 0
-
-    def take(expected: str | None = None):
-        nonlocal index
-        token = tokens[index]
-        if token[0] is None or (expected is not None and token[3] != expected):
-            raise ValueError(f"pipeline config: expected {expected or 'more'} at line "
-                             f"{text.count(chr(10), 0, token[1]) + 1}, found {token[3]!r}")
-        index += 1
-        return token
-
-    def accept(value: str) -> bool:
-        nonlocal index
-        if tokens[index][3] == value and tokens[index][0] == "punct":
-            index += 1
-            return True
-        return False
-
-    def message_body(closing: str | None) -> list[_Field]:
-        fields = []
-        while tokens[index][0] is not None and not (closing and tokens[index][3] == closing):
-            kind, start, end, word = take()
-            if kind != "word":
-                raise ValueError(f"pipeline config: expected a field name at line "
-                                 f"{text.count(chr(10), 0, start) + 1}, found {word!r}")
-            node = _Field(word, start)
-            colon = accept(":")
-            if tokens[index][3] in ("{", "<"):
-                closer = "}" if take()[3] == "{" else ">"
-                node.children = message_body(closer)
-                _, node.close, node.end, _ = take(closer)
-            elif colon and tokens[index][3] == "[":
-                take("[")
-                while not accept("]"):
-                    if tokens[index][3] in ("{", "<"):
-                        closer = "}" if take()[3] == "{" else ">"
-                        message_body(closer)
-                        take(closer)
-                    else:
-                        take()
-                    accept(",")
-                node.end = tokens[index - 1][2]
-            elif colon and tokens[index][0] in ("word", "string"):
-                kind, value_start, value_end, _ = take()
-                while kind == "string" and tokens[index][0] == "string":  # "a" "b" concatenates
-                    value_end = take()[2]
-                node.value, node.end = (value_start, value_end), value_end
-            else:
-                raise ValueError(f"pipeline config: field {word} at line "
-                                 f"{text.count(chr(10), 0, start) + 1} has no value")
-            accept(",") or accept(";")
-            fields.append(node)
-        return fields
-
-    return message_body(None)
-
-
-def _find(fields: list[_Field], path: tuple[str, ...]) -> list[_Field]:
-    head, rest = path[0], path[1:]
-    matches = [f for f in fields if head in ("*", f.name)]
-    return matches if not rest else [m for f in matches for m in _find(f.children, rest)]
-
-
-def _one(text: str, path: tuple[str, ...]) -> _Field:
-    found = _find(_parse(text), path)
-    if len(found) != 1:
-        raise ValueError(f"template: expected one {'.'.join(path)}, found {len(found)}")
-    return found[0]
-
-
-def _value(text: str, path: tuple[str, ...]) -> str:
-    node = _one(text, path)
-    if node.value is None:
-        raise ValueError(f"template: {'.'.join(path)} is not a single value")
-    return text[node.value[0]:node.value[1]]
-
-
-def _line_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """Start of the line holding ``start`` and the end (after the newline) of the line of ``end``."""
-    line_end = text.find("\n", end)
-    return text.rfind("\n", 0, start) + 1, len(text) if line_end < 0 else line_end + 1
-
-
-def _set(text: str, path: tuple[str, ...], value: str, note: str) -> str:
-    """Replace the value of the one field at ``path`` and end its line with a ``NOTE`` comment."""
-    node = _one(text, path)
-    if node.value is None:
-        raise ValueError(f"template: {'.'.join(path)} is not a single value")
-    start, end = node.value
-    line_end = text.find("\n", end)
-    line_end = len(text) if line_end < 0 else line_end
-    line = text[end:line_end].rstrip()
-    if NOTE not in line:
-        line += f"  # {NOTE} {note}"
-    return text[:start] + value + line + text[line_end:]
-
-
-def _delete(text: str, path: tuple[str, ...], comment: tuple[str, ...] = ()) -> str:
-    """Remove the line of the one field at ``path`` (which must have it to itself), leaving the
-    ``comment`` lines in its place, at its indentation."""
-    return _delete_field(text, _one(text, path), ".".join(path), comment)
-
-
-def _delete_field(text: str, node: _Field, label: str, comment: tuple[str, ...] = ()) -> str:
-    """Remove the lines of the field ``node`` (a value, or a message up to its closing bracket),
-    which must have them to itself, leaving the ``comment`` lines in their place."""
-    line_start, line_end = _line_span(text, node.start, node.end)
-    rest = text[node.end:line_end].strip().lstrip(",;").strip()
-    if text[line_start:node.start].strip() or (rest and not rest.startswith("#")):
-        raise ValueError(f"template: {label} shares its line with other fields")
-    indent = text[line_start:node.start]
-    replacement = "".join(f"{indent}# {line}\n" for line in comment)
-    return text[:line_start] + replacement + text[line_end:]
-
-
-def _insert(text: str, path: tuple[str, ...], line: str, note: str) -> str:
-    """Add ``line`` as the last field of the one message at ``path``."""
-    node = _one(text, path)
-    if node.close is None:
-        raise ValueError(f"template: {'.'.join(path)} is not a message")
-    line_start = text.rfind("\n", 0, node.close) + 1
-    if text[line_start:node.close].strip():
-        raise ValueError(f"template: the closing bracket of {'.'.join(path)} is not on its own line")
-    indent = text[line_start:node.close] + "  "
-    return text[:line_start] + f"{indent}{line}  # {NOTE} {note}\n" + text[line_start:]
+    """``object_detection.protos.TrainEvalPipelineConfig`` of `_PIPELINE_SCHEMA`."""
+    return message_classes("object_detection.protos", _PIPELINE_SCHEMA)["TrainEvalPipelineConfig"]
