@@ -1,15 +1,19 @@
 """The command line: absl flags, validated, turned into one frozen config per mode.
 
-This is the only module of the package that imports ``absl.flags``. ``generate.py`` calls `main`.
-Errors a user can fix (bad flags, unreadable label map, missing input folder, an existing output
-directory, a bad input under ``--on_error=fail``) end the run with one ``error:`` line and exit
-status 1, never a traceback.
+This is the only module of the package that imports ``absl.flags``. ``generate.py`` calls `run`.
+A usage error (an unknown flag, a bad flag value, a missing required flag, a flag the chosen mode
+does not read: see `MODE_FLAGS`) ends the run before anything is read or written, with one line
+``error: MESSAGE (see python generate.py --help)`` and exit status 2. Other errors a user can fix
+(unreadable label map, missing input folder, an existing output directory, a bad input under
+``--on_error=fail``) end the run with one ``error:`` line and exit status 1. Never a traceback.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
+from typing import Mapping, NoReturn
 
 from absl import app, flags
 
@@ -159,10 +163,11 @@ flags.DEFINE_boolean("instance_masks", False, "generate: also write OUT/masks/SP
                      "masks in the TFRecords (image/object/mask) and "
                      "OUT/annotations/SPLIT_coco.json.")
 flags.DEFINE_string("pipeline_config", "", "generate: also write "
-                    "object_detection_workspace/models/NAME/pipeline.config for model_main_tf2.py, "
-                    "NAME among ssd_resnet50_v1_fpn_640x640, ssd_mobilenet_v2_fpnlite_320x320 "
-                    "(see object_detection_workspace/README.md). convert with --split_from=RUN: "
-                    "write models/NAME_real_eval/pipeline.config, RUN's config evaluating on the "
+                    "object_detection_workspace/models/MODEL/pipeline.config (MODEL: --model_name) "
+                    "for model_main_tf2.py from the template NAME, among "
+                    "ssd_resnet50_v1_fpn_640x640, ssd_mobilenet_v2_fpnlite_320x320 (see "
+                    "object_detection_workspace/README.md). convert with --split_from=RUN: write "
+                    "models/MODEL_real_eval/pipeline.config, RUN's config evaluating on the "
                     "converted photos.")
 flags.DEFINE_string("fine_tune_checkpoint", "", "generate: with --pipeline_config, the model zoo "
                     "checkpoint prefix to start from (.../checkpoint/ckpt-0); empty = from scratch.")
@@ -172,6 +177,11 @@ flags.DEFINE_integer("num_steps", None, "generate: with --pipeline_config, the t
                      "learning-rate schedule follows (default: the template's).", lower_bound=1)
 flags.DEFINE_string("workspace", "object_detection_workspace", "generate: the TF OD API workspace "
                     "that receives models/NAME/pipeline.config.")
+flags.DEFINE_string("model_name", "", "generate: with --pipeline_config, NAME in "
+                    "WORKSPACE/models/NAME/pipeline.config (model_main_tf2.py's --model_dir); "
+                    "default: the run's folder name (the last part of --output_dir), so runs do not "
+                    "overwrite each other's config. convert with --split_from=RUN: writes "
+                    "models/NAME_real_eval/, NAME defaulting to RUN's folder name.")
 flags.DEFINE_boolean("use_truncated_cutouts", False, "generate: also paste objects cut by their "
                      "photo's edge (marked truncated, or a box touching the border): by default "
                      "they are not cutouts (a half object would be labelled as a whole one).")
@@ -181,6 +191,81 @@ flags.DEFINE_boolean("report", True, "generate: write OUT/report/ (stats.json, s
                      "galleries with boxes and masks drawn, index.html) at the end; --noreport to skip.")
 flags.DEFINE_boolean("yolo_output", False, "generate: also write a YOLO NAME.txt beside each image "
                      "and classes.txt in each image folder.")
+
+
+# Which flags each mode reads (besides absl's own, e.g. --flagfile, --help). A flag given
+# explicitly that the chosen mode does not read is a usage error (a warning when it comes from a
+# --flagfile): see `unused_flags`. tests/test_cli.py checks that every flag defined above is here.
+COMMON_FLAGS = ("mode", "output_dir")
+INPUT_FLAGS = ("input_dirs", "annotation_dirs", "label_map", "overwrite", "num_shards", "unlabelled",
+               "ignore_classes", "on_error")  # generate and convert
+# generate; convert only with --split_from (evaluating RUN's model); all but --pipeline_config
+# only with --pipeline_config
+PIPELINE_FLAGS = ("pipeline_config", "model_name", "workspace", "fine_tune_checkpoint", "batch_size",
+                  "num_steps")
+MODE_FLAGS: dict[str, frozenset[str]] = {
+    "generate": frozenset(COMMON_FLAGS + INPUT_FLAGS + PIPELINE_FLAGS + (
+        "background_dirs", "num_images", "eval_fraction", "canvas_size", "objects_per_image",
+        "negative_fraction", "blend", "scale_range", "max_overlap", "allow_truncation", "identity",
+        "identity_regex", "share_backgrounds", "seed", "num_workers", "jpeg_quality", "cache_mb",
+        "resume", "runner", "beam_pipeline_options", "coco_json", "coco_image_dirs", "yolo_dirs",
+        "voc_seg_dirs", "cutout_dirs", "distractor_dirs", "distractors_per_image", "mask",
+        "mask_model", "class_balance", "object_augment", "no_flip_classes", "image_augment",
+        "max_occlusion", "min_visible", "min_visibility", "instance_masks",
+        "use_truncated_cutouts", "use_difficult_cutouts", "report", "yolo_output")),
+    "convert": frozenset(COMMON_FLAGS + INPUT_FLAGS + PIPELINE_FLAGS + (
+        "record_name", "split_from", "keep_negatives", "tile_size", "tile_overlap",
+        "tile_min_visible", "tile_negative_fraction")),
+    "verify": frozenset(COMMON_FLAGS),
+    "report": frozenset(COMMON_FLAGS),
+}
+ALL_FLAGS = frozenset().union(*MODE_FLAGS.values())
+
+USAGE_EXIT_STATUS = 2
+USAGE_HINT = "see python generate.py --help"
+
+# Flags given on the command line itself (not read from a --flagfile); None: not known (main()
+# called without `run`), every flag given counts as typed.
+_command_line_flags: set[str] | None = None
+
+
+def unused_flags(mode: str, given: Mapping[str, object]) -> list[tuple[str, str]]:
+    """(flag name, message) for each flag of ``given`` (name -> value of the flags given
+    explicitly) that ``--mode=MODE`` does not read, in the order of ``given``."""
+    found = []
+    for name in given:
+        if name not in ALL_FLAGS:
+            continue  # absl's own flags
+        if name not in MODE_FLAGS[mode]:
+            if name in PIPELINE_FLAGS:
+                owner = "it goes with --mode=generate, or --mode=convert --split_from=RUN"
+            else:
+                readers = [m for m in MODES if name in MODE_FLAGS[m]]
+                owner = f"it is a {' and '.join(readers)} flag"
+            found.append((name, f"--{name} is not used by --mode={mode}; {owner}"))
+        elif name == "pipeline_config" and mode == "convert" and not given.get("split_from"):
+            found.append((name, "--pipeline_config goes with --mode=generate, or with --mode=convert "
+                                "--split_from=RUN (to evaluate RUN's model on the converted photos)"))
+        elif name in PIPELINE_FLAGS[1:] and mode == "convert" and not given.get("split_from"):
+            found.append((name, f"--{name} is used by --mode=convert only with --split_from=RUN and "
+                                "--pipeline_config"))
+        elif name in PIPELINE_FLAGS[1:] and not given.get("pipeline_config"):
+            found.append((name, f"--{name} is used only with --pipeline_config"))
+    return found
+
+
+def _check_mode_flags() -> None:
+    """Refuse a typed flag that --mode does not read; warn (one line) about such flags of a
+    --flagfile, which may hold settings shared by several modes."""
+    given = {name: FLAGS[name].value for name in FLAGS if name in ALL_FLAGS and FLAGS[name].present}
+    unused = unused_flags(FLAGS.mode, given)
+    typed = [message for name, message in unused
+             if _command_line_flags is None or name in _command_line_flags]
+    if typed:
+        raise app.UsageError("; ".join(typed))
+    if unused:
+        print(f"warning: --mode={FLAGS.mode} ignores these flags of the --flagfile: "
+              + ", ".join(f"--{name}" for name, _ in unused), file=sys.stderr)
 
 
 def _require(name: str) -> None:
@@ -262,6 +347,7 @@ def main(argv: list[str]) -> int:
     """Run the mode chosen by the flags; returns the process exit status."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    _check_mode_flags()
     if FLAGS.mode == "report":
         _require("output_dir")
         from spatule_synth.modes.report import write_report
@@ -292,14 +378,19 @@ def main(argv: list[str]) -> int:
     from spatule_synth.generate.split import SplitError
     from spatule_synth.generate.run import run_generate
     run = run_generate if FLAGS.mode == "generate" else run_convert
+    # --pipeline_config of a --flagfile, in convert without --split_from: ignored (with a warning)
+    wants_config = FLAGS.pipeline_config and (FLAGS.mode == "generate" or FLAGS.split_from)
+    model_name = _check_pipeline_flags() if wants_config else None
     try:
-        if FLAGS.pipeline_config:
-            _check_pipeline_flags()
         result = run(config)
-        if FLAGS.pipeline_config:
-            result_lines = [_write_pipeline_config(config)]
-        else:
-            result_lines = []
+        result_lines = []
+        if model_name is not None:
+            try:
+                result_lines.append(_write_pipeline_config(config, model_name))
+            except ValueError as error:  # e.g. a run without eval images: nothing to evaluate on
+                print(result.summary())
+                print(f"error: pipeline.config not written: {error}", file=sys.stderr)
+                return 1
     except (LabelMapError, InputDirError, OutputDirError, RunStopped, SourceError, SplitError,
             ImageReadError, MaskModelError, RunnerError, OutputWriteError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -315,12 +406,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _check_pipeline_flags() -> None:
-    """Refuse a bad --pipeline_config or checkpoint before a long run, not after it."""
+def _check_pipeline_flags() -> str:
+    """Refuse a bad --pipeline_config, checkpoint or model name before a long run, not after it;
+    returns the model name (``models/NAME/``; convert appends ``_real_eval``)."""
     from spatule_synth.modes.pipeline_config import available_templates, check_fine_tune_checkpoint
-    if FLAGS.mode != "generate" and not (FLAGS.mode == "convert" and FLAGS.split_from):
-        raise app.UsageError("--pipeline_config goes with --mode=generate, or with --mode=convert "
-                             "--split_from=RUN (to evaluate RUN's model on the converted photos)")
     if FLAGS.pipeline_config not in available_templates():
         raise app.UsageError(f"--pipeline_config must be one of {', '.join(available_templates())}, "
                              f"got {FLAGS.pipeline_config!r}")
@@ -329,11 +418,39 @@ def _check_pipeline_flags() -> None:
             check_fine_tune_checkpoint(FLAGS.fine_tune_checkpoint)
         except ValueError as error:
             raise app.UsageError(str(error)) from None
+    return _model_name()
 
 
-def _write_pipeline_config(config: GenerateConfig | ConvertConfig) -> str:
-    """generate: the run's training config. convert --split_from=RUN: RUN's config with the
-    converted photos as its eval input, in ``models/TEMPLATE_real_eval/``."""
+def _is_folder_name(name: str) -> bool:
+    """The rule of `write_pipeline_config`: one path component, not ``.`` or ``..``."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    return bool(name) and name not in (".", "..") and not any(sep in name for sep in separators)
+
+
+def _split_from_run() -> str:
+    """--split_from's run folder (the flag names the folder or its manifest.json)."""
+    split_from = FLAGS.split_from
+    return split_from if os.path.isdir(split_from) else os.path.dirname(split_from)
+
+
+def _model_name() -> str:
+    """--model_name, checked, or the run's folder name: --output_dir's (generate), --split_from's
+    (convert: the model being evaluated)."""
+    if FLAGS["model_name"].present:
+        if not _is_folder_name(FLAGS.model_name):
+            raise app.UsageError(f"--model_name must be a plain folder name (no '/'), got "
+                                 f"{FLAGS.model_name!r}")
+        return FLAGS.model_name
+    run = FLAGS.output_dir if FLAGS.mode == "generate" else _split_from_run()
+    name = os.path.basename(os.path.normpath(os.path.abspath(run)))
+    if not _is_folder_name(name):
+        raise app.UsageError(f"cannot name the model after the run folder {run!r}: give --model_name")
+    return name
+
+
+def _write_pipeline_config(config: GenerateConfig | ConvertConfig, model_name: str) -> str:
+    """generate: the run's training config, in ``models/MODEL_NAME/``. convert --split_from=RUN:
+    RUN's config with the converted photos as its eval input, in ``models/MODEL_NAME_real_eval/``."""
     from spatule_synth.formats.label_map import read_label_map
     from spatule_synth.formats.manifest import read_manifest_head
     from spatule_synth.modes.pipeline_config import write_pipeline_config
@@ -341,20 +458,82 @@ def _write_pipeline_config(config: GenerateConfig | ConvertConfig) -> str:
     common = (FLAGS.pipeline_config, FLAGS.workspace, label_map, FLAGS.batch_size, FLAGS.num_steps,
               FLAGS.fine_tune_checkpoint or None)
     if isinstance(config, GenerateConfig):
-        path = write_pipeline_config(common[0], config.output_dir, *common[1:],
+        path = write_pipeline_config(common[0], config.output_dir, *common[1:], model_name=model_name,
                                      no_flip_classes=config.no_flip_classes)
         return f"pipeline.config: {path}"
-    run = config.split_from if os.path.isdir(config.split_from) else os.path.dirname(config.split_from)
+    run = _split_from_run()
     run_flags = read_manifest_head(run).get("config", {})
-    path = write_pipeline_config(common[0], run, *common[1:], model_name=f"{FLAGS.pipeline_config}_real_eval",
+    path = write_pipeline_config(common[0], run, *common[1:], model_name=f"{model_name}_real_eval",
                                  eval_output_dir=config.output_dir,
                                  no_flip_classes=tuple(run_flags.get("no_flip_classes", ())))
+    trained = os.path.join(os.path.dirname(os.path.dirname(path)), model_name)
     return (f"pipeline.config evaluating {run}'s model on these photos: {path} (model_main_tf2.py "
             f"--pipeline_config_path={path} --model_dir={os.path.dirname(path)} "
-            "--checkpoint_dir=<the trained model's folder>)")
+            f"--checkpoint_dir=<the trained model's folder, e.g. {trained}>)")
+
+
+def _flag_error_message(error: flags.Error) -> str:
+    """absl's flag parsing error as one clause."""
+    if isinstance(error, flags.UnrecognizedFlagError):
+        name = error.flagname
+        known = [n for n in FLAGS if len(n) > 1]
+        known += ["no" + n for n in known if FLAGS[n].boolean]
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
+        hint = f"; did you mean {' or '.join('--' + n for n in close)}?" if close else ""
+        return f"unknown flag --{name}{hint}"
+    return str(error).removeprefix("ERROR:: ")
+
+
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr, exit status 2: the whole usage text would bury the message."""
+    clause = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"error: {clause} ({USAGE_HINT})", file=sys.stderr)
+    sys.exit(USAGE_EXIT_STATUS)
+
+
+def _command_line_flag_names(args: list[str]) -> set[str]:
+    """The flags ``args`` (sys.argv[1:]) give themselves, not through a --flagfile; scanned as
+    absl parses them (``--name=value``, ``--name value``, ``--noname``; stops at ``--`` or at
+    the first argument that is not a flag)."""
+    names = set()
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--" or not arg.startswith("-"):
+            break
+        name, equals, _ = arg.lstrip("-").partition("=")
+        if name == "flagfile":
+            if not equals:
+                next(rest, None)
+            continue
+        if name not in FLAGS and name.startswith("no") and name[2:] in FLAGS:
+            name = name[2:]
+        elif name in FLAGS and not FLAGS[name].boolean and not equals:
+            next(rest, None)
+        names.add(name)
+    return names
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """app.run's flag parser: a flag error is one usage line, not absl's "FATAL Flags parsing
+    error" and exit status 1. --help and --helpfull work as before (they exit while parsing)."""
+    global _command_line_flags
+    try:
+        remaining = FLAGS(argv)
+    except flags.Error as error:
+        _usage_error(_flag_error_message(error))
+    _command_line_flags = _command_line_flag_names(argv[1:])
+    return remaining
+
+
+def _main_with_usage_errors(argv: list[str]) -> NoReturn:
+    try:
+        status = main(argv)
+    except app.UsageError as error:  # absl would print the whole usage text first
+        _usage_error(str(error))
+    sys.exit(status)
 
 
 def run() -> None:
     """Entry point used by ``generate.py``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's CUDA/CPU start-up chatter
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(_main_with_usage_errors, flags_parser=_parse_flags)

@@ -801,7 +801,7 @@ def test_identity_regex_errors_are_usage_errors_and_an_empty_group_is_said(tmp_p
                            f"--input_dirs={tmp_path / 'in'}", f"--output_dir={tmp_path / 'out'}",
                            "--identity=regex", "--identity_regex=L("], capture_output=True, text=True,
                           cwd=REPO)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "identity_regex 'L(' is not a regular expression: missing ), unterminated subpattern at " \
            "position 1" in done.stderr
     labelled_photo(tmp_path / "in", "K0.jpg", [("tag", TAG)], seed=1)

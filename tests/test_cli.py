@@ -1,5 +1,6 @@
 """The command line as a user runs it: exit status, summary and one-line errors (no tracebacks)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -61,10 +62,111 @@ def test_user_errors_end_with_one_error_line_and_status_1(tmp_path, make_flags, 
     assert message in done.stderr.strip().splitlines()[-1]
 
 
-def test_missing_required_flag_is_a_usage_error():
-    done = run("--mode=convert", "--output_dir=/tmp/never")
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "--input_dirs is required for --mode=convert" in done.stderr
+USAGE = " (see python generate.py --help)\n"
+
+
+def assert_usage_error(done, message):
+    """Exactly one line on stderr, nothing on stdout, exit status 2."""
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: {message}{USAGE}")
+
+
+@pytest.mark.parametrize("make_flags, message", [
+    (lambda d: ["--mode=convert", f"--output_dir={d / 'out'}"],
+     "--input_dirs is required for --mode=convert"),
+    (lambda d: ["--mode=verify"], "--output_dir is required for --mode=verify"),
+    (lambda d: ["--flagfile=configs/demo.flags", f"--output_dir={d / 'out'}", "--eval_fraction=2"],
+     "flag --eval_fraction=2: 2.0 is not a number in the range [0, 1]"),
+    (lambda d: ["--flagfile=configs/demo.flags", f"--output_dir={d / 'out'}", "--num_images=many"],
+     "flag --num_images=many: invalid literal for int() with base 10: 'many'"),
+    (lambda d: ["--flagfile=configs/demo.flags", f"--output_dir={d / 'out'}", "--num_imgaes=3"],
+     "unknown flag --num_imgaes; did you mean --num_images?"),
+    (lambda d: ["--flagfile=configs/demo.flags", f"--output_dir={d / 'out'}", "--objects_per_image=3"],
+     "--objects_per_image takes min,max (two numbers), got '3'"),
+    (lambda d: [f"--flagfile={d / 'missing.flags'}"],
+     "Unable to open flagfile: [Errno 2] No such file or directory: '{d}/missing.flags'"),
+    (lambda d: ["--mode=verify", f"--output_dir={d / 'out'}", "stray"], "unexpected arguments: stray"),
+])
+def test_usage_errors_are_one_line_and_exit_status_2(tmp_path, make_flags, message):
+    done = run(*make_flags(tmp_path))
+    assert_usage_error(done, message.replace("{d}", str(tmp_path)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_still_prints_the_flags():
+    done = run("--help")
+    assert done.returncode == 1 and done.stderr == ""  # absl's --help, as before
+    assert "--model_name: generate: with --pipeline_config" in done.stdout
+    assert done.stdout.rstrip().endswith("Try --helpfull to get a list of all flags.")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--num_images=50"],
+     "--num_images is not used by --mode=convert; it is a generate flag"),
+    (["--flagfile=configs/demo.flags", "--tile_size=640"],
+     "--tile_size is not used by --mode=generate; it is a convert flag"),
+    (["--mode=verify", "--seed=3"], "--seed is not used by --mode=verify; it is a generate flag"),
+    (["--mode=report", "--label_map=annotations/label_map.pbtxt"],
+     "--label_map is not used by --mode=report; it is a generate and convert flag"),
+    (["--mode=verify", "--workspace=ws"], "--workspace is not used by --mode=verify; it goes with "
+     "--mode=generate, or --mode=convert --split_from=RUN"),
+    (["--flagfile=configs/demo.flags", "--batch_size=8"], "--batch_size is used only with --pipeline_config"),
+    (["--flagfile=configs/demo.flags", "--model_name=tags"], "--model_name is used only with --pipeline_config"),
+    (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled",
+      "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320"],
+     "--pipeline_config goes with --mode=generate, or with --mode=convert --split_from=RUN (to "
+     "evaluate RUN's model on the converted photos)"),
+    (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--num_steps=100"],
+     "--num_steps is used by --mode=convert only with --split_from=RUN and --pipeline_config"),
+    (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--noreport", "--seed", "3"],
+     "--seed is not used by --mode=convert; it is a generate flag; "  # in the order of --help
+     "--report is not used by --mode=convert; it is a generate flag"),
+])
+def test_a_typed_flag_the_mode_does_not_read_is_a_usage_error(tmp_path, flags, message):
+    done = run(*flags, f"--output_dir={tmp_path / 'out'}")
+    assert_usage_error(done, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_flags_of_a_flagfile_the_mode_ignores_are_one_warning(quirks_dir, tmp_path):
+    """A flagfile may hold settings for several modes: with another --mode its flags that the mode
+    does not read are named in one warning line; typed on the command line they are an error."""
+    flagfile = tmp_path / "mine.flags"
+    flagfile.write_text(f"--mode=convert\n--input_dirs={quirks_dir / 'photos'}\n"
+                        f"--output_dir={tmp_path / 'out'}\n--record_name=eval\n--unlabelled=negative\n")
+    assert run(f"--flagfile={flagfile}").returncode == 0
+    done = run(f"--flagfile={flagfile}", "--mode=verify")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.splitlines()[0] == ("warning: --mode=verify ignores these flags of the "
+                                           "--flagfile: --input_dirs, --record_name, --unlabelled")
+    assert done.stderr.count("--flagfile") == 1  # then TensorFlow's start-up chatter, if any
+    assert done.stdout.endswith("verify: all checks passed\n")
+    assert_usage_error(run(f"--flagfile={flagfile}", "--mode=verify", "--record_name", "eval"),
+                       "--record_name is not used by --mode=verify; it is a convert flag")
+
+
+def test_every_flag_has_its_modes_and_every_preset_reads_only_flags_of_its_mode():
+    """The table of cli.MODE_FLAGS holds exactly the flags cli defines, and no preset of configs/
+    holds a flag its own mode would ignore (checked in a fresh process: absl's global FLAGS)."""
+    script = """if True:
+        import glob, json
+        from absl import flags
+        from spatule_synth import cli
+        defined = sorted(f.name for f in flags.FLAGS.flags_by_module_dict()["spatule_synth.cli"])
+        presets = {}
+        for path in sorted(glob.glob("configs/*.flags")):
+            given = dict(line.strip()[2:].partition("=")[::2] for line in open(path)
+                         if line.startswith("--"))
+            given = {k if k in cli.ALL_FLAGS or not k.startswith("no") else k[2:]: v
+                     for k, v in given.items()}
+            presets[path] = cli.unused_flags(given["mode"], given)
+        print(json.dumps([defined, sorted(cli.ALL_FLAGS), presets]))
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    defined, table, presets = json.loads(done.stdout)
+    assert table == defined and "model_name" in table
+    assert presets == {path: [] for path in ("configs/convert_real_photos.flags", "configs/demo.flags",
+                                             "configs/generic_objects.flags", "configs/spatule_tags.flags")}
 
 
 def test_quickstart_demo_preset(tmp_path):
@@ -153,14 +255,68 @@ def test_generate_writes_a_pipeline_config_and_refuses_bad_ones_before_running(t
                "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320", f"--workspace={workspace}",
                "--batch_size=4", "--num_steps=500")
     assert done.returncode == 0, done.stderr
-    config = workspace / "models" / "ssd_mobilenet_v2_fpnlite_320x320" / "pipeline.config"
+    config = workspace / "models" / "demo" / "pipeline.config"  # named after the run's folder
     assert f"pipeline.config: {config}" in done.stdout
     text = config.read_text()
     assert "num_classes: 1" in text and "batch_size: 4" in text and "num_steps: 500" in text
     assert f'input_path: "{out}/annotations/eval.record"' in text
-    for flags, message in ((["--pipeline_config=yolo"], "--pipeline_config must be one of"),
-                           (["--pipeline_config=ssd_resnet50_v1_fpn_640x640",
-                             f"--fine_tune_checkpoint={tmp_path}/nothing/ckpt-0"], "no ")):
-        done = run("--flagfile=configs/demo.flags", f"--output_dir={tmp_path / 'never'}", *flags)
-        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+    for flags, message in (
+            (["--pipeline_config=yolo"], "--pipeline_config must be one of "
+             "ssd_mobilenet_v2_fpnlite_320x320, ssd_resnet50_v1_fpn_640x640, got 'yolo'"),
+            (["--pipeline_config=ssd_resnet50_v1_fpn_640x640", f"--fine_tune_checkpoint={tmp_path}/nothing/ckpt-0"],
+             f"fine-tune checkpoint {tmp_path}/nothing/ckpt-0: no {tmp_path}/nothing/ckpt-0.index; pass "
+             "the prefix of a TF2 checkpoint, e.g. pre-trained-models/MODEL/checkpoint/ckpt-0 of an "
+             "untarred model zoo download"),
+            (["--pipeline_config=ssd_resnet50_v1_fpn_640x640", "--model_name=tags/v2"],
+             "--model_name must be a plain folder name (no '/'), got 'tags/v2'"),
+            (["--pipeline_config=ssd_resnet50_v1_fpn_640x640", "--model_name=.."],
+             "--model_name must be a plain folder name (no '/'), got '..'")):
+        assert_usage_error(run("--flagfile=configs/demo.flags", f"--output_dir={tmp_path / 'never'}",
+                               f"--workspace={workspace}", *flags), message)
         assert not (tmp_path / "never").exists()
+    assert os.listdir(workspace / "models") == ["demo"]
+
+
+def test_model_name_keeps_the_config_of_each_run(tmp_path):
+    """Two runs with one template write two models/NAME/ folders (by default each run's folder
+    name), and convert --split_from=RUN evaluates in models/NAME_real_eval/."""
+    workspace = tmp_path / "ws"
+    template = "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320"
+    for out, named in ((tmp_path / "first", []), (tmp_path / "second", ["--model_name=tags_v2"])):
+        done = run("--flagfile=configs/demo.flags", f"--output_dir={out}", "--num_images=20",
+                   "--noreport", template, f"--workspace={workspace}", *named)
+        assert done.returncode == 0, done.stderr
+    models = workspace / "models"
+    assert sorted(os.listdir(models)) == ["first", "tags_v2"]
+    for name, out in (("first", "first"), ("tags_v2", "second")):
+        assert f'input_path: "{tmp_path / out}/annotations/train.record"' in \
+            (models / name / "pipeline.config").read_text()
+    done = run("--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled",
+               f"--output_dir={tmp_path / 'real'}", f"--split_from={tmp_path / 'second'}", template,
+               f"--workspace={workspace}", "--model_name=tags_v2")
+    assert done.returncode == 0, done.stderr
+    evaluating = models / "tags_v2_real_eval" / "pipeline.config"
+    assert f"pipeline.config evaluating {tmp_path / 'second'}'s model on these photos: {evaluating} " \
+        f"(model_main_tf2.py --pipeline_config_path={evaluating} --model_dir={evaluating.parent} " \
+        f"--checkpoint_dir=<the trained model's folder, e.g. {models / 'tags_v2'}>)" in done.stdout
+    text = evaluating.read_text()
+    assert f'input_path: "{tmp_path}/second/annotations/train.record"' in text
+    assert f'input_path: "{tmp_path}/real/annotations/real.record"' in text
+    done = run("--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled",
+               f"--output_dir={tmp_path / 'real_default'}", f"--split_from={tmp_path / 'first'}",
+               template, f"--workspace={workspace}")
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(models)) == ["first", "first_real_eval", "tags_v2", "tags_v2_real_eval"]
+
+
+def test_a_run_without_eval_images_ends_with_one_error_line_instead_of_a_pipeline_config(tmp_path):
+    out = tmp_path / "out"
+    done = run("--flagfile=configs/demo.flags", f"--output_dir={out}", "--num_images=10",
+               "--eval_fraction=0", "--noreport", "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320",
+               f"--workspace={tmp_path / 'ws'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: pipeline.config not written: the eval split of {out} has no images (generated with "
+        "--eval_fraction=0?); generate with --eval_fraction > 0")
+    assert f"manifest: {out}/manifest.json" in done.stdout  # the run itself finished
+    assert not (tmp_path / "ws").exists()

@@ -162,7 +162,7 @@ def test_convert_with_split_from_writes_a_pipeline_config_evaluating_on_the_kept
                "--pipeline_config=ssd_mobilenet_v2_fpnlite_320x320", f"--workspace={workspace}"]
     output = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert output.returncode == 0, output.stderr
-    config = (workspace / "models" / "ssd_mobilenet_v2_fpnlite_320x320_real_eval" / "pipeline.config").read_text()
+    config = (workspace / "models" / "run_real_eval" / "pipeline.config").read_text()
     paths = [line.split('"')[1] for line in config.splitlines() if line.strip().startswith("input_path:")]
     assert paths == [str(tmp_path / "run" / "annotations" / "train.record"),
                      str(tmp_path / "real" / "annotations" / "real.record")]
