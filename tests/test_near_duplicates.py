@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import pytest
 
-from spatule_synth.generate.near_duplicates import (NEAR_DUPLICATE_THRESHOLD, distance, fingerprint,
-                                           group_fingerprints, group_near_duplicates,
-                                           pairwise_distances)
+from spatule_synth.generate.near_duplicates import (NEAR_DUPLICATE_THRESHOLD, cross_distances, distance,
+                                           distances, fingerprint, group_fingerprints,
+                                           group_near_duplicates, pairwise_distances)
 
 CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # no I, O, Q, as on many ring and leg tags
 MASTER_HEIGHT = 160  # objects are drawn at this height, then scaled down per photo
@@ -239,6 +239,54 @@ def test_bulk_distances_match_pairwise():
             assert math.isinf(matrix[i, j])
         else:
             assert matrix[i, j] == pytest.approx(expected, abs=1e-5)
+
+
+def random_prints(seed: int) -> list:
+    """Fingerprints of a mix: tags and generic objects photographed 3 times each (near duplicates),
+    tags one character apart (profiles alike), random-noise crops of random sizes and aspect
+    ratios, and a flat crop."""
+    rng = np.random.default_rng(seed)
+    tags, _ = photo_set("tag", seed, objects=5, photos=3)
+    alike, _ = photo_set("tag", seed, objects=len(SEQUENTIAL_CODES), photos=1, codes=SEQUENTIAL_CODES)
+    objects, _ = photo_set("object", seed, objects=3, photos=3)
+    noise = [rng.integers(0, 256, (int(rng.integers(8, 90)), int(rng.integers(8, 90)), 3), dtype=np.uint8)
+             for _ in range(12)]
+    crops = tags + alike + objects + noise + [np.full((30, 60, 3), 128, np.uint8)]
+    return [fingerprint(crops[i]) for i in rng.permutation(len(crops))]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cross_distances_equal_distance_bit_for_bit(seed, monkeypatch):
+    import spatule_synth.generate.near_duplicates as near_duplicates
+    prints = random_prints(seed)
+    rows, cols = prints[: len(prints) // 2], prints[len(prints) // 2:] + prints[:3]
+    expected = np.array([[distance(a, b) for b in cols] for a in rows])
+    directed, calls = near_duplicates._directed, []
+    monkeypatch.setattr(near_duplicates, "_directed", lambda *args: calls.append(1) or directed(*args))
+    matrix = cross_distances(rows, cols)
+    assert matrix.dtype == np.float64 and matrix.shape == expected.shape
+    assert np.array_equal(matrix, expected)  # bit for bit, inf where inf
+    assert np.isfinite(expected).sum() >= 3 and np.isinf(expected).sum() >= len(rows) * len(cols) // 2
+    assert len(calls) < len(rows) * len(cols)  # the bulk screens ruled pairs out
+    floor = near_duplicates.PROFILE_MIN - near_duplicates._SCREEN_SLACK
+    forward = near_duplicates._profile_scores(rows, cols) >= floor
+    backward = near_duplicates._profile_scores(cols, rows).T >= floor
+    assert (forward & ~backward).any() or (backward & ~forward).any()  # one direction screened out
+    assert np.isinf(expected[forward | backward]).any()  # left by the screens, inf by distance()
+    for a, row in zip(rows, expected):
+        assert np.array_equal(distances(a, cols), row)
+    assert cross_distances([], cols).shape == (0, len(cols)) and distances(rows[0], []).shape == (0,)
+
+
+def test_bulk_profile_scores_stay_within_the_screens_slack():
+    """The bulk profile scores differ from _alignment's far less than the slack the screen allows."""
+    from spatule_synth.generate.near_duplicates import _SCREEN_SLACK, _candidates, _profile_scores
+    prints = random_prints(2)
+    bulk = _profile_scores(prints, prints)
+    exact = np.array([[min(float((_candidates(b, "col") @ a.col_template).max()),
+                           float((_candidates(b, "row") @ a.row_template).max())) for b in prints]
+                      for a in prints])
+    assert np.abs(bulk - exact).max() < _SCREEN_SLACK / 20
 
 
 def test_very_different_aspect_ratio_is_different():

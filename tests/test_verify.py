@@ -270,3 +270,125 @@ def test_identity_auto_keeps_a_rephotographed_tag_in_one_split_and_verify_report
     evaluation = {os.path.basename(s["file"]).split("_")[0] for s in manifest["splits"]["eval"]["cutout_sources"].values()}
     assert train and evaluation and not train & evaluation and train | evaluation == set(codes)
     assert verify_output(str(auto)).checks["leak audit"].warnings == []
+
+
+# --- streaming: memory does not grow with the number of images ---------------------------------
+
+def test_examples_are_checked_one_at_a_time(inputs, monkeypatch):
+    """Each example goes through every check before the next is read: never more than two parsed
+    examples are alive (the one being checked and the one being read)."""
+    import weakref
+    import spatule_synth.formats.tfrecord as tfrecord
+    out = inputs / "masked"
+    run_generate(config_for(inputs, out, num_images=20, instance_masks=True, num_shards=3))
+    parse, alive, most = tfrecord.from_example, weakref.WeakSet(), []
+
+    def counting(serialized):
+        record = parse(serialized)
+        alive.add(record)
+        most.append(len(alive))
+        return record
+    monkeypatch.setattr(tfrecord, "from_example", counting)
+    report = verify_output(str(out))
+    assert not report.failed, report.table()
+    assert len(most) == 20 and report.checks["masks"].passed == 20
+    assert max(most) <= 2, f"{max(most)} parsed examples alive at once: verify keeps them"
+
+
+def test_manifest_images_are_streamed(output):
+    """Extra images in the manifest cost verify no memory (the per-image lists are streamed):
+    the traced peak with 4,000 more eval images listed is that with none, to 0.5 MB."""
+    import tracemalloc
+    from spatule_synth.formats.manifest import manifest_json
+    original = json.loads((output / "manifest.json").read_text())
+    verify_output(str(output))  # warm-up: TensorFlow's imports and first-call caches are not traced
+    peaks = {}
+    for extra in (0, 4000):
+        manifest = json.loads(json.dumps(original))
+        listed = manifest["images"]["eval"]
+        listed += [dict(listed[i % len(listed)], name=f"extra_{i}") for i in range(extra)]
+        (output / "manifest.json").write_text(manifest_json(manifest))  # the run's own layout
+        tracemalloc.start()
+        try:
+            report = verify_output(str(output))
+            peaks[extra] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert not report.failed, report.table()
+        assert report.checks["split"].passed == 2 + 20 + extra
+    assert (output / "manifest.json").stat().st_size > 2_500_000
+    assert peaks[4000] - peaks[0] < 500_000, peaks
+
+
+def test_stray_image_is_named(output):
+    shutil.copyfile(output / "images" / "eval" / "eval_000001.jpg", output / "images" / "eval" / "extra.jpg")
+    shutil.copyfile(output / "images" / "eval" / "eval_000001.jpg", output / "images" / "eval" / "eval_009999.jpg")
+    assert failures(output) == {"images": ["images/eval/eval_009999.jpg: on disk but in no record",
+                                           "images/eval/extra.jpg: on disk but in no record"]}
+
+
+def test_unreadable_manifest_gives_the_json_message(output):
+    path = output / "manifest.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with open(path, encoding="utf-8") as handle:
+        with pytest.raises(ValueError) as error:
+            json.load(handle)
+    assert failures(output) == {"manifest": [f"{path}: cannot be read: {error.value}"]}
+
+
+def test_manifest_in_any_layout_reads_the_same(output):
+    """The stream reads the run's layout, one line, and json.dump's indentation alike; a top level
+    that is not an object is read by json.load (and then fails the checks as it did)."""
+    from spatule_synth.formats.manifest import manifest_json
+    from spatule_synth.modes.verify import _manifest, Check
+    whole = json.loads((output / "manifest.json").read_text())
+    for text in (manifest_json(whole), json.dumps(whole), json.dumps(whole, indent=3),
+                 json.dumps(whole, separators=(",", ":"))):
+        (output / "manifest.json").write_text(text)
+        manifest = _manifest(str(output), Check("manifest"))
+        assert manifest.head == {key: value for key, value in whole.items() if key != "images"}
+        assert {split: list(manifest.images(split)) for split in ("train", "eval")} == whole["images"]
+    (output / "manifest.json").write_text(json.dumps([1, 2]))
+    assert _manifest(str(output), Check("manifest")).head == [1, 2]
+
+
+def test_duplicate_source_id_in_another_shard_is_named(inputs):
+    from spatule_synth.formats.tfrecord import read_records
+    out = inputs / "sharded"
+    run_generate(config_for(inputs, out, num_images=20, num_shards=2))
+    first, second = (out / "annotations" / f"train.record-0000{i}-of-00002" for i in (0, 1))
+    taken = list(read_records([str(first)]))[2].source_id
+    records = list(read_records([str(second)]))
+    records[3] = type(records[3])(**{**records[3].__dict__, "source_id": taken})
+    with ShardedRecordWriter(str(inputs / "rewritten"), 1) as writer:
+        for record in records:
+            writer.write(record)
+    os.replace(inputs / "rewritten.record", second)
+    assert failures(out) == {"source ids": [
+        f"annotations/train.record-00001-of-00002 #3: source_id {taken} repeats "
+        "annotations/train.record-00000-of-00002 #2"]}
+
+
+def test_first_seen_remembers_like_a_dict():
+    """`_FirstSeen` (4 bytes per numbered string) answers as a dict would, whatever the strings."""
+    import random
+    from spatule_synth.modes.verify import _FirstSeen
+    rng = random.Random(0)
+    for trial in range(30):
+        seen, expected = _FirstSeen(), {}
+        top = rng.choice([50, 300, 20000])
+        for step in range(2000):
+            draw = rng.random()
+            if draw < 0.6:
+                text = str(rng.randint(0, top))
+            elif draw < 0.8:
+                text = f"train/train_{rng.randint(0, top):06d}.jpg"
+            elif draw < 0.9:
+                text = rng.choice(["abc", "0012", "012", "12", "", "x.jpg", "9" * 12, "\u0661\u0662"])
+            else:
+                text = str(rng.randint(0, 10 ** 12))
+            if rng.random() < 0.5:
+                assert (text in seen) == (text in expected), text
+            else:
+                assert seen.setdefault(text, step) == expected.setdefault(text, step), text

@@ -62,22 +62,28 @@ class CutoutPrints:
 
 
 def cutout_prints(sources: dict[str, dict]) -> CutoutPrints:
-    """Fingerprints of the cutouts of a manifest's ``cutout_sources`` (file + box each)."""
+    """Fingerprints of the cutouts of a manifest's ``cutout_sources`` (file + box each). One source
+    photo is held decoded at a time (a run lists the cutouts of a photo together; a photo listed
+    again later is read again)."""
     from spatule_synth.core.images import ImageReadError, read_image
     from spatule_synth.generate.near_duplicates import fingerprint
-    photos: dict[str, np.ndarray | None] = {}
+    missing: set[str] = set()
+    photo: str | None = None
+    pixels: np.ndarray | None = None
     prints = []
     for cutout_id, source in sources.items():
-        if source["file"] not in photos:
+        if source["file"] in missing:
+            continue
+        if source["file"] != photo:
+            photo, pixels = source["file"], None  # the previous photo goes before the next is read
             try:
-                photos[source["file"]] = read_image(source["file"]).pixels
+                pixels = read_image(photo).pixels
             except ImageReadError:
-                photos[source["file"]] = None
-        pixels = photos[source["file"]]
-        if pixels is not None:
-            x0, y0, x1, y1 = source["box"]
-            prints.append((cutout_id, fingerprint(pixels[y0:y1, x0:x1])))
-    return CutoutPrints(prints, sorted(path for path, pixels in photos.items() if pixels is None))
+                missing.add(photo)
+                continue
+        x0, y0, x1, y1 = source["box"]
+        prints.append((cutout_id, fingerprint(pixels[y0:y1, x0:x1])))
+    return CutoutPrints(prints, sorted(missing))
 
 
 def _contents(files) -> dict[str, str]:

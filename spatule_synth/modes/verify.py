@@ -27,16 +27,33 @@ Checks, each counted per item and reported with the first failures by name:
 
 `verify_output` returns a `VerifyReport`; the command prints its table (failures, then warnings and
 notes) and exits 1 on any failure.
+
+Memory does not grow with the number of images beyond a few bytes per image. The manifest is
+parsed in one pass that keeps everything but its per-image lists (``images``); the split check
+streams those lists again item by item (`_ManifestStream`: any JSON layout). The examples are read
+shard after shard, one at a time; each goes through every per-example check (records, images,
+xml, masks) before the next is read, so no decoded image, mask or JPEG outlives its example.
+What is kept across examples: the failure messages, and per example its source id and its image
+name, remembered by `_FirstSeen` in about 4 bytes each when they are numbered as ``generate`` and
+``convert`` number them (``12``, ``train/train_000012.jpg``), else in a dict. The leak audit
+holds one fingerprint (about 70 KB) per cutout of the run (not per image), one source photo at a
+time while making them, and compares eval with train in blocks
+(`spatule_synth.generate.near_duplicates.cross_distances`: the distances of `distance`, screened in
+bulk).
 """
 
 from __future__ import annotations
 
+import array
+import bisect
 import collections
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import re
+from typing import IO, Generator, Iterator
 
 import numpy as np
 from PIL import Image
@@ -101,37 +118,195 @@ class VerifyReport:
 
 
 def verify_output(output_dir: str) -> VerifyReport:
-    """Run every check on ``output_dir``."""
+    """Run every check on ``output_dir``, streaming (see "Memory" in the module docstring)."""
     report = VerifyReport(output_dir)
     manifest = _manifest(output_dir, report.check("manifest"))
     if manifest is None:
         return report
-    label_map = _label_map(output_dir, manifest, report.check("label map"))
-    splits = _record_files(manifest)
-    examples = _examples(output_dir, splits, report)
-    _check_records(examples, label_map, report)
-    if manifest.get("mode") == "generate":
-        _check_images_and_xml(output_dir, examples, report)
-        _check_split(manifest, report.check("split"))
+    label_map = _label_map(output_dir, manifest.head, report.check("label map"))
+    reader = _ExampleReader(output_dir, _record_files(manifest.head), report.check("records"))
+    per_example = [_RecordChecks(label_map, reader, report)]
+    generate = manifest.head.get("mode") == "generate"
+    if generate:  # the checks are created in the order of the table
+        per_example.append(_ImageChecks(output_dir, report))
+        split = report.check("split")
         if os.path.isdir(os.path.join(output_dir, "masks")):
-            _check_masks(output_dir, examples, report.check("masks"))
-        _audit_leaks(manifest, report.check("leak audit"))
+            per_example.append(_MaskChecks(output_dir, report.check("masks")))
+    for example in reader:
+        for checks in per_example:
+            checks.add(example)
+    for checks in per_example:
+        checks.finish()
+    if generate:
+        _check_split(manifest, split)
+        _audit_leaks(manifest.head, report.check("leak audit"))
     return report
 
 
-def _manifest(output_dir: str, check: Check) -> dict | None:
+# --- the manifest, streamed ---------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Manifest:
+    """manifest.json: ``head`` holds every top-level member but the per-image lists, which
+    `images` streams from the file again at each call."""
+
+    path: str
+    head: dict  # holds "images" too only when read whole (a layout the stream cannot follow)
+
+    def images(self, split: str) -> Iterator[dict]:
+        """``manifest["images"][split]``, item by item."""
+        if "images" in self.head:
+            yield from self.head["images"].get(split, [])
+            return
+        with open(self.path, encoding="utf-8") as handle:
+            for where, image in _ManifestStream(handle).members():
+                if where == split:
+                    yield image
+
+
+def _manifest(output_dir: str, check: Check) -> _Manifest | None:
+    """The manifest, parsed whole (a file that is not JSON fails) but kept without its per-image
+    lists."""
     path = os.path.join(output_dir, MANIFEST_NAME)
     try:
         with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
+            head = _ManifestStream(handle).head()
     except FileNotFoundError:
         check.fail(f"{path} is missing: the run did not finish (or this is not an output directory)")
         return None
-    except (OSError, ValueError) as error:
+    except OSError as error:
         check.fail(f"{path}: cannot be read: {error}")
         return None
+    except ValueError:
+        # Not JSON, or JSON whose top level is not an object: json.load gives its own message
+        # (or its document, which the checks then read in memory).
+        try:
+            with open(path, encoding="utf-8") as handle:
+                head = json.load(handle)
+        except (OSError, ValueError) as error:
+            check.fail(f"{path}: cannot be read: {error}")
+            return None
     check.ok()
-    return manifest
+    return _Manifest(path, head)
+
+
+_CHUNK = 1 << 16  # characters read at a time (at least; a longer value doubles the buffer)
+_SLACK = 64  # a value decoded this close to the end of the buffer may go on (a number): read more
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+class _ManifestStream:
+    """One pass over a manifest (any JSON layout: the run's, or a one-line re-write) in memory
+    bounded by its largest value other than ``images`` and by its largest single image: every
+    top-level member but ``images`` is decoded whole, ``images`` (an object of lists) one item at
+    a time. Raises ValueError where the text is not JSON or its top level is not an object."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+        self.text = ""
+        self.at = 0  # next character of self.text to parse
+        self.eof = False
+
+    def head(self) -> dict:
+        """Every top-level member but ``images``, after parsing the whole file."""
+        members = self.members()
+        while True:
+            try:
+                next(members)
+            except StopIteration as done:
+                return done.value
+
+    def members(self) -> Generator[tuple[str, object], None, dict]:
+        """Yields (split, image) for each item of each list in ``images``; returns `head`."""
+        head = {}
+        self._expect("{")
+        if self._peek() == "}":
+            self.at += 1
+        else:
+            while True:
+                key = self._key()
+                if key == "images" and self._peek() == "{":
+                    head.pop("images", None)
+                    yield from self._images()
+                else:
+                    head[key] = self._value()
+                if self._expect(",}") == "}":
+                    break
+        if self._peek():
+            raise ValueError("Extra data")
+        return head
+
+    def _images(self) -> Iterator[tuple[str, object]]:
+        self._expect("{")
+        if self._peek() == "}":
+            self.at += 1
+            return
+        while True:
+            split = self._key()
+            if self._peek() == "[":
+                self.at += 1
+                if self._peek() == "]":
+                    self.at += 1
+                else:
+                    while True:
+                        yield split, self._value()
+                        if self._expect(",]") == "]":
+                            break
+            else:  # not a list: whatever it holds (the checks iterate it as they would the list)
+                for item in self._value():
+                    yield split, item
+            if self._expect(",}") == "}":
+                return
+
+    def _more(self) -> bool:
+        """Read the next piece (at least as long as what is left unparsed); False at the end."""
+        if self.eof:
+            return False
+        piece = self.handle.read(max(_CHUNK, len(self.text) - self.at))
+        if not piece:
+            self.eof = True
+            return False
+        self.text = self.text[self.at:] + piece
+        self.at = 0
+        return True
+
+    def _peek(self) -> str:
+        """The next character after whitespace, not consumed ("" at the end of the file)."""
+        while True:
+            self.at = _WHITESPACE.match(self.text, self.at).end()
+            if self.at < len(self.text):
+                return self.text[self.at]
+            if not self._more():
+                return ""
+
+    def _expect(self, allowed: str) -> str:
+        char = self._peek()
+        if not char or char not in allowed:
+            raise ValueError(f"expected one of {allowed!r} at {char!r}")
+        self.at += 1
+        return char
+
+    def _key(self) -> str:
+        if self._peek() != '"':
+            raise ValueError("Expecting property name enclosed in double quotes")
+        key = self._value()
+        self._expect(":")
+        return key
+
+    def _value(self):
+        self._peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.text, self.at)
+            except json.JSONDecodeError:
+                if self._more():
+                    continue
+                raise
+            if end + _SLACK > len(self.text) and self._more():
+                continue
+            self.at = end
+            return value
 
 
 def _label_map(output_dir: str, manifest: dict, check: Check) -> LabelMap | None:
@@ -155,51 +330,144 @@ def _record_files(manifest: dict) -> dict[str, list[str]]:
     return {split: manifest.get("splits", {}).get(split, {}).get("records", []) for split in SPLITS}
 
 
+# --- the examples, one at a time ----------------------------------------------------------------
+
 @dataclasses.dataclass
 class _Example:
     split: str
     where: str  # "annotations/train.record #12"
+    ordinal: int  # of the example among all examples read, in reading order
     record: object  # RecordImage
     decoded: dict  # Model Garden decoder output (numpy)
 
 
-def _examples(output_dir: str, splits: dict[str, list[str]], report: VerifyReport) -> list[_Example]:
-    """Every example of every shard, parsed twice (our reader and the Model Garden decoder)."""
-    import tensorflow as tf
-    from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
+class _ExampleReader:
+    """Iterates over every example of every shard, each parsed twice (our reader and the Model
+    Garden decoder), one at a time: the "records" check. `where` names an example by its ordinal."""
 
-    from spatule_synth.formats.tfrecord import from_example
+    def __init__(self, output_dir: str, splits: dict[str, list[str]], check: Check) -> None:
+        self.output_dir, self.splits, self.check = output_dir, splits, check
+        self._starts: list[int] = []  # ordinal of each read shard's first example,
+        self._shards: list[str] = []  # and the shard
 
-    check = report.check("records")
-    plain, with_masks = TfExampleDecoder(), TfExampleDecoder(include_mask=True)
-    examples = []
-    for split, relative_paths in splits.items():
-        for relative in relative_paths:
-            path = os.path.join(output_dir, relative)
-            if not os.path.isfile(path):
-                check.fail(f"{relative}: listed in the manifest but missing")
-                continue
-            try:
-                for number, serialized in enumerate(tf.data.TFRecordDataset(path)):
-                    where = f"{relative} #{number}"
-                    try:
-                        record = from_example(serialized.numpy())
-                        decoder = with_masks if any(o.mask_png for o in record.objects) else plain
-                        decoded = {key: value.numpy() for key, value in decoder.decode(serialized).items()}
-                    except (tf.errors.OpError, ValueError) as error:
-                        check.fail(f"{where}: does not decode: {error}")
-                        continue
-                    examples.append(_Example(split, where, record, decoded))
-                    check.ok()
-            except tf.errors.OpError as error:
-                check.fail(f"{relative}: unreadable TFRecord file: {error.message}")
-    return examples
+    def where(self, ordinal: int) -> str:
+        shard = bisect.bisect_right(self._starts, ordinal) - 1
+        return f"{self._shards[shard]} #{ordinal - self._starts[shard]}"
+
+    def __iter__(self) -> Iterator[_Example]:
+        import tensorflow as tf
+        from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
+
+        from spatule_synth.formats.tfrecord import from_example
+
+        check = self.check
+        plain, with_masks = TfExampleDecoder(), TfExampleDecoder(include_mask=True)
+        ordinal = 0
+        for split, relative_paths in self.splits.items():
+            for relative in relative_paths:
+                path = os.path.join(self.output_dir, relative)
+                if not os.path.isfile(path):
+                    check.fail(f"{relative}: listed in the manifest but missing")
+                    continue
+                self._starts.append(ordinal)
+                self._shards.append(relative)
+                try:
+                    for number, serialized in enumerate(tf.data.TFRecordDataset(path)):
+                        where = f"{relative} #{number}"
+                        ordinal += 1
+                        try:
+                            record = from_example(serialized.numpy())
+                            decoder = with_masks if any(o.mask_png for o in record.objects) else plain
+                            decoded = {key: value.numpy() for key, value in decoder.decode(serialized).items()}
+                        except (tf.errors.OpError, ValueError) as error:
+                            check.fail(f"{where}: does not decode: {error}")
+                            continue
+                        check.ok()
+                        yield _Example(split, where, ordinal - 1, record, decoded)
+                except tf.errors.OpError as error:
+                    check.fail(f"{relative}: unreadable TFRecord file: {error.message}")
 
 
-def _check_records(examples: list[_Example], label_map: LabelMap | None, report: VerifyReport) -> None:
-    boxes, classes, ids = report.check("boxes"), report.check("classes"), report.check("source ids")
-    seen: dict[str, str] = {}
-    for example in examples:
+class _FirstSeen:
+    """Remembers the first value given for each string, in about 4 bytes per string when the
+    strings are numbered the way source ids (``12``) and image names (``train/train_000012.jpg``)
+    are. Such a string is a pattern (the text before its last run of up to 9 digits, the run's
+    length, the text after) and a number; each pattern keeps its numbers in a `_NumberRun`. Any
+    other string goes to a dict."""
+
+    _NUMBERED = re.compile(r"(.*?)([0-9]{1,9})([^0-9]*)", re.DOTALL)
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, int, str], _NumberRun] = {}
+        self._others: dict[str, int] = {}
+
+    def setdefault(self, text: str, value: int) -> int:
+        """The value remembered for ``text``, remembering ``value`` if there is none."""
+        match = self._NUMBERED.fullmatch(text)
+        if match is None:
+            return self._others.setdefault(text, value)
+        head, digits, tail = match.groups()
+        pattern, number = (head, len(digits), tail), int(digits)
+        if pattern not in self._runs:
+            self._runs[pattern] = _NumberRun(number)
+        return self._runs[pattern].setdefault(number, value)
+
+    def __contains__(self, text: str) -> bool:
+        match = self._NUMBERED.fullmatch(text)
+        if match is None:
+            return text in self._others
+        head, digits, tail = match.groups()
+        run = self._runs.get((head, len(digits), tail))
+        return run is not None and int(digits) in run
+
+
+class _NumberRun:
+    """Values (ints in [0, 2**31 - 2]) of numbers that mostly come in a run upwards from the first
+    one, ``base``: an array over [base, base + its length) holding value + 1 (0: none), doubled
+    when a number falls a little beyond it, and a dict for the numbers outside it."""
+
+    _GROWTH = 4096  # a number up to this far beyond twice the array's length extends the array
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.values = array.array("i")
+        self.outside: dict[int, int] = {}  # never a number inside the array
+
+    def setdefault(self, number: int, value: int) -> int:
+        offset = number - self.base
+        if len(self.values) <= offset < 2 * len(self.values) + self._GROWTH:
+            self._grow(max(offset + 1, 2 * len(self.values)))
+        if 0 <= offset < len(self.values):
+            if not self.values[offset]:
+                self.values[offset] = value + 1
+            return self.values[offset] - 1
+        return self.outside.setdefault(number, value)
+
+    def __contains__(self, number: int) -> bool:
+        offset = number - self.base
+        if 0 <= offset < len(self.values):
+            return self.values[offset] > 0
+        return number in self.outside
+
+    def _grow(self, size: int) -> None:
+        old = len(self.values)
+        self.values.frombytes(bytes(self.values.itemsize * (size - old)))
+        for number in [n for n in self.outside if old <= n - self.base < size]:
+            self.values[number - self.base] = self.outside.pop(number) + 1
+
+
+class _RecordChecks:
+    """boxes, classes and source ids of each example. Source ids are remembered in a `_FirstSeen`
+    (with the ordinal of their first example)."""
+
+    def __init__(self, label_map: LabelMap | None, reader: _ExampleReader, report: VerifyReport) -> None:
+        self.label_map, self.reader = label_map, reader
+        self.boxes, self.classes = report.check("boxes"), report.check("classes")
+        self.ids = report.check("source ids")
+        self.seen = _FirstSeen()
+
+    def add(self, example: _Example) -> None:
+        boxes, classes, ids, label_map = self.boxes, self.classes, self.ids, self.label_map
         record, where = example.record, example.where
         for index, obj in enumerate(record.objects):
             values = (obj.xmin, obj.ymin, obj.xmax, obj.ymax)
@@ -220,20 +488,30 @@ def _check_records(examples: list[_Example], label_map: LabelMap | None, report:
             boxes.fail(f"{where}: the Model Garden decoder reads other boxes")
         if not record.source_id.isdigit():
             ids.fail(f"{where}: source_id {record.source_id!r} is not a decimal number")
-        elif record.source_id in seen:
-            ids.fail(f"{where}: source_id {record.source_id} repeats {seen[record.source_id]}")
+            return
+        first = self.seen.setdefault(record.source_id, example.ordinal)
+        if first != example.ordinal:
+            ids.fail(f"{where}: source_id {record.source_id} repeats {self.reader.where(first)}")
         else:
-            seen[record.source_id] = where
             ids.ok()
 
+    def finish(self) -> None:
+        pass
 
-def _check_images_and_xml(output_dir: str, examples: list[_Example], report: VerifyReport) -> None:
-    images, xml = report.check("images"), report.check("xml")
-    expected: dict[str, set[str]] = collections.defaultdict(set)
-    for example in examples:
-        record = example.record
-        folder = os.path.join(output_dir, "images", example.split)
-        expected[example.split].add(record.filename)
+
+class _ImageChecks:
+    """images and xml of each example; at the end, the images on disk that no example has (the
+    examples' file names are remembered in a `_FirstSeen`)."""
+
+    def __init__(self, output_dir: str, report: VerifyReport) -> None:
+        self.output_dir = output_dir
+        self.images, self.xml = report.check("images"), report.check("xml")
+        self.expected = _FirstSeen()  # "split/filename"
+
+    def add(self, example: _Example) -> None:
+        images, record = self.images, example.record
+        folder = os.path.join(self.output_dir, "images", example.split)
+        self.expected.setdefault(f"{example.split}/{record.filename}", 0)
         image_path = os.path.join(folder, record.filename)
         try:
             with open(image_path, "rb") as handle:
@@ -243,20 +521,24 @@ def _check_images_and_xml(output_dir: str, examples: list[_Example], report: Ver
                 size = image.size
         except OSError as error:
             images.fail(f"images/{example.split}/{record.filename}: missing or unreadable ({error})")
-            continue
+            return
         if (size != (record.width, record.height)) or data != record.encoded:
             images.fail(f"images/{example.split}/{record.filename}: differs from its example "
                         f"({size[0]}x{size[1]} vs {record.width}x{record.height}"
                         f"{', other bytes' if data != record.encoded else ''})")
         else:
             images.ok()
-        _check_xml(os.path.splitext(image_path)[0] + ".xml", example, xml)
-    for split in SPLITS:
-        folder = os.path.join(output_dir, "images", split)
-        if os.path.isdir(folder):
-            for name in sorted(os.listdir(folder)):
-                if name.endswith(".jpg") and name not in expected[split]:
-                    images.fail(f"images/{split}/{name}: on disk but in no record")
+        _check_xml(os.path.splitext(image_path)[0] + ".xml", example, self.xml)
+
+    def finish(self) -> None:
+        for split in SPLITS:
+            folder = os.path.join(self.output_dir, "images", split)
+            if os.path.isdir(folder):
+                with os.scandir(folder) as entries:
+                    strays = [entry.name for entry in entries if entry.name.endswith(".jpg")
+                              and f"{split}/{entry.name}" not in self.expected]
+                for name in sorted(strays):
+                    self.images.fail(f"images/{split}/{name}: on disk but in no record")
 
 
 def _check_xml(path: str, example: _Example, check: Check) -> None:
@@ -279,10 +561,11 @@ def _check_xml(path: str, example: _Example, check: Check) -> None:
         check.ok()
 
 
-def _check_split(manifest: dict, check: Check) -> None:
+def _check_split(manifest: _Manifest, check: Check) -> None:
     """Train and eval keep apart: identities, background photos (`_check_background_photos`), and
-    each image's cutouts and background come from its own split."""
-    splits = manifest.get("splits", {})
+    each image's cutouts and background come from its own split (the images streamed from the
+    manifest)."""
+    splits = manifest.head.get("splits", {})
     identities = {split: set(splits.get(split, {}).get("identities", [])) for split in SPLITS}
     shared = sorted(identities["train"] & identities["eval"])
     if shared:
@@ -292,11 +575,11 @@ def _check_split(manifest: dict, check: Check) -> None:
         check.ok()
     backgrounds = {split: {os.path.realpath(p): p for p in splits.get(split, {}).get("backgrounds", [])}
                    for split in SPLITS}
-    _check_background_photos(manifest, backgrounds, check)
+    _check_background_photos(manifest.head, backgrounds, check)
     for split in SPLITS:
         allowed = set(splits.get(split, {}).get("cutouts", []))
         other = "eval" if split == "train" else "train"
-        for image in manifest.get("images", {}).get(split, []):
+        for image in manifest.images(split):
             where = f"images/{split}/{image['name']}.jpg"
             foreign = [o["cutout"] for o in image["objects"] if o["cutout"] not in allowed]
             if foreign:
@@ -362,16 +645,21 @@ def _sha256(path: str) -> str | None:
         return None
 
 
-def _check_masks(output_dir: str, examples: list[_Example], check: Check) -> None:
-    for example in examples:
-        record = example.record
+class _MaskChecks:
+    """masks of each example."""
+
+    def __init__(self, output_dir: str, check: Check) -> None:
+        self.output_dir, self.check = output_dir, check
+
+    def add(self, example: _Example) -> None:
+        check, record = self.check, example.record
         stem = os.path.splitext(record.filename)[0]
         relative = os.path.join("masks", example.split, stem + ".png")
         try:
-            plane = np.array(Image.open(os.path.join(output_dir, relative)))
+            plane = np.array(Image.open(os.path.join(self.output_dir, relative)))
         except OSError as error:
             check.fail(f"{relative}: missing or unreadable ({error})")
-            continue
+            return
         problems = []
         if int(plane.max(initial=0)) != len(record.objects):
             problems.append(f"holds {int(plane.max(initial=0))} instances, the example {len(record.objects)}")
@@ -389,10 +677,18 @@ def _check_masks(output_dir: str, examples: list[_Example], check: Check) -> Non
         else:
             check.ok()
 
+    def finish(self) -> None:
+        pass
+
+
+_AUDIT_BLOCK = 256  # eval cutouts compared with every train cutout at once
+
 
 def _audit_leaks(manifest: dict, check: Check) -> None:
-    """Report eval cutouts that look like a train cutout (see the module docstring)."""
-    from spatule_synth.generate.near_duplicates import NEAR_DUPLICATE_THRESHOLD, distance
+    """Report eval cutouts that look like a train cutout (see the module docstring). Each block of
+    eval cutouts is compared with every train cutout by `near_duplicates.cross_distances` (bulk
+    screens, then `distance`'s own steps for the pairs they leave: the same distances)."""
+    from spatule_synth.generate.near_duplicates import NEAR_DUPLICATE_THRESHOLD, cross_distances
 
     splits = manifest.get("splits", {})
     prints = {split: cutout_prints(splits.get(split, {}).get("cutout_sources", {})) for split in SPLITS}
@@ -400,12 +696,17 @@ def _audit_leaks(manifest: dict, check: Check) -> None:
     if missing:
         check.warn(f"{len(missing)} source photos are gone or unreadable (e.g. {missing[0]}): "
                    "their cutouts were not audited")
-    for eval_id, eval_print in prints["eval"].prints:
-        closest = min(((distance(eval_print, train_print), train_id)
-                       for train_id, train_print in prints["train"].prints), default=None)
-        if closest is not None and closest[0] <= NEAR_DUPLICATE_THRESHOLD:
-            check.warn(f"eval cutout {eval_id} looks like train cutout {closest[1]} (distance "
-                       f"{closest[0]:.2f} <= {NEAR_DUPLICATE_THRESHOLD}): the same object in both "
-                       "splits? --identity=auto groups such cutouts")
-        else:
-            check.ok()
+    train_ids = [train_id for train_id, _ in prints["train"].prints]
+    train_prints = [train_print for _, train_print in prints["train"].prints]
+    evals = prints["eval"].prints
+    for start in range(0, len(evals), _AUDIT_BLOCK):
+        block = evals[start:start + _AUDIT_BLOCK]
+        rows = cross_distances([eval_print for _, eval_print in block], train_prints)
+        for (eval_id, _), row in zip(block, rows):
+            closest = min(zip(row.tolist(), train_ids), default=None)
+            if closest is not None and closest[0] <= NEAR_DUPLICATE_THRESHOLD:
+                check.warn(f"eval cutout {eval_id} looks like train cutout {closest[1]} (distance "
+                           f"{closest[0]:.2f} <= {NEAR_DUPLICATE_THRESHOLD}): the same object in "
+                           "both splits? --identity=auto groups such cutouts")
+            else:
+                check.ok()
