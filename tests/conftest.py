@@ -14,6 +14,13 @@ QUIRK_TAG = (100, 60, 160, 90)  # the tag box of every quirk photo, displayed fr
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def private_mask_cache(tmp_path, monkeypatch):
+    """GrabCut and model masks are cached in the test's own folder (subprocesses inherit it),
+    never in the user's ~/.cache."""
+    monkeypatch.setenv("SPATULE_SYNTH_MASK_CACHE", str(tmp_path / "mask_cache"))
+
+
 @pytest.fixture
 def quirks_dir(tmp_path):
     """A private copy of tests/fixtures/labelimg_quirks (tests may add or break files in it)."""

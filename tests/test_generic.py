@@ -138,6 +138,30 @@ def test_outputs_are_byte_identical_with_one_and_two_workers(generic_inputs, tmp
     assert compared > 24 * 4
 
 
+def test_grabcut_outputs_are_byte_identical_with_one_and_two_workers_and_a_warm_cache(
+        generic_inputs, tmp_path, monkeypatch):
+    """--mask=grabcut: masks refined in the parent without cache, on 2 workers into a cold cache,
+    then from the warm cache give the same files, manifest (problems in the same order) included."""
+    def generate(workers, cache, renamed):
+        monkeypatch.setenv("SPATULE_SYNTH_MASK_CACHE", cache)
+        result = run_generate(generic_config(generic_inputs, tmp_path / "out", num_workers=workers,
+                                             mask="grabcut", cutout_dirs=(), num_images=8))
+        os.rename(tmp_path / "out", tmp_path / renamed)  # the manifest names the output folder
+        return result
+
+    serial = generate(1, "off", "serial")
+    assert serial.problems.counts().get("mask_fallback", 0) < 12  # GrabCut masks are kept
+    generate(2, str(tmp_path / "cache"), "cold")
+    assert len(list((tmp_path / "cache").rglob("*.mask"))) == 12
+    generate(2, str(tmp_path / "cache"), "warm")
+    files = [os.path.relpath(os.path.join(root, name), tmp_path / "serial")
+             for root, _, names in os.walk(tmp_path / "serial") for name in names]
+    assert "manifest.json" in files and len(files) > 8 * 3
+    for run in ("cold", "warm"):
+        match, mismatch, errors = filecmp.cmpfiles(tmp_path / "serial", tmp_path / run, files, shallow=False)
+        assert not mismatch and not errors, (run, mismatch, errors)
+
+
 def test_yolo_output_reads_back_as_the_xml_boxes(generic_inputs, tmp_path):
     out = tmp_path / "out"
     run_generate(generic_config(generic_inputs, out))

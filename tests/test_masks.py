@@ -140,6 +140,21 @@ def test_grabcut_is_deterministic():
     np.testing.assert_array_equal(refine_mask(pixels, box, "grabcut").mask, first)
 
 
+def test_grabcut_does_not_depend_on_opencv_threads():
+    """Mask workers run OpenCV on one thread, the parent on all cores: the same masks (and a
+    crop shrunk for GrabCut, the costliest case)."""
+    for pixels, _, box in (scene("polygon", 7), scene("ellipse", 2, size=(900, 700), radius=300)):
+        first = refine_mask(pixels, box, "grabcut")
+        threads = cv2.getNumThreads()
+        try:
+            cv2.setNumThreads(1)
+            again = refine_mask(pixels, box, "grabcut")
+        finally:
+            cv2.setNumThreads(threads)
+        np.testing.assert_array_equal(again.mask, first.mask)
+        assert again.fallback_reason == first.fallback_reason
+
+
 def test_box_method_is_the_full_box_and_fractional_boxes_round_outwards():
     pixels, _, _ = scene()
     mask, used_fallback = refine_mask(pixels, Box(10.5, 20.2, 40.1, 30), "box")

@@ -63,6 +63,11 @@ Model contract (``"model"``):
 
 TensorFlow is imported inside `load_mask_model` only (importing it costs seconds). A `MaskModel`
 is not shared between processes: load it in each worker.
+
+Masks are cached on disk (`spatule_synth.core.mask_cache`) under a key that includes
+`REFINE_VERSION`: bump it whenever `refine_mask` may return another mask or reason for the same
+pixels, box and method (a constant above, the cleaning, the fallback rules), so that no run reuses
+a mask the new code would not make.
 """
 
 from __future__ import annotations
@@ -97,6 +102,9 @@ MIN_COMPONENT_FRACTION = 0.1  # GrabCut components smaller than this x the large
 DEFAULT_MODEL_SIZE = 256
 LOGIT_TOLERANCE = 1e-3
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# Version of refine_mask's output, part of every mask cache key (module docstring); bump it on any
+# change that can give another mask or fallback reason for the same inputs.
+REFINE_VERSION = 1
 
 IntBox = tuple[int, int, int, int]  # (x0, y0, x1, y1) whole-pixel edges, exclusive ends
 

@@ -16,16 +16,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import dataclasses
-import multiprocessing
 import os
-import signal
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator, Sequence
-
-import cv2
 
 from spatule_synth.generate.background_cache import BackgroundCache
 from spatule_synth.core.config import GenerateConfig
@@ -33,9 +27,9 @@ from spatule_synth.generate.plan import SplitPool, plan_sample, redraw_placement
 from spatule_synth.generate.progress import Chunk, Progress
 from spatule_synth.generate.render import render
 from spatule_synth.generate.sample_files import SampleOutputs, WrittenSample, write_sample
+from spatule_synth.generate.worker_pool import end_workers, spawn_pool, start_worker, worker_count
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class RunnerError(RuntimeError):
@@ -84,31 +78,13 @@ _WORKER: ChunkWriter | None = None
 
 def _init_worker(config: GenerateConfig, jobs: dict[str, SplitJob], parent: int) -> None:
     global _WORKER
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    cv2.setNumThreads(1)  # one process per core already
+    start_worker(parent)  # dies with the parent: no orphan writes while a --resume run starts
     _WORKER = ChunkWriter(config, jobs)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Have Linux kill this worker when the parent dies (``kill -9``, out of memory), so that no
-    orphan goes on writing into the output directory while a ``--resume`` run starts."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the pool's own checks remain
-        return
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def _write_chunk(chunk: Chunk) -> Chunk:
     assert _WORKER is not None
     return _WORKER(chunk)
-
-
-def worker_count(config: GenerateConfig) -> int:
-    return config.num_workers or os.cpu_count() or 1
 
 
 class LocalRunner(contextlib.AbstractContextManager):
@@ -124,9 +100,8 @@ class LocalRunner(contextlib.AbstractContextManager):
         self._pending = {chunk for chunk in self.chunks if not progress.is_done(chunk)}
         self.workers = min(worker_count(config), max(1, len(self._pending)))
         self._in_process = ChunkWriter(config, jobs) if self.workers <= 1 else None
-        self._executor = None if self._in_process or not self._pending else ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(config, jobs, os.getpid()))
+        self._executor = None if self._in_process or not self._pending else spawn_pool(
+            self.workers, _init_worker, (config, jobs, os.getpid()))
 
     def finished_chunks(self) -> Iterator[Chunk]:
         """Every chunk, in order, once its part file is on disk (written now if missing)."""
@@ -150,10 +125,7 @@ class LocalRunner(contextlib.AbstractContextManager):
             while pending:
                 yield _finished(pending.popleft())
         except BrokenProcessPool as error:
-            # Python 3.11 leaves the other workers waiting for work the broken pool never sends,
-            # and shutting the pool down waits for them: end them first.
-            for process in list(getattr(self._executor, "_processes", {}).values()):
-                process.terminate()
+            end_workers(self._executor)
             raise WorkerDiedError(
                 "a worker process died abruptly (killed, or out of memory?); the images finished "
                 "so far are kept: rerun with --resume, and fewer --num_workers or a smaller "

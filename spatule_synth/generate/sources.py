@@ -3,7 +3,9 @@
 * **Cutouts** (`spatule_synth.generate.cutouts`): every kept object of every labelled photo, grouped with
   the objects it overlaps, with its mask. Sources: labelImg folders (``input_dirs``), COCO JSON,
   YOLO folders, VOC ``SegmentationObject`` roots and alpha-PNG cutout folders. Box-only objects
-  get masks by ``--mask`` (``box``, ``grabcut`` or ``model``), computed once per object here.
+  get masks by ``--mask`` (``box``, ``grabcut`` or ``model``), once per object: GrabCut and model
+  masks come from the mask cache or are made on a process pool, one photo per task, while the
+  next photos are read (`spatule_synth.generate.mask_jobs`).
   Each cutout knows its identity (`spatule_synth.generate.identities`). Objects cut by their photo's edge (marked
   truncated, or a box touching the border) and objects marked difficult are not pasted unless
   ``use_truncated_cutouts``/``use_difficult_cutouts`` say so (nor is anything overlapping them:
@@ -20,10 +22,16 @@ convert): class in the label map, boxes in the frame the annotator saw, inside t
 masks not empty, duplicates once; a photo that lost a label is skipped whole. Pixels of
 backgrounds are not kept here (workers decode them again, with a bounded cache); only their file
 and size.
+
+Photos are read in input order, one at a time; with ``--mask=grabcut``/``model`` and several
+workers, a few photos are validated ahead (`MaskJobs.may_read_ahead`) so that the pool refines
+their masks meanwhile. The problems found while reading ahead are held back and reported when their photo's
+turn comes, so the problems (and the manifest) are in the same order whatever ``num_workers``.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from typing import Iterator
@@ -31,13 +39,13 @@ from typing import Iterator
 import numpy as np
 
 from spatule_synth.core.annotations import AnnotatedImage
-from spatule_synth.core.boxes import Box
 from spatule_synth.core.config import GenerateConfig
 from spatule_synth.generate.cutouts import Cutout, PhotoObject, cut_group, distractor_cutout, group_box, \
     overlapping_groups
 from spatule_synth.generate.identities import content_key, first_identity, join_identities, object_key
 from spatule_synth.core.images import ImageReadError, check_image, read_image, unsupported_format
 from spatule_synth.formats.label_map import LabelMap
+from spatule_synth.generate.mask_jobs import MaskJobs, PhotoMasks
 from spatule_synth.formats.labelimg import InputDirError, find_pairs, images_by_key, is_voc_xml, is_yolo_txt, \
     label_key, list_dir, read_labelimg, stem_key
 from spatule_synth.core.problems import Problem, ProblemLog
@@ -74,10 +82,12 @@ class SourceSet:
 
 
 class _MaskMaker:
-    """Masks for box-only objects by ``--mask``; the model is loaded once, on first use."""
+    """Masks for box-only objects of one photo by ``--mask``: the whole box, or a mask from
+    `MaskJobs` (cache, pool or made now); a fallback to the whole box is reported."""
 
-    def __init__(self, config: GenerateConfig, problems: ProblemLog) -> None:
-        self.config, self.problems, self._model = config, problems, None
+    def __init__(self, config: GenerateConfig, problems: ProblemLog, jobs: MaskJobs,
+                 requested: PhotoMasks) -> None:
+        self.config, self.problems, self.jobs, self.requested = config, problems, jobs, requested
 
     def __call__(self, photo: ValidPhoto, obj: ValidObject) -> np.ndarray:
         """The mask of ``obj`` over ``obj.box.voc_ints()``: its own, or one made by ``--mask``."""
@@ -86,11 +96,7 @@ class _MaskMaker:
         x0, y0, x1, y1 = obj.box.voc_ints()
         if self.config.mask == "box":
             return np.full((y1 - y0, x1 - x0), 255, np.uint8)
-        from spatule_synth.core.masks import load_mask_model, refine_mask
-        if self.config.mask == "model" and self._model is None:
-            self._model = load_mask_model(self.config.mask_model)
-        mask, fell_back = refine_mask(photo.image.pixels, Box(x0, y0, x1, y1), self.config.mask,
-                                      self._model)
+        mask, fell_back = self.jobs.mask(self.requested, photo, (x0, y0, x1, y1))
         if fell_back:
             self.problems.report(photo.problem("mask_fallback", f"--mask={self.config.mask} {fell_back}; "
                                                "the whole box is used", obj))
@@ -100,22 +106,22 @@ class _MaskMaker:
 def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog) -> SourceSet:
     """Read and validate every input once; `SourceError` if no cutout or no background is left."""
     config.input_rules.check(label_map)
-    make_mask = _MaskMaker(config, problems)
     cutouts: list[Cutout] = []
     candidates: list[Background] = []  # photos known to be object-free, from every input
     labelled: dict[str, str] = {}  # real path and content of a photo with labels -> its label file
-    for annotated in _annotated_images(config, problems):
-        if _may_show_labels(annotated, label_map, config):
-            for key in _photo_keys(annotated.image_path):
-                labelled.setdefault(key, annotated.annotation_path)
-        photo = load_photo(annotated, label_map, config.input_rules, problems)
-        if photo is None:
-            continue
-        if photo.objects:
-            cutouts.extend(cut_out(photo, config, problems, make_mask,
-                                   edge_cuts_objects=not annotated.is_cutout_file))
-        else:
-            candidates.append(Background(photo.image_path, photo.image.width, photo.image.height))
+    with MaskJobs(config) as jobs:
+        for annotated, photo, requested in _validated_photos(config, label_map, problems, jobs):
+            if _may_show_labels(annotated, label_map, config):
+                for key in _photo_keys(annotated.image_path):
+                    labelled.setdefault(key, annotated.annotation_path)
+            if photo is None:
+                continue
+            if photo.objects:
+                cutouts.extend(cut_out(photo, config, problems,
+                                       _MaskMaker(config, problems, jobs, requested),
+                                       edge_cuts_objects=not annotated.is_cutout_file))
+            else:
+                candidates.append(Background(photo.image_path, photo.image.width, photo.image.height))
     xml_dirs = {os.path.realpath(image_dir): xml_dir
                 for image_dir, xml_dir in zip(config.input_dirs, config.annotation_dirs)}
     for folder in config.background_dirs:
@@ -134,6 +140,58 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
     distractors = _distractors(config, label_map, {os.path.realpath(c.source_file) for c in cutouts},
                                problems)
     return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(distractors))
+
+
+class _HeldProblems(ProblemLog):
+    """A problem log that only keeps problems, to be reported later (`_validated_photos`)."""
+
+    def report(self, problem: Problem) -> None:
+        self.problems.append(problem)
+
+    def take(self) -> list[Problem]:
+        taken, self.problems = self.problems, []
+        return taken
+
+
+def _validated_photos(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
+                      jobs: MaskJobs) -> Iterator[tuple[AnnotatedImage, ValidPhoto | None, PhotoMasks]]:
+    """Every labelled input in input order with its photo validated by `load_photo` (None:
+    skipped) and the masks `jobs` is making for it. Reads inputs ahead while
+    `MaskJobs.may_read_ahead` allows (never with one worker); the problems of reading and validating an input (and an error raised
+    doing so) are held back and reported (raised) just before it is yielded, so ``problems`` gets
+    them in the order of reading the inputs one at a time, between the problems the caller
+    reports while cutting the inputs before it."""
+    held = _HeldProblems()
+    inputs = _annotated_images(config, held)
+    ahead: collections.deque = collections.deque()  # (held problems, item or None, error or None)
+    held_bytes, finished = 0, False
+    while True:
+        while not finished and jobs.may_read_ahead(len(ahead), held_bytes):
+            try:
+                annotated = next(inputs)
+                photo = load_photo(annotated, label_map, config.input_rules, held)
+                boxes = _mask_boxes(photo, config, not annotated.is_cutout_file) if photo else []
+                ahead.append((held.take(), (annotated, photo, jobs.request(photo, boxes)), None))
+                held_bytes += _held_bytes(photo)
+            except StopIteration:
+                finished = True
+                ahead.append((held.take(), None, None))
+            except Exception as error:  # pylint: disable=broad-except  (raised in its turn)
+                finished = True
+                ahead.append((held.take(), None, error))
+        held_problems, item, error = ahead.popleft()
+        held_bytes -= _held_bytes(item[1]) if item else 0
+        for problem in held_problems:
+            problems.report(problem)
+        if error is not None:
+            raise error
+        if item is None:
+            return
+        yield item
+
+
+def _held_bytes(photo: ValidPhoto | None) -> int:
+    return 0 if photo is None else photo.image.pixels.nbytes + len(photo.file_bytes)
 
 
 def _may_show_labels(annotated: AnnotatedImage, label_map: LabelMap, config: GenerateConfig) -> bool:
@@ -236,16 +294,54 @@ def _not_a_cutout(obj: ValidObject, width: int, height: int, config: GenerateCon
     return None
 
 
-def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, make_mask: _MaskMaker,
-            edge_cuts_objects: bool = True) -> list[Cutout]:
-    """The cutouts of one photo: overlapping objects grouped (a group with an object that may not
-    be pasted is not used); masks made for box-only objects; too-large groups reported."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Group:
+    """One group of overlapping objects of a photo, and whether it may be cut out."""
+
+    members: list[ValidObject]
+    refused: dict[int, tuple[str, str] | None]  # object index -> (problem kind, reason) or None
+    identity: str | None = None  # its first identity (None: refused, or --identity_regex missed)
+
+    @property
+    def cut(self) -> bool:
+        return self.identity is not None
+
+
+def _groups(photo: ValidPhoto, config: GenerateConfig, edge_cuts_objects: bool) -> list[_Group]:
+    """The groups of overlapping objects of ``photo``, judged (reports nothing)."""
     objects, image = photo.objects, photo.image
-    cutouts = []
+    found = []
     for group in overlapping_groups([obj.box.voc_ints() for obj in objects]):
         members = [objects[i] for i in group]
         refused = {obj.object_index: _not_a_cutout(obj, image.width, image.height, config,
                                                    edge_cuts_objects) for obj in members}
+        if any(refused.values()):
+            found.append(_Group(members, refused))
+            continue
+        box = group_box([obj.box.voc_ints() for obj in members])
+        found.append(_Group(members, refused, first_identity(
+            config.identity, config.identity_regex, photo.image_path, box)))
+    return found
+
+
+def _mask_boxes(photo: ValidPhoto, config: GenerateConfig,
+                edge_cuts_objects: bool) -> list[tuple[int, int, int, int]]:
+    """The integer boxes `cut_out` will ask ``--mask`` to refine: box-only objects of the groups
+    it cuts out."""
+    if config.mask == "box":
+        return []
+    return [obj.box.voc_ints() for group in _groups(photo, config, edge_cuts_objects) if group.cut
+            for obj in group.members if obj.mask is None]
+
+
+def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, make_mask: _MaskMaker,
+            edge_cuts_objects: bool = True) -> list[Cutout]:
+    """The cutouts of one photo: overlapping objects grouped (a group with an object that may not
+    be pasted is not used); masks made for box-only objects; too-large groups reported."""
+    image = photo.image
+    cutouts = []
+    for group in _groups(photo, config, edge_cuts_objects):
+        members, refused, identity = group.members, group.refused, group.identity
         if any(refused.values()):
             first = next(index for index, why in refused.items() if why)
             for obj in members:
@@ -254,8 +350,6 @@ def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, mak
                                        "not used either (they would be pasted together)")
                 problems.report(photo.problem(kind, reason, obj))
             continue
-        box = group_box([obj.box.voc_ints() for obj in members])
-        identity = first_identity(config.identity, config.identity_regex, photo.image_path, box)
         if identity is None:
             for obj in members:
                 problems.report(photo.problem("identity_unmatched", f"--identity_regex "
