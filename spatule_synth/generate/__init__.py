@@ -1,8 +1,9 @@
 """``--mode=generate``, in the order data flows:
 
-read (`sources`: validated cutouts with `identities`, backgrounds, distractors) -> split
-(`split`: by identity, sealed across runs) -> plan (`plan`: everything random about one image, from
-`random_streams`) -> render (`placing`, `blends`, `visibility`, `render`: pixels, tight boxes, no
+read (`sources`: validated cutouts with `identities`, backgrounds, distractors; GrabCut/model
+masks made by `mask_jobs` on a `worker_pool`) -> split (`split`: by identity, sealed across runs)
+-> plan (`plan`: everything random about one image, from `random_streams`) -> render (`placing`,
+`blends` with the `poisson` seamless clone, `visibility`, `render`: pixels, tight boxes, no
 ghosts) -> write (`sample_files`, run chunk by chunk by `execute` or `beam_runner`, resumable
 through `progress`) -> assemble (`run`: shards, manifest, report).
 """
