@@ -156,14 +156,6 @@ class PixelStatistics:
                 "std_rgb": [round(float(v), 3) for v in std]}
 
 
-def pixel_statistics(output_dir: str, images: Sequence[dict]) -> dict:
-    """Per-channel mean and std (RGB, 0-255) over up to PIXEL_SAMPLE evenly spread images."""
-    pixels = PixelStatistics(output_dir, len(images))
-    for image in images:
-        pixels.add(image["file"])
-    return pixels.result()
-
-
 class SplitStatistics:
     """The ``stats.json`` numbers of one split, fed one image at a time, in memory independent of
     the number of images.
