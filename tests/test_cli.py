@@ -127,6 +127,7 @@ def test_a_typed_flag_the_mode_does_not_read_is_a_usage_error(tmp_path, flags, m
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_flags_of_a_flagfile_the_mode_ignores_are_one_warning(quirks_dir, tmp_path):
     """A flagfile may hold settings for several modes: with another --mode its flags that the mode
     does not read are named in one warning line; typed on the command line they are an error."""
@@ -218,6 +219,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_worker_stops_the_run_with_a_message_and_no_manifest(tmp_path):
     """A worker killed by the system (here: SIGKILL) must not hang the run or leave a dataset that
@@ -249,6 +251,7 @@ def test_a_killed_worker_stops_the_run_with_a_message_and_no_manifest(tmp_path):
     assert not (out / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_generate_writes_a_pipeline_config_and_refuses_bad_ones_before_running(tmp_path):
     out, workspace = tmp_path / "demo", tmp_path / "ws"
     done = run("--flagfile=configs/demo.flags", f"--output_dir={out}", "--num_images=20",
@@ -277,6 +280,7 @@ def test_generate_writes_a_pipeline_config_and_refuses_bad_ones_before_running(t
     assert os.listdir(workspace / "models") == ["demo"]
 
 
+@pytest.mark.slow
 def test_model_name_keeps_the_config_of_each_run(tmp_path):
     """Two runs with one template write two models/NAME/ folders (by default each run's folder
     name), and convert --split_from=RUN evaluates in models/NAME_real_eval/."""
@@ -309,6 +313,7 @@ def test_model_name_keeps_the_config_of_each_run(tmp_path):
     assert sorted(os.listdir(models)) == ["first", "first_real_eval", "tags_v2", "tags_v2_real_eval"]
 
 
+@pytest.mark.slow
 def test_a_run_without_eval_images_ends_with_one_error_line_instead_of_a_pipeline_config(tmp_path):
     out = tmp_path / "out"
     done = run("--flagfile=configs/demo.flags", f"--output_dir={out}", "--num_images=10",

@@ -138,6 +138,7 @@ def test_outputs_are_byte_identical_with_one_and_two_workers(generic_inputs, tmp
     assert compared > 24 * 4
 
 
+@pytest.mark.slow
 def test_grabcut_outputs_are_byte_identical_with_one_and_two_workers_and_a_warm_cache(
         generic_inputs, tmp_path, monkeypatch):
     """--mask=grabcut: masks refined in the parent without cache, on 2 workers into a cold cache,

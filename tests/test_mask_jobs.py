@@ -206,6 +206,7 @@ def test_worker_task_decodes_the_photo_as_the_parent(mask_inputs, tmp_path):
     assert refine_photo(PhotoTask(path, "0" * 16, (tight(box),), (key,), "grabcut", "", None)) is None
 
 
+@pytest.mark.slow
 def test_model_masks_are_made_by_workers_that_load_the_model(mask_inputs, tmp_path, monkeypatch):
     tf = pytest.importorskip("tensorflow")
     from test_masks import redness_model

@@ -57,6 +57,7 @@ def test_pixel_statistics_are_the_images_mean_and_std(output):
     np.testing.assert_allclose(measured["std_rgb"], pixels.std(axis=0), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_report_mode_on_a_finished_run_and_on_a_convert_run(output, tmp_path, quirks_dir):
     (output / "report" / "stats.json").unlink()
     done = run("--mode=report", f"--output_dir={output}")

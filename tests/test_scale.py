@@ -72,6 +72,7 @@ def killed_before_its_manifest(inputs, out, monkeypatch, manifest=False):
     monkeypatch.undo()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, os.path.join(REPO, "generate.py"), "--flagfile=configs/demo.flags",
@@ -219,6 +220,7 @@ def test_resume_notices_changed_inputs(inputs, tmp_path, monkeypatch):
         run_generate(config_for(inputs, out, resume=True))
 
 
+@pytest.mark.slow
 def test_beam_direct_runner_writes_the_bytes_of_the_local_runner(inputs, tmp_path):
     out = tmp_path / "out"
     expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out, instance_masks=True,

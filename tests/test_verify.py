@@ -128,6 +128,7 @@ def test_copy_of_a_train_background_under_another_name_fails_by_content(output, 
     assert failures(output) == {}
 
 
+@pytest.mark.slow
 def test_shared_run_passes_and_fails_once_its_flag_is_removed(inputs):
     out = inputs / "shared"
     run_generate(config_for(inputs, out, num_images=20, share_backgrounds=True))
@@ -193,6 +194,7 @@ def test_unfinished_output_is_named(output):
                             "output directory)")
 
 
+@pytest.mark.slow
 def test_verify_command_exit_status(output):
     done = run("--mode=verify", f"--output_dir={output}")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -211,6 +213,7 @@ DEMO = ["--input_dirs=spatule_synth/demo_data/labelled", "--background_dirs=spat
     ("configs/generic_objects.flags", ["--num_images=30"]),
     ("configs/convert_real_photos.flags", ["--input_dirs=spatule_synth/demo_data/labelled"]),
 ])
+@pytest.mark.slow
 def test_every_preset_passes_verify(tmp_path, preset, extra):
     out = tmp_path / "out"
     done = run(f"--flagfile={preset}", f"--output_dir={out}", *extra)
@@ -295,6 +298,7 @@ def test_examples_are_checked_one_at_a_time(inputs, monkeypatch):
     assert max(most) <= 2, f"{max(most)} parsed examples alive at once: verify keeps them"
 
 
+@pytest.mark.slow
 def test_manifest_images_are_streamed(output):
     """Extra images in the manifest cost verify no memory (the per-image lists are streamed):
     the traced peak with 4,000 more eval images listed is that with none, to 0.5 MB."""
