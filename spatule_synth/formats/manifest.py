@@ -2,7 +2,8 @@
 
 The manifest is written last and atomically: an output directory without one is unfinished.
 Its layout is meant for both eyes and ``grep``: nested objects are indented, and each item of a
-list of objects (one image, one problem) sits on one line.
+list of objects (one image, one problem) sits on one line. `ManifestStream` reads any manifest
+(this layout or another) in memory bounded by its largest item, streaming the per-image lists.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import importlib.metadata
 import json
 import os
 import platform
-from typing import IO, Iterator
+import re
+from typing import IO, Generator, Iterator
 
 from spatule_synth.core.output_dir import atomic_open
 
@@ -112,3 +114,122 @@ def read_manifest_head(output_dir: str) -> dict:
 def read_manifest(output_dir: str) -> dict:
     with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
         return json.load(handle)
+
+
+_CHUNK = 1 << 16  # characters read at a time (at least; a longer value doubles the buffer)
+_SLACK = 64  # a value decoded this close to the end of the buffer may go on (a number): read more
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+class ManifestStream:
+    """One pass over a manifest (any JSON layout: the run's, or a one-line re-write) in memory
+    bounded by its largest value other than ``images`` and by its largest single image: every
+    top-level member but ``images`` is decoded whole, ``images`` (an object of lists) one item at
+    a time. Raises ValueError where the text is not JSON or its top level is not an object."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+        self.text = ""
+        self.at = 0  # next character of self.text to parse
+        self.eof = False
+
+    def head(self) -> dict:
+        """Every top-level member but ``images``, after parsing the whole file."""
+        members = self.members()
+        while True:
+            try:
+                next(members)
+            except StopIteration as done:
+                return done.value
+
+    def members(self) -> Generator[tuple[str, object], None, dict]:
+        """Yields (split, image) for each item of each list in ``images``; returns `head`."""
+        head = {}
+        self._expect("{")
+        if self._peek() == "}":
+            self.at += 1
+        else:
+            while True:
+                key = self._key()
+                if key == "images" and self._peek() == "{":
+                    head.pop("images", None)
+                    yield from self._images()
+                else:
+                    head[key] = self._value()
+                if self._expect(",}") == "}":
+                    break
+        if self._peek():
+            raise ValueError("Extra data")
+        return head
+
+    def _images(self) -> Iterator[tuple[str, object]]:
+        self._expect("{")
+        if self._peek() == "}":
+            self.at += 1
+            return
+        while True:
+            split = self._key()
+            if self._peek() == "[":
+                self.at += 1
+                if self._peek() == "]":
+                    self.at += 1
+                else:
+                    while True:
+                        yield split, self._value()
+                        if self._expect(",]") == "]":
+                            break
+            else:  # not a list: whatever it holds (the checks iterate it as they would the list)
+                for item in self._value():
+                    yield split, item
+            if self._expect(",}") == "}":
+                return
+
+    def _more(self) -> bool:
+        """Read the next piece (at least as long as what is left unparsed); False at the end."""
+        if self.eof:
+            return False
+        piece = self.handle.read(max(_CHUNK, len(self.text) - self.at))
+        if not piece:
+            self.eof = True
+            return False
+        self.text = self.text[self.at:] + piece
+        self.at = 0
+        return True
+
+    def _peek(self) -> str:
+        """The next character after whitespace, not consumed ("" at the end of the file)."""
+        while True:
+            self.at = _WHITESPACE.match(self.text, self.at).end()
+            if self.at < len(self.text):
+                return self.text[self.at]
+            if not self._more():
+                return ""
+
+    def _expect(self, allowed: str) -> str:
+        char = self._peek()
+        if not char or char not in allowed:
+            raise ValueError(f"expected one of {allowed!r} at {char!r}")
+        self.at += 1
+        return char
+
+    def _key(self) -> str:
+        if self._peek() != '"':
+            raise ValueError("Expecting property name enclosed in double quotes")
+        key = self._value()
+        self._expect(":")
+        return key
+
+    def _value(self):
+        self._peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.text, self.at)
+            except json.JSONDecodeError:
+                if self._more():
+                    continue
+                raise
+            if end + _SLACK > len(self.text) and self._more():
+                continue
+            self.at = end
+            return value

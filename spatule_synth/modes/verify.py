@@ -53,14 +53,14 @@ import io
 import json
 import os
 import re
-from typing import IO, Generator, Iterator
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
 from spatule_synth.core.annotations import mask_box
 from spatule_synth.formats.label_map import LabelMap, LabelMapError, read_label_map
-from spatule_synth.formats.manifest import MANIFEST_NAME
+from spatule_synth.formats.manifest import MANIFEST_NAME, ManifestStream
 from spatule_synth.modes.split_from import cutout_prints
 from spatule_synth.formats.voc import VocFormatError, read_voc
 
@@ -159,7 +159,7 @@ class _Manifest:
             yield from self.head["images"].get(split, [])
             return
         with open(self.path, encoding="utf-8") as handle:
-            for where, image in _ManifestStream(handle).members():
+            for where, image in ManifestStream(handle).members():
                 if where == split:
                     yield image
 
@@ -170,7 +170,7 @@ def _manifest(output_dir: str, check: Check) -> _Manifest | None:
     path = os.path.join(output_dir, MANIFEST_NAME)
     try:
         with open(path, encoding="utf-8") as handle:
-            head = _ManifestStream(handle).head()
+            head = ManifestStream(handle).head()
     except FileNotFoundError:
         check.fail(f"{path} is missing: the run did not finish (or this is not an output directory)")
         return None
@@ -188,125 +188,6 @@ def _manifest(output_dir: str, check: Check) -> _Manifest | None:
             return None
     check.ok()
     return _Manifest(path, head)
-
-
-_CHUNK = 1 << 16  # characters read at a time (at least; a longer value doubles the buffer)
-_SLACK = 64  # a value decoded this close to the end of the buffer may go on (a number): read more
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
-
-
-class _ManifestStream:
-    """One pass over a manifest (any JSON layout: the run's, or a one-line re-write) in memory
-    bounded by its largest value other than ``images`` and by its largest single image: every
-    top-level member but ``images`` is decoded whole, ``images`` (an object of lists) one item at
-    a time. Raises ValueError where the text is not JSON or its top level is not an object."""
-
-    def __init__(self, handle: IO[str]) -> None:
-        self.handle = handle
-        self.text = ""
-        self.at = 0  # next character of self.text to parse
-        self.eof = False
-
-    def head(self) -> dict:
-        """Every top-level member but ``images``, after parsing the whole file."""
-        members = self.members()
-        while True:
-            try:
-                next(members)
-            except StopIteration as done:
-                return done.value
-
-    def members(self) -> Generator[tuple[str, object], None, dict]:
-        """Yields (split, image) for each item of each list in ``images``; returns `head`."""
-        head = {}
-        self._expect("{")
-        if self._peek() == "}":
-            self.at += 1
-        else:
-            while True:
-                key = self._key()
-                if key == "images" and self._peek() == "{":
-                    head.pop("images", None)
-                    yield from self._images()
-                else:
-                    head[key] = self._value()
-                if self._expect(",}") == "}":
-                    break
-        if self._peek():
-            raise ValueError("Extra data")
-        return head
-
-    def _images(self) -> Iterator[tuple[str, object]]:
-        self._expect("{")
-        if self._peek() == "}":
-            self.at += 1
-            return
-        while True:
-            split = self._key()
-            if self._peek() == "[":
-                self.at += 1
-                if self._peek() == "]":
-                    self.at += 1
-                else:
-                    while True:
-                        yield split, self._value()
-                        if self._expect(",]") == "]":
-                            break
-            else:  # not a list: whatever it holds (the checks iterate it as they would the list)
-                for item in self._value():
-                    yield split, item
-            if self._expect(",}") == "}":
-                return
-
-    def _more(self) -> bool:
-        """Read the next piece (at least as long as what is left unparsed); False at the end."""
-        if self.eof:
-            return False
-        piece = self.handle.read(max(_CHUNK, len(self.text) - self.at))
-        if not piece:
-            self.eof = True
-            return False
-        self.text = self.text[self.at:] + piece
-        self.at = 0
-        return True
-
-    def _peek(self) -> str:
-        """The next character after whitespace, not consumed ("" at the end of the file)."""
-        while True:
-            self.at = _WHITESPACE.match(self.text, self.at).end()
-            if self.at < len(self.text):
-                return self.text[self.at]
-            if not self._more():
-                return ""
-
-    def _expect(self, allowed: str) -> str:
-        char = self._peek()
-        if not char or char not in allowed:
-            raise ValueError(f"expected one of {allowed!r} at {char!r}")
-        self.at += 1
-        return char
-
-    def _key(self) -> str:
-        if self._peek() != '"':
-            raise ValueError("Expecting property name enclosed in double quotes")
-        key = self._value()
-        self._expect(":")
-        return key
-
-    def _value(self):
-        self._peek()
-        while True:
-            try:
-                value, end = _DECODER.raw_decode(self.text, self.at)
-            except json.JSONDecodeError:
-                if self._more():
-                    continue
-                raise
-            if end + _SLACK > len(self.text) and self._more():
-                continue
-            self.at = end
-            return value
 
 
 def _label_map(output_dir: str, manifest: dict, check: Check) -> LabelMap | None:
