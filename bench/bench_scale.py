@@ -269,7 +269,7 @@ def memory_total_mb() -> float:
     return float("nan")
 
 
-def _sizes(text: str) -> list[int]:
+def image_counts(text: str) -> list[int]:
     sizes = sorted({int(size) for size in text.split(",") if size.strip()})
     if not sizes or sizes[0] < 1:
         raise argparse.ArgumentTypeError(f"expected positive image counts, got {text!r}")
@@ -278,7 +278,7 @@ def _sizes(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=_sizes, default=[500, 5000, 20000],
+    parser.add_argument("--sizes", type=image_counts, default=[500, 5000, 20000],
                         help="image counts of the scaling runs (local runner)")
     parser.add_argument("--workers", type=int, default=2, help="workers of the scaling runs, of "
                         "the many-worker side of the 1-vs-many comparison, and of Beam")

@@ -63,6 +63,9 @@ from dataclasses import dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_scale import git_revision, image_counts, memory_total_mb  # noqa: E402
 
 FLAGFILE = "configs/demo.flags"
 SHARDS = 4
@@ -260,38 +263,9 @@ def _marginal(first: Verify, last: Verify) -> str:
     return f"{(last.images - first.images) / (last.seconds - first.seconds):.0f}"
 
 
-def git_revision() -> str:
-    try:
-        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                                  capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               check=True, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return revision + (" (with uncommitted changes)" if dirty else "")
-
-
-def memory_total_mb() -> float:
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return float("nan")
-
-
-def _sizes(text: str) -> list[int]:
-    sizes = sorted({int(size) for size in text.split(",") if size.strip()})
-    if not sizes or sizes[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected positive image counts, got {text!r}")
-    return sizes
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=_sizes, default=[2000, 20000],
+    parser.add_argument("--sizes", type=image_counts, default=[2000, 20000],
                         help="image counts of the verified runs")
     parser.add_argument("--before", default=BEFORE, help="git revision of the old verify.py and "
                         "split_from.py")
