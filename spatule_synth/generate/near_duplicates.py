@@ -251,20 +251,28 @@ def _profile_scores(targets: Sequence[Fingerprint], moving: Sequence[Fingerprint
     """(len(targets), len(moving)) float32: for each pair, the smaller of the best column and
     best row profile correlations of ``moving[j]`` aligned to ``targets[i]`` (what
     :func:`_alignment` compares with PROFILE_MIN), up to float rounding."""
+    score = np.empty((len(targets), len(moving)), np.float32)
+    for rows, cols, col_s, row_s in _profile_blocks(targets, moving):
+        score[rows, cols] = np.minimum(col_s.max(axis=2), row_s.max(axis=2))
+    return score
+
+
+def _profile_blocks(targets: Sequence[Fingerprint], moving: Sequence[Fingerprint]):
+    """Blocks ``(rows, cols, col_s, row_s)`` of the profile correlations of every candidate shift
+    of ``moving[cols]`` against ``targets[rows]``: arrays (len rows, len cols, candidates), from
+    one matrix product per block (so memory stays bounded)."""
     n, m, k = len(targets), len(moving), len(_CANDIDATES)
     col_t = np.stack([p.col_template for p in targets])
     row_t = np.stack([p.row_template for p in targets])
-    score = np.empty((n, m), np.float32)
     for j0 in range(0, m, _COLUMN_BLOCK):
         j1 = min(m, j0 + _COLUMN_BLOCK)
         col_c = np.concatenate([_candidates(moving[j], "col") for j in range(j0, j1)])
         row_c = np.concatenate([_candidates(moving[j], "row") for j in range(j0, j1)])
         for i0 in range(0, n, _ROW_BLOCK):
             i1 = min(n, i0 + _ROW_BLOCK)
-            col_s = (col_t[i0:i1] @ col_c.T).reshape(i1 - i0, j1 - j0, k).max(axis=2)
-            row_s = (row_t[i0:i1] @ row_c.T).reshape(i1 - i0, j1 - j0, k).max(axis=2)
-            score[i0:i1, j0:j1] = np.minimum(col_s, row_s)
-    return score
+            yield (slice(i0, i1), slice(j0, j1),
+                   (col_t[i0:i1] @ col_c.T).reshape(i1 - i0, j1 - j0, k),
+                   (row_t[i0:i1] @ row_c.T).reshape(i1 - i0, j1 - j0, k))
 
 
 # --- bulk screening ---------------------------------------------------------------------------
@@ -289,25 +297,15 @@ def _screened_pairs(prints: list[Fingerprint]) -> list[_Pair]:
     n = len(prints)
     if n < 2:
         return []
-    k = len(_CANDIDATES)
-    col_t = np.stack([p.col_template for p in prints])
-    row_t = np.stack([p.row_template for p in prints])
     score = np.empty((n, n), np.float32)  # score[i, j]: j aligned to i
     kx = np.empty((n, n), np.int16)
     ky = np.empty((n, n), np.int16)
-    for j0 in range(0, n, _COLUMN_BLOCK):
-        j1 = min(n, j0 + _COLUMN_BLOCK)
-        col_c = np.concatenate([_candidates(prints[j], "col") for j in range(j0, j1)])
-        row_c = np.concatenate([_candidates(prints[j], "row") for j in range(j0, j1)])
-        for i0 in range(0, n, _ROW_BLOCK):
-            i1 = min(n, i0 + _ROW_BLOCK)
-            col_s = (col_t[i0:i1] @ col_c.T).reshape(i1 - i0, j1 - j0, k)
-            row_s = (row_t[i0:i1] @ row_c.T).reshape(i1 - i0, j1 - j0, k)
-            bx, by = col_s.argmax(axis=2), row_s.argmax(axis=2)
-            vx = np.take_along_axis(col_s, bx[..., None], axis=2)[..., 0]
-            vy = np.take_along_axis(row_s, by[..., None], axis=2)[..., 0]
-            score[i0:i1, j0:j1] = np.minimum(vx, vy)
-            kx[i0:i1, j0:j1], ky[i0:i1, j0:j1] = bx, by
+    for rows, cols, col_s, row_s in _profile_blocks(prints, prints):
+        bx, by = col_s.argmax(axis=2), row_s.argmax(axis=2)
+        vx = np.take_along_axis(col_s, bx[..., None], axis=2)[..., 0]
+        vy = np.take_along_axis(row_s, by[..., None], axis=2)[..., 0]
+        score[rows, cols] = np.minimum(vx, vy)
+        kx[rows, cols], ky[rows, cols] = bx, by
     aspects = np.array([p.log_aspect for p in prints])
     passes = score >= PROFILE_MIN
     candidates = np.triu(passes | passes.T, k=1)
