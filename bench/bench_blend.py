@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spatule_synth.core.config import GenerateConfig  # noqa: E402
+from spatule_synth.core.config import InputsConfig, PlacementConfig, SplitConfig  # noqa: E402
 from spatule_synth.core.images import read_image  # noqa: E402
 from spatule_synth.formats.label_map import read_label_map  # noqa: E402
 from spatule_synth.core.problems import ProblemLog  # noqa: E402
@@ -89,10 +89,10 @@ def speed(repeats: int) -> None:
 
 
 def pixels(sheet: str) -> None:
-    config = GenerateConfig(input_dirs=(os.path.join(REPO, "spatule_synth/demo_data/labelled"),),
-                            background_dirs=(os.path.join(REPO, "spatule_synth/demo_data/backgrounds"),),
-                            output_dir="/tmp/unused")
-    sources = read_sources(config, read_label_map(config.label_map_path), ProblemLog("skip"))
+    inputs = InputsConfig(input_dirs=(os.path.join(REPO, "spatule_synth/demo_data/labelled"),),
+                          background_dirs=(os.path.join(REPO, "spatule_synth/demo_data/backgrounds"),))
+    sources = read_sources(inputs, SplitConfig(), PlacementConfig(), read_label_map(inputs.label_map_path),
+                           ProblemLog("skip"))
     backgrounds = [read_image(b.path).pixels for b in sources.backgrounds]
     rows, differences = [], {mode: [] for mode in FLAGS}
     for index, cutout in enumerate(sources.cutouts):

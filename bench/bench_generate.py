@@ -64,7 +64,7 @@ def make_inputs(folder: str, rng: np.random.Generator, background_count: int = 8
 
 def ours(labelled: str, backgrounds: str, output: str, images: int, blend: str, workers: int) -> float:
     """Seconds for one whole ``generate`` run."""
-    config = GenerateConfig(input_dirs=(labelled,), background_dirs=(backgrounds,), output_dir=output,
+    config = GenerateConfig.from_settings(input_dirs=(labelled,), background_dirs=(backgrounds,), output_dir=output,
                             num_images=images, blend=(blend,), num_workers=workers, seed=1, report=False)
     start = time.perf_counter()
     run_generate(config)

@@ -66,7 +66,7 @@ BACKGROUNDS = "spatule_synth/demo_data/backgrounds"
 
 def child(args: argparse.Namespace) -> None:
     """Time read_sources once; print one JSON line (seconds, digests, counts)."""
-    from spatule_synth.core.config import GenerateConfig
+    from spatule_synth.core.config import ExecutionConfig, InputsConfig, PlacementConfig, SplitConfig
     from spatule_synth.core.problems import ProblemLog
     from spatule_synth.formats.label_map import read_label_map
     from spatule_synth.generate import mask_jobs, sources
@@ -80,14 +80,14 @@ def child(args: argparse.Namespace) -> None:
         return original_exit(self, *exc_info)
 
     mask_jobs.MaskJobs.__exit__ = counting_exit
-    config = GenerateConfig(input_dirs=(args.images,), annotation_dirs=(args.annotations,),
-                            label_map_path=LABEL_MAP, mask=args.mask, background_dirs=(BACKGROUNDS,),
-                            output_dir=os.path.join(tempfile.gettempdir(), "bench_masks_unused"),
-                            num_workers=args.workers, use_truncated_cutouts=args.use_truncated_cutouts)
-    label_map = read_label_map(config.label_map_path)
+    inputs = InputsConfig(input_dirs=(args.images,), annotation_dirs=(args.annotations,),
+                          label_map_path=LABEL_MAP, mask=args.mask, background_dirs=(BACKGROUNDS,),
+                          use_truncated_cutouts=args.use_truncated_cutouts)
+    label_map = read_label_map(inputs.label_map_path)
     problems = ProblemLog("skip")
     start = time.perf_counter()
-    found = sources.read_sources(config, label_map, problems)
+    found = sources.read_sources(inputs, SplitConfig(), PlacementConfig(), label_map, problems,
+                                 ExecutionConfig(num_workers=args.workers).worker_count)
     seconds = time.perf_counter() - start
     cutouts = hashlib.sha256()
     for cutout in found.cutouts:

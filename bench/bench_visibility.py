@@ -48,10 +48,12 @@ def main() -> None:
     flags.FLAGS([sys.argv[0], f"--flagfile={args.flagfile}", f"--num_images={args.num_images}",
                  "--output_dir=/tmp/unused"])
     config = cli.generate_config()
-    sources = read_sources(config, read_label_map(config.label_map_path), ProblemLog("skip"))
-    pools = split_pools(config, sources, images_per_split(config.num_images, config.eval_fraction))
-    counts = images_per_split(config.num_images, config.eval_fraction)
-    cache = BackgroundCache(config.canvas_size, config.cache_mb << 20)
+    sources = read_sources(config.inputs, config.split, config.placement,
+                           read_label_map(config.inputs.label_map_path), ProblemLog("skip"))
+    counts = images_per_split(config.output.num_images, config.split.eval_fraction)
+    pools = split_pools(config.split, config.seed, sources, counts)
+    placement, seed = config.placement, config.seed
+    cache = BackgroundCache(placement.canvas_size, config.execution.cache_mb << 20)
     recorded: list[tuple[float, str, np.ndarray, np.ndarray]] = []
     blend_of_call: list[str] = []
 
@@ -72,9 +74,9 @@ def main() -> None:
     render_module.visibility, render_module.blend_into = recording, remembering_blend
     for split in SPLITS:
         for index in range(counts[split]):
-            spec = plan_sample(config, pools[split], index)
+            spec = plan_sample(placement, seed, pools[split], index)
             canvas = cache.window(pools[split].backgrounds[spec.background], *spec.window)
-            render_module.render(spec, pools[split], canvas, config.min_visible, 1.0)
+            render_module.render(spec, pools[split], canvas, placement.min_visible, 1.0)
     render_module.visibility, render_module.blend_into = visibility, original_blend
     print(f"{len(recorded)} labelled pastes of {args.flagfile} ({args.num_images} images)")
     print("| blend | pastes | p5 | p25 | median | " + " | ".join(f"< {t}" for t in THRESHOLDS) + " |")
@@ -90,16 +92,16 @@ def main() -> None:
     redrawn = dropped = placements = 0
     for split in SPLITS:
         for index in range(counts[split]):
-            spec = plan_sample(config, pools[split], index)
+            spec = plan_sample(placement, seed, pools[split], index)
             canvas = cache.window(pools[split].backgrounds[spec.background], *spec.window)
             sample = render_module.render(
-                spec, pools[split], canvas, config.min_visible, config.min_visibility,
-                lambda n, a, done, spec=spec, pool=pools[split]: redraw_placement(config, pool, spec, n, a,
-                                                                               done))
+                spec, pools[split], canvas, placement.min_visible, placement.min_visibility,
+                lambda n, a, done, spec=spec, pool=pools[split]: redraw_placement(
+                    placement, seed, pool, spec, n, a, done))
             placements += sum(not p.distractor for p in sample.spec.placements) + sample.invisible
             redrawn += sample.redrawn
             dropped += sample.invisible
-    print(f"with --min_visibility={config.min_visibility}: {redrawn} of {placements} labelled "
+    print(f"with --min_visibility={placement.min_visibility}: {redrawn} of {placements} labelled "
           f"placements re-drawn ({redrawn / max(placements, 1):.1%}), {dropped} dropped")
 
 

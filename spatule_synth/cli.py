@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
-from typing import Mapping, NoReturn
+from typing import Callable, Mapping, NoReturn
 
 from absl import app, flags
 
@@ -229,13 +230,50 @@ USAGE_HINT = "see python generate.py --help"
 _command_line_flags: set[str] | None = None
 
 
+def _tiles(value: Callable[[str], object]) -> bool:
+    return int(value("tile_size") or 0) > 0
+
+
+def _draws_jpeg_quality(value: Callable[[str], object]) -> bool:
+    return re.search(r"(^|,)\s*jpeg_quality\s*=", str(value("image_augment") or "")) is not None
+
+
+# Flags that a mode reads only when another flag says so: name -> (whether it is read, given the
+# value of any flag by name; why not). Given explicitly while not read, they are reported like the
+# flags of another mode (`unused_flags`).
+DEPENDENT_FLAGS: dict[str, tuple[Callable[[Callable[[str], object]], bool], str]] = {
+    "tile_overlap": (_tiles, "is used only with --tile_size"),
+    "tile_min_visible": (_tiles, "is used only with --tile_size"),
+    "tile_negative_fraction": (_tiles, "is used only with --tile_size"),
+    "mask_model": (lambda value: value("mask") == "model", "is used only with --mask=model"),
+    "identity_regex": (lambda value: value("identity") == "regex", "is used only with --identity=regex"),
+    "distractors_per_image": (lambda value: bool(value("distractor_dirs")),
+                              "is used only with --distractor_dirs"),
+    "jpeg_quality": (lambda value: not _draws_jpeg_quality(value),
+                     "is not used when --image_augment draws jpeg_quality (each image's quality "
+                     "comes from that range)"),
+    "max_overlap": (lambda value: float(value("max_occlusion") or 0) <= 0,
+                    "is not used with --max_occlusion (overlap is then bounded by the share of "
+                    "each object's mask that later pastes cover)"),
+}
+
+
 def unused_flags(mode: str, given: Mapping[str, object]) -> list[tuple[str, str]]:
     """(flag name, message) for each flag of ``given`` (name -> value of the flags given
-    explicitly) that ``--mode=MODE`` does not read, in the order of ``given``."""
+    explicitly) that ``--mode=MODE`` does not read, in the order of ``given``: a flag of another
+    mode, or one that the other flags make unused (`DEPENDENT_FLAGS`)."""
+    def value(name: str) -> object:
+        return given[name] if name in given else FLAGS[name].default
+
     found = []
     for name in given:
         if name not in ALL_FLAGS:
             continue  # absl's own flags
+        if name in MODE_FLAGS[mode] and name in DEPENDENT_FLAGS:
+            is_read, why_not = DEPENDENT_FLAGS[name]
+            if not is_read(value):
+                found.append((name, f"--{name} {why_not}"))
+                continue
         if name not in MODE_FLAGS[mode]:
             if name in PIPELINE_FLAGS:
                 owner = "it goes with --mode=generate, or --mode=convert --split_from=RUN"
@@ -265,7 +303,8 @@ def _check_mode_flags() -> None:
         raise app.UsageError("; ".join(typed))
     if unused:
         print(f"warning: --mode={FLAGS.mode} ignores these flags of the --flagfile: "
-              + ", ".join(f"--{name}" for name, _ in unused), file=sys.stderr)
+              + ", ".join(f"--{name}" + (f" ({message})" if name in DEPENDENT_FLAGS else "")
+                          for name, message in unused), file=sys.stderr)
 
 
 def _require(name: str) -> None:
@@ -310,7 +349,7 @@ def generate_config() -> GenerateConfig:
     """The validated `GenerateConfig` of the parsed flags."""
     _require("output_dir")
     try:
-        return GenerateConfig(
+        return GenerateConfig.from_settings(
             input_dirs=tuple(FLAGS.input_dirs), annotation_dirs=tuple(FLAGS.annotation_dirs),
             background_dirs=tuple(FLAGS.background_dirs), label_map_path=FLAGS.label_map,
             output_dir=FLAGS.output_dir, num_images=FLAGS.num_images,
@@ -397,7 +436,7 @@ def main(argv: list[str]) -> int:
         return 1
     except KeyboardInterrupt:
         from spatule_synth.generate.progress import is_unfinished_run
-        resumable = FLAGS.mode == "generate" and is_unfinished_run(config.output_dir)
+        resumable = FLAGS.mode == "generate" and is_unfinished_run(FLAGS.output_dir)
         print("interrupted: no manifest was written" + (
             "; the images finished so far are kept: rerun with --resume to finish" if resumable
             else ""), file=sys.stderr)
@@ -454,12 +493,14 @@ def _write_pipeline_config(config: GenerateConfig | ConvertConfig, model_name: s
     from spatule_synth.formats.label_map import read_label_map
     from spatule_synth.formats.manifest import read_manifest_head
     from spatule_synth.modes.pipeline_config import write_pipeline_config
-    label_map = read_label_map(config.label_map_path)
+    label_map = read_label_map(config.inputs.label_map_path if isinstance(config, GenerateConfig)
+                               else config.label_map_path)
     common = (FLAGS.pipeline_config, FLAGS.workspace, label_map, FLAGS.batch_size, FLAGS.num_steps,
               FLAGS.fine_tune_checkpoint or None)
     if isinstance(config, GenerateConfig):
-        path = write_pipeline_config(common[0], config.output_dir, *common[1:], model_name=model_name,
-                                     no_flip_classes=config.no_flip_classes)
+        path = write_pipeline_config(common[0], config.output.output_dir, *common[1:],
+                                     model_name=model_name,
+                                     no_flip_classes=config.placement.no_flip_classes)
         return f"pipeline.config: {path}"
     run = _split_from_run()
     run_flags = read_manifest_head(run).get("config", {})

@@ -54,7 +54,7 @@ def generate(tmp_path, name="out", **options):
                     negative_fraction=0.25, num_workers=1, seed=1, report=False,
                     background_dirs=(str(backgrounds(tmp_path)),))
     settings.update(options)
-    return run_generate(GenerateConfig(**settings))
+    return run_generate(GenerateConfig.from_settings(**settings))
 
 
 def backgrounds(tmp_path):

@@ -117,6 +117,20 @@ def test_help_still_prints_the_flags():
      "evaluate RUN's model on the converted photos)"),
     (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--num_steps=100"],
      "--num_steps is used by --mode=convert only with --split_from=RUN and --pipeline_config"),
+    # flags that another flag makes unused
+    (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--tile_overlap=32"],
+     "--tile_overlap is used only with --tile_size"),
+    (["--flagfile=configs/demo.flags", "--mask_model=model.keras"], "--mask_model is used only with --mask=model"),
+    (["--flagfile=configs/demo.flags", "--identity_regex=^(....)_"],
+     "--identity_regex is used only with --identity=regex"),
+    (["--flagfile=configs/demo.flags", "--distractors_per_image=1,2"],
+     "--distractors_per_image is used only with --distractor_dirs"),
+    (["--flagfile=configs/demo.flags", "--image_augment=noise=2,jpeg_quality=70:90", "--jpeg_quality=80"],
+     "--jpeg_quality is not used when --image_augment draws jpeg_quality (each image's quality comes "
+     "from that range)"),
+    (["--flagfile=configs/demo.flags", "--max_occlusion=0.3", "--max_overlap=0.1"],
+     "--max_overlap is not used with --max_occlusion (overlap is then bounded by the share of each "
+     "object's mask that later pastes cover)"),
     (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--noreport", "--seed", "3"],
      "--seed is not used by --mode=convert; it is a generate flag; "  # in the order of --help
      "--report is not used by --mode=convert; it is a generate flag"),

@@ -28,7 +28,7 @@ def config_for(inputs, out, **options):
                     output_dir=str(out), num_images=40, canvas_size=CANVAS, eval_fraction=0.25,
                     num_workers=1, seed=2, report=False)  # the report has its own tests
     settings.update(options)
-    return GenerateConfig(**settings)
+    return GenerateConfig.from_settings(**settings)
 
 
 def test_layout_boxes_and_records_agree(inputs, tmp_path):

@@ -16,7 +16,7 @@ from pycocotools.coco import COCO
 
 from spatule_synth.core.boxes import Box
 from spatule_synth.core.augment import parse_ranges
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import GenerateConfig, PlacementConfig
 from spatule_synth.generate.cutouts import Cutout, CutoutPart
 from spatule_synth.formats.label_map import LabelMap, write_label_map
 from spatule_synth.generate.plan import Placement, SampleSpec, SplitPool, plan_sample
@@ -89,7 +89,7 @@ def generic_config(inputs, out, **overrides):
                     max_occlusion=0.5, min_visible=0.3, allow_truncation=True, instance_masks=True,
                     yolo_output=True, identity="object", num_workers=1, report=False)
     settings.update(overrides)
-    return GenerateConfig(**settings)
+    return GenerateConfig.from_settings(**settings)
 
 
 def test_masks_agree_in_png_tfrecord_coco_and_boxes(generic_inputs, tmp_path):
@@ -230,16 +230,16 @@ def test_every_box_is_its_visible_mask_box_over_many_random_layouts():
     rng = np.random.default_rng(0)
     pool = SplitPool("train", tuple(ellipse_cutout(rng) for _ in range(5)),
                      ({"path": "bg"},), 1)
-    config = GenerateConfig(input_dirs=("x",), output_dir="y", canvas_size=CANVAS, objects_per_image=(2, 6),
-                            blend=("paste", "alpha", "feather", "seamless_normal", "seamless_mixed"),
-                            scale_range=(0.5, 2.0), allow_truncation=True, max_occlusion=0.7,
-                            object_augment=parse_ranges("rotate=180,flip=hv,perspective=0.15", "object"),
-                            min_visible=0.2)
+    config = PlacementConfig(canvas_size=CANVAS, objects_per_image=(2, 6),
+                             blend=("paste", "alpha", "feather", "seamless_normal", "seamless_mixed"),
+                             scale_range=(0.5, 2.0), allow_truncation=True, max_occlusion=0.7,
+                             object_augment=parse_ranges("rotate=180,flip=hv,perspective=0.15", "object"),
+                             min_visible=0.2)
     pool = SplitPool("train", pool.cutouts, (type("B", (), {"width": CANVAS, "height": CANVAS,
                                                              "path": "bg"})(),), 1)
     labelled = 0
     for index in range(150):
-        spec = plan_sample(config, pool, index)
+        spec = plan_sample(config, 0, pool, index)
         canvas = np.zeros((CANVAS, CANVAS, 3), np.uint8)
         sample = render(spec, pool, canvas, config.min_visible)
         union = np.zeros((CANVAS, CANVAS), int)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from spatule_synth.core import mask_cache
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import InputsConfig, PlacementConfig, SplitConfig
 from spatule_synth.core.images import read_image
 from spatule_synth.core.mask_cache import MaskCache, cache_dir, method_identity, model_identity, photo_key
 from spatule_synth.core.masks import RefinedMask
@@ -91,19 +91,23 @@ def mask_inputs(tmp_path):
     return tmp_path, truths
 
 
-def config_of(inputs, workers, **overrides):
+def inputs_of(inputs, **overrides):
     settings = dict(input_dirs=(str(inputs / "photos"),), background_dirs=(str(inputs / "backgrounds"),),
-                    label_map_path=str(inputs / "label_map.pbtxt"), output_dir=str(inputs / "out"),
-                    mask="grabcut", canvas_size=640, num_workers=workers)
+                    label_map_path=str(inputs / "label_map.pbtxt"), mask="grabcut")
     settings.update(overrides)
-    return GenerateConfig(**settings)
+    return InputsConfig(**settings)
+
+
+def read_sources_of(inputs, workers, log, **overrides):
+    return read_sources(inputs_of(inputs, **overrides), SplitConfig(), PlacementConfig(canvas_size=640),
+                        LabelMap.from_names(["tag"]), log, workers)
 
 
 def read(inputs, workers, monkeypatch, cache, **overrides):
     """(cutouts as comparable tuples, problems as tuples) of read_sources; ``cache``: a folder or 'off'."""
     monkeypatch.setenv(mask_cache.CACHE_ENV, str(cache))
     log = ProblemLog()
-    sources = read_sources(config_of(inputs, workers, **overrides), LabelMap.from_names(["tag"]), log)
+    sources = read_sources_of(inputs, workers, log, **overrides)
     cutouts = [(c.cutout_id, c.pixels.tobytes(), c.alpha.tobytes(), tuple(p.mask.tobytes() for p in c.parts))
                for c in sources.cutouts]
     return cutouts, [(p.kind, p.file, p.reason, p.object_index) for p in log.problems], sources
@@ -184,7 +188,7 @@ def test_fallback_notes_and_a_stopping_problem_come_in_input_order(mask_inputs, 
         monkeypatch.setenv(mask_cache.CACHE_ENV, str(cache))
         log = ProblemLog("fail")
         with pytest.raises(RunStopped) as raised:
-            read_sources(config_of(inputs, workers), LabelMap.from_names(["tag"]), log)
+            read_sources_of(inputs, workers, log)
         stopped[workers] = (str(raised.value), [(p.kind, p.file, p.reason) for p in log.problems])
     assert stopped[1] == stopped[2] and "P7.xml" in stopped[1][0]
     assert [p[0] for p in stopped[1][1]].count("mask_fallback") == 2  # P2 and P3, before P7
@@ -220,9 +224,9 @@ def test_model_masks_are_made_by_workers_that_load_the_model(mask_inputs, tmp_pa
 
 def test_read_ahead_is_bounded_by_photos_and_bytes(mask_inputs, tmp_path, monkeypatch):
     inputs, _ = mask_inputs
-    serial, box = MaskJobs(config_of(inputs, 1)), MaskJobs(config_of(inputs, 2, mask="box"))
+    serial, box = MaskJobs(inputs_of(inputs), 1), MaskJobs(inputs_of(inputs, mask="box"), 2)
     assert serial.may_read_ahead(0, 0) and not serial.may_read_ahead(1, 0) and not box.may_read_ahead(1, 0)
-    pooled = MaskJobs(config_of(inputs, 2))
+    pooled = MaskJobs(inputs_of(inputs), 2)
     limit = mask_jobs.PHOTOS_AHEAD_PER_WORKER * 2
     assert pooled.may_read_ahead(limit, 0) and not pooled.may_read_ahead(limit + 1, 0)
     assert not pooled.may_read_ahead(1, mask_jobs.LOOKAHEAD_MB << 20) and pooled.may_read_ahead(0, 1 << 40)
@@ -240,7 +244,7 @@ def test_a_dead_worker_stops_the_read_stage_with_a_clear_error(mask_inputs):
     future = Future()
     future.set_exception(BrokenProcessPool("gone"))
     task = PhotoTask("photos/P1.png", "0" * 16, ((1, 2, 30, 40),), ("k",), "grabcut", "", None)
-    with MaskJobs(config_of(inputs, 2), MaskCache(None)) as jobs:
+    with MaskJobs(inputs_of(inputs), 2, MaskCache(None)) as jobs:
         with pytest.raises(MaskWorkerDiedError, match="while refining the masks of photos/P1.png"):
             jobs.mask(PhotoMasks(future=future, task=task), None, (1, 2, 30, 40))
 
@@ -321,15 +325,14 @@ def test_model_masks_in_a_worker_task_match_the_parent(tmp_path, monkeypatch):
     [from_task] = refine_photo(PhotoTask(str(tmp_path / "photo.png"), photo_key(data), (tight(box),),
                                          (key,), "model", path, cache.folder))
     assert from_task.fallback_reason is None and iou(from_task.mask, crop_of(truth, box)) >= 0.9
-    config = GenerateConfig(input_dirs=(str(tmp_path),), output_dir=str(tmp_path / "out"), mask="model",
-                            mask_model=path, num_workers=1)
+    config = InputsConfig(input_dirs=(str(tmp_path),), mask="model", mask_model=path)
     from spatule_synth.core.validation import ValidPhoto
     from spatule_synth.core.images import decode_image
     photo = ValidPhoto(str(tmp_path / "photo.png"), None, data, decode_image(data), ())
-    with MaskJobs(config, MaskCache(None)) as jobs:
+    with MaskJobs(config, 1, MaskCache(None)) as jobs:
         parent = jobs.mask(jobs.request(photo, [tight(box)]), photo, tight(box))
     np.testing.assert_array_equal(parent.mask, from_task.mask)
-    with MaskJobs(config, cache) as jobs:
+    with MaskJobs(config, 1, cache) as jobs:
         requested = jobs.request(photo, [tight(box)])
         assert (jobs.hits, jobs.misses) == (1, 0)
         np.testing.assert_array_equal(jobs.mask(requested, photo, tight(box)).mask, from_task.mask)

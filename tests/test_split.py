@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import GenerateConfig, PlacementConfig
 from spatule_synth.generate.identities import content_key, join_identities
 from spatule_synth.generate.plan import background_for, plan_sample
 from spatule_synth.generate.random_streams import STREAM_IDS, entropy, stream
@@ -74,7 +74,7 @@ def run(inputs, out, **options):
                     output_dir=str(out), num_images=12, canvas_size=96, eval_fraction=0.3,
                     num_workers=1, seed=2, report=False)
     settings.update(options)
-    run_generate(GenerateConfig(**settings))
+    run_generate(GenerateConfig.from_settings(**settings))
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -174,10 +174,10 @@ def test_random_streams_never_coincide():
 def test_an_image_depends_on_seed_split_and_index_and_the_block_length(tmp_path):
     from spatule_synth.generate.plan import SplitPool
     from spatule_synth.generate.sources import Background
-    config = GenerateConfig(input_dirs=("photos",), output_dir=str(tmp_path), canvas_size=64,
-                            objects_per_image=(0, 0), seed=4)  # no cutout drawn: negatives only
+    config = PlacementConfig(canvas_size=64, objects_per_image=(0, 0))  # no cutout: negatives only
     photos = tuple(Background(f"bg{i}.jpg", 100, 100) for i in range(5))
     pool = SplitPool("train", (), photos, windows_per_background=2)
-    assert plan_sample(config, pool, 9) == plan_sample(config, pool, 9)
+    assert plan_sample(config, 4, pool, 9) == plan_sample(config, 4, pool, 9)
+    assert plan_sample(config, 4, pool, 9) != plan_sample(config, 5, pool, 9)
     assert [background_for(i, pool, 4) for i in range(10)] != \
         [background_for(i, SplitPool("train", (), photos, 3), 4) for i in range(10)]

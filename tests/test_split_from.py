@@ -25,7 +25,7 @@ def generate(tmp_path, labelled, **options):
                     output_dir=str(tmp_path / "run"), num_images=10, canvas_size=96, eval_fraction=0.4,
                     num_workers=1, seed=1, report=False)
     settings.update(options)
-    run_generate(GenerateConfig(**settings))
+    run_generate(GenerateConfig.from_settings(**settings))
     return json.loads((tmp_path / "run" / "manifest.json").read_text())
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from spatule_synth.core.augment import parse_ranges
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import GenerateConfig, PlacementConfig
 from spatule_synth.generate.cutouts import Cutout, CutoutPart
 from spatule_synth.core.boxes import Box
 from spatule_synth.generate.plan import Placement, SampleSpec, SplitPool
@@ -64,7 +64,7 @@ def generate(tmp_path, background_level=90, **options):
                     canvas_size=CANVAS, eval_fraction=0.0, objects_per_image=(1, 1), jpeg_quality=100,
                     num_workers=1, seed=0, report=False)
     settings.update(options)
-    run_generate(GenerateConfig(**settings))
+    run_generate(GenerateConfig.from_settings(**settings))
     return json.loads((tmp_path / "out" / "manifest.json").read_text())
 
 
@@ -228,15 +228,14 @@ def test_re_drawn_placements_respect_max_occlusion_with_the_layout_as_pasted():
                       (CutoutPart("tag", 1, alpha.copy(), 0),), f"c{k}.jpg")
 
     pool = SplitPool("train", tuple(grey(k) for k in range(3)), (Background("bg.jpg", 96, 96),))
-    config = GenerateConfig(input_dirs=("x",), output_dir="unused", canvas_size=96,
-                            objects_per_image=(3, 3), blend=("seamless_normal", "paste"),
-                            max_occlusion=0.3, eval_fraction=0.0)
+    config = PlacementConfig(canvas_size=96, objects_per_image=(3, 3), blend=("seamless_normal", "paste"),
+                             max_occlusion=0.3)
     redrawn = 0
     for index in range(300):
-        spec = plan_sample(config, pool, index)
+        spec = plan_sample(config, 0, pool, index)
         sample = render(spec, pool, np.full((96, 96, 3), 250, np.uint8), config.min_visible,
                         config.min_visibility,
-                        lambda n, a, pasted, spec=spec: redraw_placement(config, pool, spec, n, a, pasted))
+                        lambda n, a, pasted, spec=spec: redraw_placement(config, 0, pool, spec, n, a, pasted))
         redrawn += sample.redrawn
         assert sample.hidden == 0, index
         for obj in sample.objects:

@@ -146,8 +146,10 @@ def draw_object(rng: np.random.Generator, ranges: ObjectAugmentRanges, may_flip:
         blur=_draw(rng, ranges.blur))
 
 
-def draw_image(rng: np.random.Generator, ranges: ImageAugmentRanges, jpeg_quality: int) -> ImageAugment:
-    quality = jpeg_quality if ranges.jpeg_quality is None else int(round(_draw(rng, ranges.jpeg_quality)))
+def draw_image(rng: np.random.Generator, ranges: ImageAugmentRanges) -> ImageAugment:
+    """One image's augmentation; its ``jpeg_quality`` is None (``--jpeg_quality``) unless
+    ``ranges`` has a ``jpeg_quality`` range."""
+    quality = None if ranges.jpeg_quality is None else int(round(_draw(rng, ranges.jpeg_quality)))
     return ImageAugment(
         brightness=_draw(rng, ranges.brightness), contrast=_draw(rng, ranges.contrast),
         saturation=_draw(rng, ranges.saturation), hue=_draw(rng, ranges.hue),

@@ -1,7 +1,9 @@
 """Frozen run configurations: what the library receives once the command line has been validated.
 
 Only `spatule_synth.cli` builds these from flags; the library never reads flags. The resolved
-configuration is written into every output manifest (`as_json`).
+configuration is written into every output manifest (`as_json`). `GenerateConfig` is made of one
+section per stage (`InputsConfig`, `SplitConfig`, `PlacementConfig`, `OutputConfig`,
+`ExecutionConfig`): each stage receives its section only, and a test builds just the part it needs.
 """
 
 from __future__ import annotations
@@ -60,59 +62,37 @@ IDENTITY_MODES = ("image", "object", "regex", "auto")
 MASK_SOURCES = ("box", "grabcut", "model")
 CLASS_BALANCE = ("proportional", "uniform")
 RUNNERS = ("local", "beam")
-EXECUTION_SETTINGS = ("num_workers", "cache_mb", "overwrite", "resume", "runner",
-                      "beam_pipeline_options")
+
+
+def _check_fractions(config: object, *names: str) -> None:
+    for name in names:
+        if not 0 <= getattr(config, name) <= 1:
+            raise ValueError(f"{name} must lie in [0, 1], got {getattr(config, name)}")
+
+
+def _check_min_max(name: str, pair: tuple[int, int]) -> None:
+    lo, hi = pair
+    if not 0 <= lo <= hi:
+        raise ValueError(f"{name} must be min,max with 0 <= min <= max, got {lo},{hi}")
 
 
 @dataclasses.dataclass(frozen=True)
-class GenerateConfig:
-    """Synthetic images: labelled cutouts pasted onto crops of object-free photos."""
+class InputsConfig:
+    """The read stage: where the labelled photos, cutouts, backgrounds and distractors are, how
+    they are read (``unlabelled``, ``ignore_classes``, ``on_error``) and how masks are made."""
 
     input_dirs: tuple[str, ...] = ()  # labelImg folders
-    output_dir: str = ""
     annotation_dirs: tuple[str, ...] = ()
     background_dirs: tuple[str, ...] = ()
     label_map_path: str = DEFAULT_LABEL_MAP
-    num_images: int = 100
-    eval_fraction: float = 0.2
-    canvas_size: int = 640
-    objects_per_image: tuple[int, int] = (1, 3)
-    negative_fraction: float = 0.0
-    blend: tuple[str, ...] = ("seamless_normal",)
-    scale_range: tuple[float, float] = (1.0, 1.0)
-    max_overlap: float = 0.0
-    allow_truncation: bool = False
-    identity: str = "image"
-    identity_regex: str = ""
-    share_backgrounds: bool = False
     coco_json: tuple[str, ...] = ()
     coco_image_dirs: tuple[str, ...] = ()  # one per coco_json; empty: the JSON's folder
     yolo_dirs: tuple[str, ...] = ()
     voc_seg_dirs: tuple[str, ...] = ()
     cutout_dirs: tuple[str, ...] = ()
     distractor_dirs: tuple[str, ...] = ()
-    distractors_per_image: tuple[int, int] = (0, 2)
     mask: str = "box"
     mask_model: str = ""
-    class_balance: str = "proportional"
-    object_augment: ObjectAugmentRanges = ObjectAugmentRanges()
-    no_flip_classes: tuple[str, ...] = ()
-    image_augment: ImageAugmentRanges = ImageAugmentRanges()
-    max_occlusion: float = 0.0
-    min_visible: float = 0.25
-    min_visibility: float = 0.6  # see spatule_synth.generate.visibility and the README's measurement
-    instance_masks: bool = False
-    yolo_output: bool = False
-    report: bool = True
-    seed: int = 0
-    num_workers: int = 0
-    num_shards: int = 1
-    jpeg_quality: int = 95
-    cache_mb: int = 1024
-    overwrite: bool = False
-    resume: bool = False
-    runner: str = "local"
-    beam_pipeline_options: str = ""
     on_error: str = "skip"
     unlabelled: str = "skip"  # a photo with no annotation file: "skip" or "negative"
     ignore_classes: tuple[str, ...] = ()  # classes that are not labels ("*": every other one)
@@ -123,26 +103,40 @@ class GenerateConfig:
     def input_rules(self) -> InputRules:
         return InputRules(self.unlabelled, self.ignore_classes)
 
+    @property
+    def labelled_input_dirs(self) -> tuple[str, ...]:
+        """Every folder the run reads labelled inputs from (the output may hold none of them)."""
+        return (self.input_dirs + self.annotation_dirs + self.coco_image_dirs + self.yolo_dirs
+                + self.voc_seg_dirs + self.cutout_dirs + self.background_dirs + self.distractor_dirs)
+
     def __post_init__(self) -> None:
         InputRules(self.unlabelled, self.ignore_classes)  # raises for a bad unlabelled
-        if not self.output_dir:
-            raise ValueError("output_dir is required")
-        if self.runner not in RUNNERS:
-            raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
-        if self.beam_pipeline_options and self.runner != "beam":
-            raise ValueError("beam_pipeline_options goes with runner=beam")
-        lo, hi = self.objects_per_image
-        if not 0 <= lo <= hi:
-            raise ValueError(f"objects_per_image must be min,max with 0 <= min <= max, got {lo},{hi}")
-        if not 0 < self.scale_range[0] <= self.scale_range[1]:
-            raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {self.scale_range}")
-        for name in ("eval_fraction", "negative_fraction", "max_overlap", "max_occlusion", "min_visible",
-                     "min_visibility"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        unknown = [mode for mode in self.blend if mode not in BLEND_MODES]
-        if unknown or not self.blend:
-            raise ValueError(f"blend modes must be among {', '.join(BLEND_MODES)}, got {self.blend}")
+        if self.mask not in MASK_SOURCES:
+            raise ValueError(f"mask must be one of {', '.join(MASK_SOURCES)}, got {self.mask!r}")
+        if self.mask == "model" and not self.mask_model:
+            raise ValueError("mask=model needs mask_model (a SavedModel folder or a .keras file)")
+        if self.coco_image_dirs and len(self.coco_image_dirs) != len(self.coco_json):
+            raise ValueError("give one coco_image_dirs entry per coco_json file (or none)")
+        if not (self.input_dirs or self.coco_json or self.yolo_dirs or self.voc_seg_dirs
+                or self.cutout_dirs):
+            raise ValueError("no labelled input: give input_dirs (labelImg), coco_json, yolo_dirs, "
+                             "voc_seg_dirs or cutout_dirs")
+        if not self.coco_image_dirs and self.coco_json:
+            object.__setattr__(self, "coco_image_dirs",
+                               tuple(os.path.dirname(os.path.abspath(p)) for p in self.coco_json))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """The split stage: what an identity is, and each identity's and background's side."""
+
+    eval_fraction: float = 0.2
+    identity: str = "image"
+    identity_regex: str = ""
+    share_backgrounds: bool = False
+
+    def __post_init__(self) -> None:
+        _check_fractions(self, "eval_fraction")
         if self.identity not in IDENTITY_MODES:
             raise ValueError(f"identity must be one of {IDENTITY_MODES}, got {self.identity!r}")
         if self.identity == "regex" and not self.identity_regex:
@@ -153,40 +147,169 @@ class GenerateConfig:
             except re.error as error:
                 raise ValueError(f"identity_regex {self.identity_regex!r} is not a regular "
                                  f"expression: {error}") from None
-        if self.canvas_size < 16 or self.num_images < 1 or self.num_shards < 1:
-            raise ValueError("canvas_size >= 16, num_images >= 1 and num_shards >= 1 are required")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
-        if self.mask not in MASK_SOURCES:
-            raise ValueError(f"mask must be one of {', '.join(MASK_SOURCES)}, got {self.mask!r}")
-        if self.mask == "model" and not self.mask_model:
-            raise ValueError("mask=model needs mask_model (a SavedModel folder or a .keras file)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlacementConfig:
+    """The plan and render stages: the canvas, what goes on it and how (counts, scale, overlap,
+    blend, augmentation) and when a pasted object still counts as visible."""
+
+    canvas_size: int = 640
+    objects_per_image: tuple[int, int] = (1, 3)
+    negative_fraction: float = 0.0
+    blend: tuple[str, ...] = ("seamless_normal",)
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    max_overlap: float = 0.0
+    allow_truncation: bool = False
+    distractors_per_image: tuple[int, int] = (0, 2)
+    class_balance: str = "proportional"
+    object_augment: ObjectAugmentRanges = ObjectAugmentRanges()
+    no_flip_classes: tuple[str, ...] = ()
+    image_augment: ImageAugmentRanges = ImageAugmentRanges()
+    max_occlusion: float = 0.0
+    min_visible: float = 0.25
+    min_visibility: float = 0.6  # see spatule_synth.generate.visibility and the README's measurement
+
+    def __post_init__(self) -> None:
+        if self.canvas_size < 16:
+            raise ValueError(f"canvas_size must be at least 16, got {self.canvas_size}")
+        _check_min_max("objects_per_image", self.objects_per_image)
+        _check_min_max("distractors_per_image", self.distractors_per_image)
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must be min,max with 0 < min <= max, got {self.scale_range}")
+        _check_fractions(self, "negative_fraction", "max_overlap", "max_occlusion", "min_visible",
+                         "min_visibility")
+        unknown = [mode for mode in self.blend if mode not in BLEND_MODES]
+        if unknown or not self.blend:
+            raise ValueError(f"blend modes must be among {', '.join(BLEND_MODES)}, got {self.blend}")
         if self.class_balance not in CLASS_BALANCE:
             raise ValueError(f"class_balance must be one of {', '.join(CLASS_BALANCE)}, "
                              f"got {self.class_balance!r}")
-        if self.coco_image_dirs and len(self.coco_image_dirs) != len(self.coco_json):
-            raise ValueError("give one coco_image_dirs entry per coco_json file (or none)")
-        lo, hi = self.distractors_per_image
-        if not 0 <= lo <= hi:
-            raise ValueError(f"distractors_per_image must be min,max with 0 <= min <= max, got {lo},{hi}")
-        if not (self.input_dirs or self.coco_json or self.yolo_dirs or self.voc_seg_dirs
-                or self.cutout_dirs):
-            raise ValueError("no labelled input: give input_dirs (labelImg), coco_json, yolo_dirs, "
-                             "voc_seg_dirs or cutout_dirs")
-        if not self.coco_image_dirs and self.coco_json:
-            object.__setattr__(self, "coco_image_dirs",
-                               tuple(os.path.dirname(os.path.abspath(p)) for p in self.coco_json))
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    """The write stage: where the run goes, how many images, and which files it holds."""
+
+    output_dir: str = ""
+    num_images: int = 100
+    num_shards: int = 1
+    jpeg_quality: int = 95
+    instance_masks: bool = False
+    yolo_output: bool = False
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ValueError("output_dir is required")
+        if self.num_images < 1 or self.num_shards < 1:
+            raise ValueError("num_images >= 1 and num_shards >= 1 are required")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionConfig:
+    """How the images are computed; never what they are: runs that differ only in these settings
+    write identical files, and the manifest leaves them out."""
+
+    num_workers: int = 0  # 0: one per core
+    cache_mb: int = 1024
+    overwrite: bool = False
+    resume: bool = False
+    runner: str = "local"
+    beam_pipeline_options: str = ""
 
     @property
-    def labelled_input_dirs(self) -> tuple[str, ...]:
-        """Every folder the run reads labelled inputs from (the output may hold none of them)."""
-        return (self.input_dirs + self.annotation_dirs + self.coco_image_dirs + self.yolo_dirs
-                + self.voc_seg_dirs + self.cutout_dirs + self.background_dirs + self.distractor_dirs)
+    def worker_count(self) -> int:
+        """``num_workers``, 0 meaning one per core."""
+        return self.num_workers or os.cpu_count() or 1
+
+    def __post_init__(self) -> None:
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {self.runner!r}")
+        if self.beam_pipeline_options and self.runner != "beam":
+            raise ValueError("beam_pipeline_options goes with runner=beam")
+
+
+SECTIONS = {"inputs": InputsConfig, "split": SplitConfig, "placement": PlacementConfig,
+            "output": OutputConfig, "execution": ExecutionConfig}
+# The manifest's "config": every setting but the execution ones, flat, in this order (the order
+# of the manifests written before the settings were grouped, so their content is unchanged).
+MANIFEST_SETTINGS = (
+    "input_dirs", "output_dir", "annotation_dirs", "background_dirs", "label_map_path", "num_images",
+    "eval_fraction", "canvas_size", "objects_per_image", "negative_fraction", "blend", "scale_range",
+    "max_overlap", "allow_truncation", "identity", "identity_regex", "share_backgrounds", "coco_json",
+    "coco_image_dirs", "yolo_dirs", "voc_seg_dirs", "cutout_dirs", "distractor_dirs",
+    "distractors_per_image", "mask", "mask_model", "class_balance", "object_augment",
+    "no_flip_classes", "image_augment", "max_occlusion", "min_visible", "min_visibility",
+    "instance_masks", "yolo_output", "report", "seed", "num_shards", "jpeg_quality", "on_error",
+    "unlabelled", "ignore_classes", "use_truncated_cutouts", "use_difficult_cutouts")
+
+
+def _section_of_setting() -> dict[str, str]:
+    owner = {}
+    for section, kind in SECTIONS.items():
+        for field in dataclasses.fields(kind):
+            owner[field.name] = section
+    return owner
+
+
+SECTION_OF_SETTING = _section_of_setting()
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """Synthetic images: labelled cutouts pasted onto crops of object-free photos.
+
+    One frozen section per stage (inputs -> split -> placement -> output, plus execution), so a
+    stage receives only its section, and the ``seed`` that every random stream starts from.
+    `from_settings` builds one from the flat setting names the command line and the manifest use.
+    """
+
+    inputs: InputsConfig
+    output: OutputConfig
+    split: SplitConfig = SplitConfig()
+    placement: PlacementConfig = PlacementConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    seed: int = 0
+
+    @classmethod
+    def from_settings(cls, **settings) -> "GenerateConfig":
+        """``GenerateConfig.from_settings(input_dirs=(...), output_dir=..., canvas_size=96, ...)``:
+        each flat setting goes to its section; an unknown name is a TypeError."""
+        sections: dict[str, dict] = {name: {} for name in SECTIONS}
+        top = {}
+        for name, value in settings.items():
+            if name == "seed":
+                top[name] = value
+            elif name in SECTION_OF_SETTING:
+                sections[SECTION_OF_SETTING[name]][name] = value
+            else:
+                raise TypeError(f"unknown generate setting {name!r}")
+        built = {name: SECTIONS[name](**values) for name, values in sections.items()}
+        return cls(**built, **top)
+
+    def with_settings(self, **settings) -> "GenerateConfig":
+        """A copy with some flat settings changed (see `from_settings`)."""
+        return GenerateConfig.from_settings(**{**self.settings(), **settings})
+
+    def settings(self) -> dict:
+        """Every setting, flat (name -> value), execution ones included."""
+        flat = {"seed": self.seed}
+        for section in SECTIONS:
+            part = getattr(self, section)
+            flat.update({f.name: getattr(part, f.name) for f in dataclasses.fields(part)})
+        return flat
 
     def as_json(self) -> dict:
-        """The settings that shape the data set. Execution-only settings (workers, cache, runner,
-        resume, overwrite) are left out: runs that differ only in those write identical files."""
-        settings = dataclasses.asdict(self)
-        for name in EXECUTION_SETTINGS:
-            del settings[name]
-        return settings
+        """The settings that shape the data set, flat, in `MANIFEST_SETTINGS` order. Execution
+        settings (workers, cache, runner, resume, overwrite) are left out: runs that differ only
+        in those write identical files."""
+        flat = self.settings()
+        return {name: _plain(flat[name]) for name in MANIFEST_SETTINGS}
+
+
+def _plain(value):
+    """A setting as `dataclasses.asdict` gives it (nested ranges as dicts)."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

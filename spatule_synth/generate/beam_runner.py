@@ -29,8 +29,8 @@ from typing import Iterator, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from spatule_synth.core.config import GenerateConfig
-from spatule_synth.generate.execute import ChunkWriter, RunnerError, SplitJob, worker_count
+from spatule_synth.core.config import ExecutionConfig
+from spatule_synth.generate.execute import ChunkWriter, ImageSettings, RunnerError, SplitJob
 from spatule_synth.generate.progress import Chunk, Progress
 
 JOBS_FILE = "jobs.pickle"
@@ -51,8 +51,8 @@ class _WriteChunks(beam.DoFn):
         import cv2
         cv2.setNumThreads(1)  # Beam already runs one worker per core
         with open(self.jobs_path, "rb") as handle:
-            config, jobs = pickle.load(handle)
-        self.writer = ChunkWriter(config, jobs)
+            settings, jobs = pickle.load(handle)
+        self.writer = ChunkWriter(settings, jobs)
 
     def process(self, element: tuple[str, int, int]) -> Iterator[tuple[str, int, int]]:
         assert self.writer is not None
@@ -60,12 +60,12 @@ class _WriteChunks(beam.DoFn):
         yield element
 
 
-def pipeline_options(config: GenerateConfig) -> PipelineOptions:
+def pipeline_options(execution: ExecutionConfig) -> PipelineOptions:
     """``--beam_pipeline_options`` as Beam `PipelineOptions` (see the module docstring)."""
-    arguments = shlex.split(config.beam_pipeline_options)
+    arguments = shlex.split(execution.beam_pipeline_options)
     if not arguments:
         arguments = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-                     f"--direct_num_workers={worker_count(config)}"]
+                     f"--direct_num_workers={execution.worker_count}"]
     return PipelineOptions(arguments)
 
 
@@ -73,9 +73,10 @@ class BeamRunner(contextlib.AbstractContextManager):
     """Same interface as `spatule_synth.generate.execute.LocalRunner`; the pipeline runs to its end before
     the first chunk is handed over."""
 
-    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], chunks: Sequence[Chunk]):
-        self.config, self.jobs, self.chunks = config, jobs, list(chunks)
-        self.progress = Progress(config.output_dir)
+    def __init__(self, settings: ImageSettings, execution: ExecutionConfig, jobs: dict[str, SplitJob],
+                 chunks: Sequence[Chunk]):
+        self.settings, self.execution, self.jobs, self.chunks = settings, execution, jobs, list(chunks)
+        self.progress = Progress(settings.output_dir)
 
     def finished_chunks(self) -> Iterator[Chunk]:
         pending = [chunk for chunk in self.chunks if not self.progress.is_done(chunk)]
@@ -94,10 +95,10 @@ class BeamRunner(contextlib.AbstractContextManager):
     def _run(self, pending: list[Chunk]) -> None:
         jobs_path = os.path.abspath(self.progress.path(JOBS_FILE))
         with open(jobs_path, "wb") as handle:
-            pickle.dump((self.config, self.jobs), handle, pickle.HIGHEST_PROTOCOL)
+            pickle.dump((self.settings, self.jobs), handle, pickle.HIGHEST_PROTOCOL)
         elements = [(chunk.split, chunk.start, chunk.stop) for chunk in pending]
         try:
-            with _importable_by_workers(), beam.Pipeline(options=pipeline_options(self.config)) as p:
+            with _importable_by_workers(), beam.Pipeline(options=pipeline_options(self.execution)) as p:
                 _ = (p | "chunks" >> beam.Create(elements)
                      | "spread over workers" >> beam.Reshuffle()
                      | "write images" >> beam.ParDo(_WriteChunks(jobs_path)))

@@ -22,12 +22,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator, Sequence
 
 from spatule_synth.generate.background_cache import BackgroundCache
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import ExecutionConfig, GenerateConfig, PlacementConfig
 from spatule_synth.generate.plan import SplitPool, plan_sample, redraw_placement
 from spatule_synth.generate.progress import Chunk, Progress
 from spatule_synth.generate.render import render
 from spatule_synth.generate.sample_files import SampleOutputs, WrittenSample, write_sample
-from spatule_synth.generate.worker_pool import end_workers, spawn_pool, start_worker, worker_count
+from spatule_synth.generate.worker_pool import end_workers, spawn_pool, start_worker
 
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
 
@@ -49,21 +49,36 @@ class SplitJob:
     first_source_id: int
 
 
-class ChunkWriter:
-    """Per-process state: the config, each split's job, and one background cache for all."""
+@dataclasses.dataclass(frozen=True)
+class ImageSettings:
+    """What a worker needs to plan, render and write images: the placement settings, the seed,
+    the run folder (for part files) and its background cache budget."""
 
-    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob]) -> None:
-        self.config, self.jobs = config, jobs
-        self.cache = BackgroundCache(config.canvas_size, config.cache_mb << 20)
-        self.progress = Progress(config.output_dir)
+    placement: PlacementConfig
+    seed: int
+    output_dir: str
+    cache_mb: int = 1024
+
+    @classmethod
+    def of(cls, config: GenerateConfig) -> "ImageSettings":
+        return cls(config.placement, config.seed, config.output.output_dir, config.execution.cache_mb)
+
+
+class ChunkWriter:
+    """Per-process state: the settings, each split's job, and one background cache for all."""
+
+    def __init__(self, settings: ImageSettings, jobs: dict[str, SplitJob]) -> None:
+        self.settings, self.jobs = settings, jobs
+        self.cache = BackgroundCache(settings.placement.canvas_size, settings.cache_mb << 20)
+        self.progress = Progress(settings.output_dir)
 
     def image(self, split: str, index: int) -> WrittenSample:
-        job = self.jobs[split]
-        spec = plan_sample(self.config, job.pool, index)
+        job, placement, seed = self.jobs[split], self.settings.placement, self.settings.seed
+        spec = plan_sample(placement, seed, job.pool, index)
         canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
-        sample = render(spec, job.pool, canvas, self.config.min_visible, self.config.min_visibility,
+        sample = render(spec, job.pool, canvas, placement.min_visible, placement.min_visibility,
                         lambda number, attempt, pasted: redraw_placement(
-                            self.config, job.pool, spec, number, attempt, pasted))
+                            placement, seed, job.pool, spec, number, attempt, pasted))
         return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs)
 
     def __call__(self, chunk: Chunk) -> Chunk:
@@ -76,10 +91,10 @@ class ChunkWriter:
 _WORKER: ChunkWriter | None = None
 
 
-def _init_worker(config: GenerateConfig, jobs: dict[str, SplitJob], parent: int) -> None:
+def _init_worker(settings: ImageSettings, jobs: dict[str, SplitJob], parent: int) -> None:
     global _WORKER
     start_worker(parent)  # dies with the parent: no orphan writes while a --resume run starts
-    _WORKER = ChunkWriter(config, jobs)
+    _WORKER = ChunkWriter(settings, jobs)
 
 
 def _write_chunk(chunk: Chunk) -> Chunk:
@@ -91,17 +106,19 @@ class LocalRunner(contextlib.AbstractContextManager):
     """The processes that write images; one pool for the whole run (started once, and only if
     some chunk is left to write).
 
-    ``with LocalRunner(config, jobs, chunks) as runner: for chunk in runner.finished_chunks(): ...``
+    ``with LocalRunner(settings, execution, jobs, chunks) as runner:
+    for chunk in runner.finished_chunks(): ...``
     """
 
-    def __init__(self, config: GenerateConfig, jobs: dict[str, SplitJob], chunks: Sequence[Chunk]):
-        self.config, self.jobs, self.chunks = config, jobs, list(chunks)
-        progress = Progress(config.output_dir)
+    def __init__(self, settings: ImageSettings, execution: ExecutionConfig, jobs: dict[str, SplitJob],
+                 chunks: Sequence[Chunk]):
+        self.settings, self.jobs, self.chunks = settings, jobs, list(chunks)
+        progress = Progress(settings.output_dir)
         self._pending = {chunk for chunk in self.chunks if not progress.is_done(chunk)}
-        self.workers = min(worker_count(config), max(1, len(self._pending)))
-        self._in_process = ChunkWriter(config, jobs) if self.workers <= 1 else None
+        self.workers = min(execution.worker_count, max(1, len(self._pending)))
+        self._in_process = ChunkWriter(settings, jobs) if self.workers <= 1 else None
         self._executor = None if self._in_process or not self._pending else spawn_pool(
-            self.workers, _init_worker, (config, jobs, os.getpid()))
+            self.workers, _init_worker, (settings, jobs, os.getpid()))
 
     def finished_chunks(self) -> Iterator[Chunk]:
         """Every chunk, in order, once its part file is on disk (written now if missing)."""

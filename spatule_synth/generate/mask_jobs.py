@@ -20,7 +20,7 @@ after the parent read it is refined in the parent, from the parent's pixels.
 
 With one worker (``num_workers=1``) nothing is read ahead and masks are made in the parent when
 asked for, as before the pool existed (the cache still applies). Otherwise the pool has
-`spatule_synth.generate.worker_pool.worker_count` workers, started like the image workers
+``workers`` (`spatule_synth.core.config.ExecutionConfig.worker_count`) workers, started like the image workers
 (`spatule_synth.generate.worker_pool`: ``spawn``, Ctrl-C left to the parent, killed with the
 parent, one OpenCV thread each), as tasks come and only for masks missing from the cache: a run
 whose masks are all cached starts no process. A worker that dies stops the read stage with
@@ -44,12 +44,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
 
 from spatule_synth.core.boxes import Box
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import InputsConfig
 from spatule_synth.core.images import ImageReadError, decode_image
 from spatule_synth.core.mask_cache import MaskCache, cache_dir, method_identity, photo_key
 from spatule_synth.core.masks import IntBox, MaskModel, RefinedMask, load_mask_model, refine_mask
 from spatule_synth.core.validation import ValidPhoto
-from spatule_synth.generate.worker_pool import end_workers, spawn_pool, start_worker, worker_count
+from spatule_synth.generate.worker_pool import end_workers, spawn_pool, start_worker
 
 REFINED_METHODS = ("grabcut", "model")
 PHOTOS_AHEAD_PER_WORKER = 4
@@ -87,14 +87,14 @@ class PhotoMasks:
 
 
 class MaskJobs(contextlib.AbstractContextManager):
-    """The masks of one read stage (module docstring); ``with MaskJobs(config) as jobs: ...``.
+    """The masks of one read stage (module docstring); ``with MaskJobs(inputs, workers) as jobs: ...``.
 
     ``hits`` and ``misses`` count the requested masks found in the cache and the ones computed."""
 
-    def __init__(self, config: GenerateConfig, cache: MaskCache | None = None) -> None:
-        self.method, self.model_path = config.mask, config.mask_model
+    def __init__(self, inputs: InputsConfig, workers: int = 1, cache: MaskCache | None = None) -> None:
+        self.method, self.model_path = inputs.mask, inputs.mask_model
         self.refining = self.method in REFINED_METHODS
-        self.workers = worker_count(config) if self.refining else 1
+        self.workers = workers if self.refining else 1
         self.lookahead = PHOTOS_AHEAD_PER_WORKER * self.workers if self.workers > 1 else 0
         self.cache = cache if cache is not None else MaskCache(cache_dir() if self.refining else None)
         self.hits = self.misses = 0

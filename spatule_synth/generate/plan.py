@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from spatule_synth.core.augment import ImageAugment, ObjectAugment, draw_image, draw_object
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import PlacementConfig
 from spatule_synth.generate.cutouts import Cutout
 from spatule_synth.generate.placing import placed_regions
 from spatule_synth.generate.random_streams import stream
@@ -110,11 +110,11 @@ def is_negative(index: int, negative_fraction: float) -> bool:
     return math.floor((index + 1) * negative_fraction) > math.floor(index * negative_fraction)
 
 
-def plan_sample(config: GenerateConfig, pool: SplitPool, index: int) -> SampleSpec:
+def plan_sample(config: PlacementConfig, seed: int, pool: SplitPool, index: int) -> SampleSpec:
     """Draw the spec of image ``index`` of ``pool.split``."""
-    rng = stream(config.seed, "image", SPLIT_IDS[pool.split], index)
+    rng = stream(seed, "image", SPLIT_IDS[pool.split], index)
     size = config.canvas_size
-    background = background_for(index, pool, config.seed)
+    background = background_for(index, pool, seed)
     width, height = covering_size(pool.backgrounds[background], size)
     window = (int(rng.integers(0, width - size + 1)), int(rng.integers(0, height - size + 1)))
     count = 0
@@ -127,14 +127,14 @@ def plan_sample(config: GenerateConfig, pool: SplitPool, index: int) -> SampleSp
     layout = _Layout(config, pool)
     for number in range(count + distractors):
         layout.place_one(rng, distractor=number >= count)
-    image_augment = draw_image(rng, config.image_augment, config.jpeg_quality)
+    image_augment = draw_image(rng, config.image_augment)
     return SampleSpec(pool.split, index, background, window, tuple(layout.placements), image_augment)
 
 
 class _Layout:
     """The placements of one image so far, and what they cover (for ``--max_occlusion``)."""
 
-    def __init__(self, config: GenerateConfig, pool: SplitPool) -> None:
+    def __init__(self, config: PlacementConfig, pool: SplitPool) -> None:
         self.config, self.pool = config, pool
         self.placements: list[Placement] = []
         self._parts: list[tuple[np.ndarray, int]] = []  # labelled masks on the canvas, pixel counts
@@ -191,7 +191,7 @@ class _Layout:
         return True
 
 
-def _position(rng: np.random.Generator, config: GenerateConfig, width: int, height: int) -> tuple[int, int]:
+def _position(rng: np.random.Generator, config: PlacementConfig, width: int, height: int) -> tuple[int, int]:
     """Top-left corner of a ``width`` x ``height`` placement: inside the canvas, or (with
     ``--allow_truncation``) anywhere its centre stays on it."""
     size = config.canvas_size
@@ -201,13 +201,13 @@ def _position(rng: np.random.Generator, config: GenerateConfig, width: int, heig
     return int(rng.integers(0, size - width + 1)), int(rng.integers(0, size - height + 1))
 
 
-def redraw_placement(config: GenerateConfig, pool: SplitPool, spec: SampleSpec, number: int,
-                     attempt: int, pasted: tuple[Placement, ...]) -> Placement | None:
+def redraw_placement(config: PlacementConfig, seed: int, pool: SplitPool, spec: SampleSpec,
+                     number: int, attempt: int, pasted: tuple[Placement, ...]) -> Placement | None:
     """Placement ``number`` of ``spec`` somewhere else, with a blend mode drawn again (same cutout,
     scale and augmentation), from the ``redraw`` stream of ``(seed, split, index, number,
     attempt)``; None if no position respects the overlap rule with the layout as it now is:
     ``pasted`` (the placements before it, where they really went) and the planned ones after it."""
-    rng = stream(config.seed, "redraw", SPLIT_IDS[pool.split], spec.index, number, attempt)
+    rng = stream(seed, "redraw", SPLIT_IDS[pool.split], spec.index, number, attempt)
     planned = spec.placements[number]
     for _ in range(MAX_PLACEMENT_ATTEMPTS):
         x, y = _position(rng, config, planned.width, planned.height)

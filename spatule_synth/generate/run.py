@@ -32,9 +32,9 @@ import tempfile
 from absl import logging
 from tqdm import tqdm
 
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import GenerateConfig, OutputConfig, SplitConfig
 from spatule_synth.formats.coco import CocoStreamWriter
-from spatule_synth.generate.execute import LocalRunner, SplitJob
+from spatule_synth.generate.execute import ImageSettings, LocalRunner, SplitJob
 from spatule_synth.generate.identities import content_key
 from spatule_synth.formats.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.formats.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
@@ -134,7 +134,7 @@ def _in_eval(pools: dict[str, SplitPool], key) -> tuple[int, int]:
     return len(evaluation), len(train | evaluation)
 
 
-def split_pools(config: GenerateConfig, sources: SourceSet,
+def split_pools(config: SplitConfig, seed: int, sources: SourceSet,
                 counts: dict[str, int]) -> dict[str, SplitPool]:
     """Each split's cutouts (by identity) and backgrounds (by photo content, unless shared), for
     ``counts[split]`` images (see `spatule_synth.generate.split`)."""
@@ -142,7 +142,7 @@ def split_pools(config: GenerateConfig, sources: SourceSet,
     keys = {"identities": [c.identity for c in sources.cutouts]}
     if not config.share_backgrounds:
         keys["background photos"] = list(photo_of.values())
-    sides = split_all(keys, config.eval_fraction, config.seed)
+    sides = split_all(keys, config.eval_fraction, seed)
     by_identity, by_photo = sides["identities"], sides.get("background photos")
     pools = {}
     for split in SPLITS:
@@ -165,49 +165,50 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
     finished = _finished_run(config)
     if finished is not None:
         return finished
-    resuming = config.resume and is_unfinished_run(config.output_dir)
+    resuming = config.execution.resume and is_unfinished_run(config.output.output_dir)
     if not resuming:
-        if is_unfinished_run(config.output_dir) and not config.overwrite:
-            raise OutputDirError(_unfinished_message(config.output_dir))
-        check_output_dir(config.output_dir, config.overwrite, config.labelled_input_dirs)
-    label_map = read_label_map(config.label_map_path)
-    problems = ProblemLog(config.on_error)
-    sources = read_sources(config, label_map, problems)
-    counts = images_per_split(config.num_images, config.eval_fraction)
-    pools = split_pools(config, sources, counts)
+        if is_unfinished_run(config.output.output_dir) and not config.execution.overwrite:
+            raise OutputDirError(_unfinished_message(config.output.output_dir))
+        check_output_dir(config.output.output_dir, config.execution.overwrite, config.inputs.labelled_input_dirs)
+    label_map = read_label_map(config.inputs.label_map_path)
+    problems = ProblemLog(config.inputs.on_error)
+    sources = read_sources(config.inputs, config.split, config.placement, label_map, problems,
+                           config.execution.worker_count)
+    counts = images_per_split(config.output.num_images, config.split.eval_fraction)
+    pools = split_pools(config.split, config.seed, sources, counts)
     for split in SPLITS:
         if counts[split] and not (pools[split].backgrounds and
-                                  (pools[split].cutouts or config.objects_per_image[1] == 0)):
+                                  (pools[split].cutouts or config.placement.objects_per_image[1] == 0)):
             raise SplitError(f"the {split} split gets {counts[split]} images but no "
                              f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
     chunks = {split: split_chunks(split, counts[split], pools[split].windows_per_background)
               for split in SPLITS}
     description = run_description(_as_json(config), _inputs_fingerprint(config, pools),
                                   chunks)
-    progress = Progress(config.output_dir)
+    progress = Progress(config.output.output_dir)
     try:
         if resuming:
             changes = describe_changes(progress.read_run_file(), description)
             if changes:
                 raise OutputDirError(
-                    f"cannot resume {config.output_dir}: it was started with other settings, "
+                    f"cannot resume {config.output.output_dir}: it was started with other settings, "
                     f"software or inputs ({'; '.join(changes)}); a resumed run would not match an "
                     "uninterrupted one. Rerun with the original flags, or pass --overwrite "
                     "instead of --resume to start again")
             with progress.locked():
-                removed = remove_temporary_files(config.output_dir)
+                removed = remove_temporary_files(config.output.output_dir)
                 logging.info("resuming %s: %s; %d temporary files of the interrupted run removed",
-                             config.output_dir, _finished_images_text(progress), removed)
+                             config.output.output_dir, _finished_images_text(progress), removed)
                 result = _generate_into(config, label_map, problems, pools, counts, chunks,
                                         progress)
-            for leftover in remove_replaced_leftovers(config.output_dir):
+            for leftover in remove_replaced_leftovers(config.output.output_dir):
                 logging.info("deleted %s, the output an interrupted --overwrite run had moved aside",
                              leftover)
         else:
             if progress.exists():  # --overwrite: never take a directory from a run still writing it
                 with progress.locked():
                     pass
-            with output_dir_for_run(config.output_dir, config.overwrite, config.labelled_input_dirs):
+            with output_dir_for_run(config.output.output_dir, config.execution.overwrite, config.inputs.labelled_input_dirs):
                 progress.create(description, SPLITS)
                 with progress.locked():
                     result = _generate_into(config, label_map, problems, pools, counts, chunks,
@@ -220,21 +221,21 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
 
 def _finished_run(config: GenerateConfig) -> GenerateResult | None:
     """With ``--resume`` on a finished run of the same settings: its result (nothing to do)."""
-    if not config.resume or not os.path.exists(os.path.join(config.output_dir, MANIFEST_NAME)):
+    if not config.execution.resume or not os.path.exists(os.path.join(config.output.output_dir, MANIFEST_NAME)):
         return None
     try:
-        manifest = read_manifest_head(config.output_dir)
+        manifest = read_manifest_head(config.output.output_dir)
     except (OSError, ValueError):
         return None  # not a readable manifest: handled as without --resume
     if manifest.get("mode") != "generate" or manifest.get("config") != _as_json(config):
         return None  # not this run: handled as without --resume
-    progress = Progress(config.output_dir)
+    progress = Progress(config.output.output_dir)
     if progress.exists():  # killed after its manifest, before tidying up
         with progress.locked():
-            remove_temporary_files(config.output_dir)
+            remove_temporary_files(config.output.output_dir)
         progress.remove()
-    return GenerateResult(config.output_dir, ProblemLog(config.on_error), {}, already_complete=True,
-                          manifest_path=os.path.join(config.output_dir, MANIFEST_NAME))
+    return GenerateResult(config.output.output_dir, ProblemLog(config.inputs.on_error), {}, already_complete=True,
+                          manifest_path=os.path.join(config.output.output_dir, MANIFEST_NAME))
 
 
 def _as_json(config: GenerateConfig) -> dict:
@@ -257,7 +258,7 @@ def _inputs_fingerprint(config: GenerateConfig, pools: dict[str, SplitPool]) -> 
                                      [[part.class_name, part.class_id, part.object_index] for part in cutout.parts],
                                      digest.hexdigest()]
     backgrounds = sorted({b.path for pool in pools.values() for b in pool.backgrounds})
-    return fingerprint([sorted(cutouts.items()), backgrounds], [config.label_map_path, *backgrounds])
+    return fingerprint([sorted(cutouts.items()), backgrounds], [config.inputs.label_map_path, *backgrounds])
 
 
 def _finished_images_text(progress: Progress) -> str:
@@ -278,41 +279,41 @@ def _unfinished_message(output_dir: str) -> str:
 
 
 def _stopped_message(config: GenerateConfig, error: OSError) -> str:
-    if is_unfinished_run(config.output_dir):
+    if is_unfinished_run(config.output.output_dir):
         next_step = ("the images finished so far are kept: free some space (or fix the "
                      "permissions) and rerun the same command with --resume")
     else:
         next_step = "fix the cause and rerun"
-    return (f"{cannot_write(error)}. The run stopped unfinished, so {config.output_dir} "
+    return (f"{cannot_write(error)}. The run stopped unfinished, so {config.output.output_dir} "
             f"has no manifest.json; {next_step}")
 
 
 def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
                    pools: dict[str, SplitPool], counts: dict[str, int],
                    chunks: dict[str, list[Chunk]], progress: Progress) -> GenerateResult:
-    result = GenerateResult(config.output_dir, problems, pools, eval_fraction=config.eval_fraction)
-    os.makedirs(os.path.join(config.output_dir, "annotations"), exist_ok=True)
+    result = GenerateResult(config.output.output_dir, problems, pools, eval_fraction=config.split.eval_fraction)
+    os.makedirs(os.path.join(config.output.output_dir, "annotations"), exist_ok=True)
     jobs, first_source_id = {}, 1
-    class_names = tuple(label_map.names) if config.yolo_output else None
+    class_names = tuple(label_map.names) if config.output.yolo_output else None
     for split in SPLITS:
-        folder = os.path.join(config.output_dir, "images", split)
+        folder = os.path.join(config.output.output_dir, "images", split)
         os.makedirs(folder, exist_ok=True)
         mask_folder = None
-        if config.instance_masks:
-            mask_folder = os.path.join(config.output_dir, "masks", split)
+        if config.output.instance_masks:
+            mask_folder = os.path.join(config.output.output_dir, "masks", split)
             os.makedirs(mask_folder, exist_ok=True)
         if class_names is not None:
             write_classes(os.path.join(folder, "classes.txt"), list(class_names))
-        outputs = SampleOutputs(folder, mask_folder, class_names, config.jpeg_quality)
+        outputs = SampleOutputs(folder, mask_folder, class_names, config.output.jpeg_quality)
         jobs[split] = SplitJob(pools[split], outputs, first_source_id)
         first_source_id += counts[split]
     every_chunk = [chunk for split in SPLITS for chunk in chunks[split]]
     with contextlib.ExitStack() as stack:
-        assemblies = {split: stack.enter_context(SplitAssembly(split, config, label_map, progress,
-                                                               result.counts[split]))
+        assemblies = {split: stack.enter_context(SplitAssembly(
+            split, config.output, config.placement.canvas_size, label_map, progress, result.counts[split]))
                       for split in SPLITS}
         runner = stack.enter_context(_runner(config, jobs, every_chunk))
-        with tqdm(total=config.num_images, unit="img", disable=None) as bar:
+        with tqdm(total=config.output.num_images, unit="img", disable=None) as bar:
             for chunk in runner.finished_chunks():
                 assemblies[chunk.split].add(progress.read_part(chunk))
                 bar.update(chunk.stop - chunk.start)
@@ -320,34 +321,35 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
             result.records[split] = assembly.finish()
             if assembly.coco is not None:
                 result.coco[split] = assembly.coco.path
-        write_label_map(label_map, os.path.join(config.output_dir, "annotations", "label_map.pbtxt"))
+        write_label_map(label_map, os.path.join(config.output.output_dir, "annotations", "label_map.pbtxt"))
         manifest = _manifest(config, label_map, result,
                              {split: assembly.entries for split, assembly in assemblies.items()})
-        if config.report:
+        if config.output.report:
             images = {split: (result.counts[split].images,
-                              generated_images(assemblies[split].entries, config.canvas_size, split))
+                              generated_images(assemblies[split].entries, config.placement.canvas_size, split))
                       for split in SPLITS}
-            result.report = write_report(config.output_dir, manifest, images)
-        result.manifest_path = write_manifest(config.output_dir, manifest)
+            result.report = write_report(config.output.output_dir, manifest, images)
+        result.manifest_path = write_manifest(config.output.output_dir, manifest)
     logging.info("generated %d images", first_source_id - 1)
     return result
 
 
 def _runner(config: GenerateConfig, jobs: dict[str, SplitJob], chunks: list[Chunk]):
-    if config.runner == "beam":
+    settings = ImageSettings.of(config)
+    if config.execution.runner == "beam":
         from spatule_synth.generate.beam_runner import BeamRunner  # Beam only loads when asked for
-        return BeamRunner(config, jobs, chunks)
-    return LocalRunner(config, jobs, chunks)
+        return BeamRunner(settings, config.execution, jobs, chunks)
+    return LocalRunner(settings, config.execution, jobs, chunks)
 
 
 class SplitAssembly(contextlib.AbstractContextManager):
     """One split's shards, per-image manifest lines and COCO file, appended chunk by chunk in index
     order; the shards and the COCO file get their final names in `finish`."""
 
-    def __init__(self, split: str, config: GenerateConfig, label_map: LabelMap, progress: Progress,
-                 counts: SplitCounts) -> None:
+    def __init__(self, split: str, config: OutputConfig, canvas_size: int, label_map: LabelMap,
+                 progress: Progress, counts: SplitCounts) -> None:
         self.counts = counts
-        self.canvas_size = config.canvas_size
+        self.canvas_size = canvas_size
         self.folder = os.path.join(config.output_dir, "images", split)
         annotations = os.path.join(config.output_dir, "annotations")
         self.shards = ShardedRecordWriter(os.path.join(annotations, split), config.num_shards)
@@ -400,7 +402,7 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
                                              "identity": c.identity} for c in pool.cutouts},
             "backgrounds": [b.path for b in pool.backgrounds],
             "windows_per_background": pool.windows_per_background,
-            "records": [os.path.relpath(p, config.output_dir) for p in result.records.get(split, [])],
+            "records": [os.path.relpath(p, config.output.output_dir) for p in result.records.get(split, [])],
         }
     return {"mode": "generate", "config": config.as_json(), "seed": config.seed,
             "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],

@@ -39,7 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from spatule_synth.core.annotations import AnnotatedImage
-from spatule_synth.core.config import GenerateConfig
+from spatule_synth.core.config import InputsConfig, PlacementConfig, SplitConfig
 from spatule_synth.generate.cutouts import Cutout, PhotoObject, cut_group, distractor_cutout, group_box, \
     overlapping_groups
 from spatule_synth.generate.identities import content_key, first_identity, join_identities, object_key
@@ -50,7 +50,7 @@ from spatule_synth.formats.labelimg import InputDirError, find_pairs, images_by_
     label_key, list_dir, read_labelimg, stem_key
 from spatule_synth.core.problems import Problem, ProblemLog
 from spatule_synth.core.transform import CUTOUT_MARGIN, placement_geometry
-from spatule_synth.core.validation import ValidObject, ValidPhoto, load_photo
+from spatule_synth.core.validation import InputRules, ValidObject, ValidPhoto, load_photo
 from spatule_synth.formats.voc import VocFormatError, read_voc
 
 __all__ = ["CUTOUT_MARGIN", "Background", "Cutout", "SourceError", "SourceSet", "read_sources"]
@@ -85,50 +85,54 @@ class _MaskMaker:
     """Masks for box-only objects of one photo by ``--mask``: the whole box, or a mask from
     `MaskJobs` (cache, pool or made now); a fallback to the whole box is reported."""
 
-    def __init__(self, config: GenerateConfig, problems: ProblemLog, jobs: MaskJobs,
-                 requested: PhotoMasks) -> None:
-        self.config, self.problems, self.jobs, self.requested = config, problems, jobs, requested
+    def __init__(self, method: str, problems: ProblemLog, jobs: MaskJobs, requested: PhotoMasks) -> None:
+        self.method, self.problems, self.jobs, self.requested = method, problems, jobs, requested
 
     def __call__(self, photo: ValidPhoto, obj: ValidObject) -> np.ndarray:
         """The mask of ``obj`` over ``obj.box.voc_ints()``: its own, or one made by ``--mask``."""
         if obj.mask is not None:
             return obj.mask
         x0, y0, x1, y1 = obj.box.voc_ints()
-        if self.config.mask == "box":
+        if self.method == "box":
             return np.full((y1 - y0, x1 - x0), 255, np.uint8)
         mask, fell_back = self.jobs.mask(self.requested, photo, (x0, y0, x1, y1))
         if fell_back:
-            self.problems.report(photo.problem("mask_fallback", f"--mask={self.config.mask} {fell_back}; "
+            self.problems.report(photo.problem("mask_fallback", f"--mask={self.method} {fell_back}; "
                                                "the whole box is used", obj))
         return mask
 
 
-def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog) -> SourceSet:
-    """Read and validate every input once; `SourceError` if no cutout or no background is left."""
-    config.input_rules.check(label_map)
+def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementConfig,
+                 label_map: LabelMap, problems: ProblemLog, workers: int = 1) -> SourceSet:
+    """Read and validate every input once; `SourceError` if no cutout or no background is left.
+
+    ``split`` says how cutouts are named (``identity``, ``identity_regex``); ``placement`` gives the
+    canvas and the smallest scale every cutout and background must fit; ``workers`` make the
+    ``--mask=grabcut|model`` masks."""
+    inputs.input_rules.check(label_map)
     cutouts: list[Cutout] = []
     candidates: list[Background] = []  # photos known to be object-free, from every input
     labelled: dict[str, str] = {}  # real path and content of a photo with labels -> its label file
-    with MaskJobs(config) as jobs:
-        for annotated, photo, requested in _validated_photos(config, label_map, problems, jobs):
-            if _may_show_labels(annotated, label_map, config):
+    with MaskJobs(inputs, workers) as jobs:
+        for annotated, photo, requested in _validated_photos(inputs, split, label_map, problems, jobs):
+            if _may_show_labels(annotated, label_map, inputs.input_rules):
                 for key in _photo_keys(annotated.image_path):
                     labelled.setdefault(key, annotated.annotation_path)
             if photo is None:
                 continue
             if photo.objects:
-                cutouts.extend(cut_out(photo, config, problems,
-                                       _MaskMaker(config, problems, jobs, requested),
+                cutouts.extend(cut_out(photo, inputs, split, placement, problems,
+                                       _MaskMaker(inputs.mask, problems, jobs, requested),
                                        edge_cuts_objects=not annotated.is_cutout_file))
             else:
                 candidates.append(Background(photo.image_path, photo.image.width, photo.image.height))
     xml_dirs = {os.path.realpath(image_dir): xml_dir
-                for image_dir, xml_dir in zip(config.input_dirs, config.annotation_dirs)}
-    for folder in config.background_dirs:
+                for image_dir, xml_dir in zip(inputs.input_dirs, inputs.annotation_dirs)}
+    for folder in inputs.background_dirs:
         label_dirs = [folder] + ([xml_dirs[os.path.realpath(folder)]]
                                  if os.path.realpath(folder) in xml_dirs else [])
         candidates.extend(_backgrounds_in(folder, label_dirs, problems))
-    backgrounds = _backgrounds(candidates, labelled, config, problems)
+    backgrounds = _backgrounds(candidates, labelled, placement.canvas_size, problems)
     if not cutouts:
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
                           "the label map) or check the messages above")
@@ -136,8 +140,8 @@ def read_sources(config: GenerateConfig, label_map: LabelMap, problems: ProblemL
         raise SourceError("no background photo: add photos without objects to the inputs "
                           "(an annotation with no object; or photos without annotation file with "
                           "--unlabelled=negative) or give --background_dirs")
-    cutouts = _joined_identities(cutouts, config.identity == "auto")
-    distractors = _distractors(config, label_map, {os.path.realpath(c.source_file) for c in cutouts},
+    cutouts = _joined_identities(cutouts, split.identity == "auto")
+    distractors = _distractors(inputs.distractor_dirs, label_map, {os.path.realpath(c.source_file) for c in cutouts},
                                problems)
     return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(distractors))
 
@@ -153,8 +157,8 @@ class _HeldProblems(ProblemLog):
         return taken
 
 
-def _validated_photos(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
-                      jobs: MaskJobs) -> Iterator[tuple[AnnotatedImage, ValidPhoto | None, PhotoMasks]]:
+def _validated_photos(inputs: InputsConfig, split: SplitConfig, label_map: LabelMap,
+                      problems: ProblemLog, jobs: MaskJobs) -> Iterator[tuple[AnnotatedImage, ValidPhoto | None, PhotoMasks]]:
     """Every labelled input in input order with its photo validated by `load_photo` (None:
     skipped) and the masks `jobs` is making for it. Reads inputs ahead while
     `MaskJobs.may_read_ahead` allows (never with one worker); the problems of reading and validating an input (and an error raised
@@ -162,15 +166,16 @@ def _validated_photos(config: GenerateConfig, label_map: LabelMap, problems: Pro
     them in the order of reading the inputs one at a time, between the problems the caller
     reports while cutting the inputs before it."""
     held = _HeldProblems()
-    inputs = _annotated_images(config, held)
+    annotated_images = _annotated_images(inputs, held)
     ahead: collections.deque = collections.deque()  # (held problems, item or None, error or None)
     held_bytes, finished = 0, False
     while True:
         while not finished and jobs.may_read_ahead(len(ahead), held_bytes):
             try:
-                annotated = next(inputs)
-                photo = load_photo(annotated, label_map, config.input_rules, held)
-                boxes = _mask_boxes(photo, config, not annotated.is_cutout_file) if photo else []
+                annotated = next(annotated_images)
+                photo = load_photo(annotated, label_map, inputs.input_rules, held)
+                boxes = (_mask_boxes(photo, inputs, split, not annotated.is_cutout_file)
+                         if photo else [])
                 ahead.append((held.take(), (annotated, photo, jobs.request(photo, boxes)), None))
                 held_bytes += _held_bytes(photo)
             except StopIteration:
@@ -194,15 +199,15 @@ def _held_bytes(photo: ValidPhoto | None) -> int:
     return 0 if photo is None else photo.image.pixels.nbytes + len(photo.file_bytes)
 
 
-def _may_show_labels(annotated: AnnotatedImage, label_map: LabelMap, config: GenerateConfig) -> bool:
+def _may_show_labels(annotated: AnnotatedImage, label_map: LabelMap, rules: InputRules) -> bool:
     """True unless the annotation says the photo shows no labelled object: it is unusable, lost an
     object, or has an object of a class that is not ignored."""
     return not annotated.usable or bool(annotated.lost) or any(
         label_map.id_of(obj.class_name) is not None
-        or not config.input_rules.ignores(obj.class_name, label_map) for obj in annotated.objects)
+        or not rules.ignores(obj.class_name, label_map) for obj in annotated.objects)
 
 
-def _backgrounds(candidates: list[Background], labelled: dict[str, str], config: GenerateConfig,
+def _backgrounds(candidates: list[Background], labelled: dict[str, str], canvas_size: int,
                  problems: ProblemLog) -> list[Background]:
     """The candidates that no input labels with objects (a photo listed without objects by one
     input, or given in --background_dirs, and with objects by another is not a background), each
@@ -220,7 +225,7 @@ def _backgrounds(candidates: list[Background], labelled: dict[str, str], config:
         same = next((backgrounds[key] for key in keys if key in backgrounds), None)
         if same is None:
             backgrounds.update(dict.fromkeys(keys, candidate))
-            _check_background_size(candidate, config, problems)
+            _check_background_size(candidate, canvas_size, problems)
         elif os.path.realpath(same.path) != keys[0]:
             problems.report(Problem("duplicate_photo", candidate.path, f"the same bytes as {same.path}; "
                                     "used once, as one background"))
@@ -250,37 +255,37 @@ def _photo_keys(path: str) -> list[str]:
     return keys
 
 
-def _annotated_images(config: GenerateConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:
+def _annotated_images(inputs: InputsConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:
     """Labelled photos of every format, in flag order: labelImg folders first."""
-    if config.input_dirs:
-        for pair in find_pairs(config.input_dirs, config.annotation_dirs, problems):
+    if inputs.input_dirs:
+        for pair in find_pairs(inputs.input_dirs, inputs.annotation_dirs, problems):
             yield read_labelimg(pair, problems)
-    if config.coco_json:
+    if inputs.coco_json:
         from spatule_synth.formats.coco import read_coco
-        for json_path, image_dir in zip(config.coco_json, config.coco_image_dirs):
+        for json_path, image_dir in zip(inputs.coco_json, inputs.coco_image_dirs):
             yield from read_coco(json_path, image_dir, problems)
-    if config.yolo_dirs:
+    if inputs.yolo_dirs:
         from spatule_synth.formats.yolo import read_yolo_folder
-        for folder in config.yolo_dirs:
+        for folder in inputs.yolo_dirs:
             yield from read_yolo_folder(folder, problems)
-    if config.voc_seg_dirs:
+    if inputs.voc_seg_dirs:
         from spatule_synth.formats.voc_segmentation import read_voc_segmentation
-        for root in config.voc_seg_dirs:
+        for root in inputs.voc_seg_dirs:
             yield from read_voc_segmentation(root, problems)
-    if config.cutout_dirs:
+    if inputs.cutout_dirs:
         from spatule_synth.formats.alpha_cutouts import read_alpha_cutouts
-        for root in config.cutout_dirs:
+        for root in inputs.cutout_dirs:
             yield from read_alpha_cutouts(root, problems)
 
 
-def _not_a_cutout(obj: ValidObject, width: int, height: int, config: GenerateConfig,
+def _not_a_cutout(obj: ValidObject, width: int, height: int, inputs: InputsConfig,
                   edge_cuts_objects: bool) -> tuple[str, str] | None:
     """``(problem kind, reason)`` if ``obj`` may not be pasted: marked difficult, or cut by its
     photo's edge (marked truncated, or its box touches the border), unless the flags allow it."""
-    if obj.difficult and not config.use_difficult_cutouts:
+    if obj.difficult and not inputs.use_difficult_cutouts:
         return "difficult_cutout", ("marked difficult in its annotation; not used as a cutout "
                                     "(--use_difficult_cutouts to allow)")
-    if config.use_truncated_cutouts:
+    if inputs.use_truncated_cutouts:
         return None
     if obj.truncated:
         return "truncated_cutout", ("marked truncated in its annotation (only part of it is in the "
@@ -307,40 +312,41 @@ class _Group:
         return self.identity is not None
 
 
-def _groups(photo: ValidPhoto, config: GenerateConfig, edge_cuts_objects: bool) -> list[_Group]:
+def _groups(photo: ValidPhoto, inputs: InputsConfig, split: SplitConfig,
+            edge_cuts_objects: bool) -> list[_Group]:
     """The groups of overlapping objects of ``photo``, judged (reports nothing)."""
     objects, image = photo.objects, photo.image
     found = []
     for group in overlapping_groups([obj.box.voc_ints() for obj in objects]):
         members = [objects[i] for i in group]
-        refused = {obj.object_index: _not_a_cutout(obj, image.width, image.height, config,
+        refused = {obj.object_index: _not_a_cutout(obj, image.width, image.height, inputs,
                                                    edge_cuts_objects) for obj in members}
         if any(refused.values()):
             found.append(_Group(members, refused))
             continue
         box = group_box([obj.box.voc_ints() for obj in members])
         found.append(_Group(members, refused, first_identity(
-            config.identity, config.identity_regex, photo.image_path, box)))
+            split.identity, split.identity_regex, photo.image_path, box)))
     return found
 
 
-def _mask_boxes(photo: ValidPhoto, config: GenerateConfig,
+def _mask_boxes(photo: ValidPhoto, inputs: InputsConfig, split: SplitConfig,
                 edge_cuts_objects: bool) -> list[tuple[int, int, int, int]]:
     """The integer boxes `cut_out` will ask ``--mask`` to refine: box-only objects of the groups
     it cuts out."""
-    if config.mask == "box":
+    if inputs.mask == "box":
         return []
-    return [obj.box.voc_ints() for group in _groups(photo, config, edge_cuts_objects) if group.cut
+    return [obj.box.voc_ints() for group in _groups(photo, inputs, split, edge_cuts_objects) if group.cut
             for obj in group.members if obj.mask is None]
 
 
-def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, make_mask: _MaskMaker,
-            edge_cuts_objects: bool = True) -> list[Cutout]:
+def cut_out(photo: ValidPhoto, inputs: InputsConfig, split: SplitConfig, placement: PlacementConfig,
+            problems: ProblemLog, make_mask: _MaskMaker, edge_cuts_objects: bool = True) -> list[Cutout]:
     """The cutouts of one photo: overlapping objects grouped (a group with an object that may not
     be pasted is not used); masks made for box-only objects; too-large groups reported."""
     image = photo.image
     cutouts = []
-    for group in _groups(photo, config, edge_cuts_objects):
+    for group in _groups(photo, inputs, split, edge_cuts_objects):
         members, refused, identity = group.members, group.refused, group.identity
         if any(refused.values()):
             first = next(index for index, why in refused.items() if why)
@@ -353,13 +359,13 @@ def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, mak
         if identity is None:
             for obj in members:
                 problems.report(photo.problem("identity_unmatched", f"--identity_regex "
-                                              f"{config.identity_regex!r} does not match the file "
+                                              f"{split.identity_regex!r} does not match the file "
                                               "name (or its group is empty); object skipped", obj))
             continue
         parts = [PhotoObject(obj.class_name, obj.class_id, obj.box.voc_ints(), make_mask(photo, obj),
                              obj.object_index) for obj in members]
         cutout = cut_group(image.pixels, parts, photo.image_path, identity)
-        if _reported_too_large(cutout, members, photo, config, problems):
+        if _reported_too_large(cutout, members, photo, placement, problems):
             continue
         kept = {part.object_index for part in cutout.parts}
         for obj in members:
@@ -371,30 +377,30 @@ def cut_out(photo: ValidPhoto, config: GenerateConfig, problems: ProblemLog, mak
 
 
 def _reported_too_large(cutout: Cutout, members: list[ValidObject], photo: ValidPhoto,
-                        config: GenerateConfig, problems: ProblemLog) -> bool:
-    smallest = placement_geometry(cutout.size, cutout.object_box, config.scale_range[0])
-    if max(smallest.width, smallest.height) <= config.canvas_size:
+                        placement: PlacementConfig, problems: ProblemLog) -> bool:
+    smallest = placement_geometry(cutout.size, cutout.object_box, placement.scale_range[0])
+    if max(smallest.width, smallest.height) <= placement.canvas_size:
         return False
     for obj in members:
         problems.report(photo.problem("cutout_too_large", f"object{' group' if len(members) > 1 else ''} "
                                       f"of {int(cutout.object_box.width)}x"
                                       f"{int(cutout.object_box.height)} px (with its {CUTOUT_MARGIN} px "
                                       "margin, at the smallest --scale_range) does not fit the "
-                                      f"{config.canvas_size}x{config.canvas_size} canvas; object "
+                                      f"{placement.canvas_size}x{placement.canvas_size} canvas; object "
                                       "skipped", obj))
     return True
 
 
-def _distractors(config: GenerateConfig, label_map: LabelMap, cutout_files: set[str],
+def _distractors(distractor_dirs: tuple[str, ...], label_map: LabelMap, cutout_files: set[str],
                  problems: ProblemLog) -> list[Cutout]:
     """The unlabelled clutter of ``distractor_dirs``; a file that shows a labelled object (in a
     folder named after a class of the label map, or also a cutout) is refused: it would be pasted
     without a box."""
-    if not config.distractor_dirs:
+    if not distractor_dirs:
         return []
     from spatule_synth.formats.alpha_cutouts import read_alpha_cutouts
     found = []
-    for root in config.distractor_dirs:
+    for root in distractor_dirs:
         for annotated in read_alpha_cutouts(root, problems, allow_flat=True):
             [obj] = annotated.objects
             named = _class_named(obj.class_name, label_map)
@@ -476,10 +482,9 @@ def _objects_in_label_file(path: str) -> str | None:
     return f"has {count} object{'s' if count > 1 else ''}" if count else None
 
 
-def _check_background_size(background: Background, config: GenerateConfig,
-                           problems: ProblemLog) -> None:
+def _check_background_size(background: Background, canvas_size: int, problems: ProblemLog) -> None:
     width, height = background.width, background.height
-    if min(width, height) < config.canvas_size:
+    if min(width, height) < canvas_size:
         problems.report(Problem("background_small", background.path, f"{width}x{height} is smaller "
-                                f"than the {config.canvas_size}x{config.canvas_size} canvas; it is "
+                                f"than the {canvas_size}x{canvas_size} canvas; it is "
                                 "upscaled to cover it"))

@@ -18,14 +18,7 @@ from typing import Any, Callable
 
 import cv2
 
-from spatule_synth.core.config import GenerateConfig
-
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def worker_count(config: GenerateConfig) -> int:
-    """``num_workers``, 0 meaning one per core."""
-    return config.num_workers or os.cpu_count() or 1
 
 
 def die_with_parent(parent: int) -> None:
