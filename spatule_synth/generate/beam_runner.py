@@ -12,7 +12,8 @@ byte-identical to a local run of the same flags, and ``--resume`` works across r
 mode on ``--num_workers`` processes, or all cores). On Flink, Spark or Dataflow every worker must
 see ``--output_dir`` and the input files at the same paths (a shared file system), and have
 spatule_synth installed (``--setup_file`` or a custom container). The workers load the split pools
-(cutout pixels included) from ``OUT/.progress/jobs.pickle`` rather than from the pipeline graph.
+(cutout pixels included) from ``OUT/.progress/jobs.pickle`` (`Progress.write_jobs`, as the local
+runner's workers do) rather than from the pipeline graph.
 
 Apache Beam is imported only by this module, which is imported only for ``--runner=beam``: the
 local runner's start-up does not pay for it.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import shlex
 from typing import Iterator, Sequence
 
@@ -30,10 +30,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from spatule_synth.core.config import ExecutionConfig
-from spatule_synth.generate.execute import ChunkWriter, ImageSettings, RunnerError, SplitJob
+from spatule_synth.generate.execute import ChunkWriter, ImageSettings, RunnerError, SplitJob, load_chunk_writer
 from spatule_synth.generate.progress import Chunk, Progress
-
-JOBS_FILE = "jobs.pickle"
 
 
 class BeamRunError(RunnerError):
@@ -50,9 +48,7 @@ class _WriteChunks(beam.DoFn):
     def setup(self) -> None:
         import cv2
         cv2.setNumThreads(1)  # Beam already runs one worker per core
-        with open(self.jobs_path, "rb") as handle:
-            settings, jobs = pickle.load(handle)
-        self.writer = ChunkWriter(settings, jobs)
+        self.writer = load_chunk_writer(self.jobs_path)
 
     def process(self, element: tuple[str, int, int]) -> Iterator[tuple[str, int, int]]:
         assert self.writer is not None
@@ -93,9 +89,7 @@ class BeamRunner(contextlib.AbstractContextManager):
         return None  # the pipeline ends within `finished_chunks`
 
     def _run(self, pending: list[Chunk]) -> None:
-        jobs_path = os.path.abspath(self.progress.path(JOBS_FILE))
-        with open(jobs_path, "wb") as handle:
-            pickle.dump((self.settings, self.jobs), handle, pickle.HIGHEST_PROTOCOL)
+        jobs_path = self.progress.write_jobs((self.settings, self.jobs))
         elements = [(chunk.split, chunk.start, chunk.stop) for chunk in pending]
         try:
             with _importable_by_workers(), beam.Pipeline(options=pipeline_options(self.execution)) as p:

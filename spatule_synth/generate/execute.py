@@ -2,7 +2,10 @@
 or on a process pool.
 
 Each image depends only on ``(seed, split, index)`` and the inputs, so outputs are byte-identical
-for any ``num_workers``. A worker writes a chunk's JPEG and XML files, then the chunk's part file
+for any ``num_workers``. The worker processes (`ImageWorkers`) are started when the run starts, so
+they import their modules while the parent reads the inputs; they learn the split pools from
+``OUT/.progress/jobs.pickle`` (`Progress.write_jobs`), read once per worker when its first chunk
+comes. A worker writes a chunk's JPEG and XML files, then the chunk's part file
 (`spatule_synth.generate.progress`), which marks it finished; `LocalRunner.finished_chunks` yields the
 chunks in order as they finish, so the parent assembles the shards while the workers go on.
 Workers are started with ``spawn`` (no fork of a process that may hold threads) and never import
@@ -18,11 +21,13 @@ import collections
 import contextlib
 import dataclasses
 import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator, Sequence
 
 from spatule_synth.generate.background_cache import BackgroundCache
-from spatule_synth.core.config import ExecutionConfig, GenerateConfig, PlacementConfig
+from spatule_synth.core.config import GenerateConfig, PlacementConfig
 from spatule_synth.generate.plan import SplitPool, plan_sample, redraw_placement
 from spatule_synth.generate.progress import Chunk, Progress
 from spatule_synth.generate.render import render
@@ -88,37 +93,81 @@ class ChunkWriter:
         return chunk
 
 
-_WORKER: ChunkWriter | None = None
+def load_chunk_writer(jobs_path: str) -> ChunkWriter:
+    """The `ChunkWriter` of the settings and jobs a run stored with `Progress.write_jobs`."""
+    with open(jobs_path, "rb") as handle:
+        settings, jobs = pickle.load(handle)
+    return ChunkWriter(settings, jobs)
 
 
-def _init_worker(settings: ImageSettings, jobs: dict[str, SplitJob], parent: int) -> None:
-    global _WORKER
+_WRITERS: dict[str, ChunkWriter] = {}  # in a worker: its writer, by jobs file
+
+
+def _init_worker(parent: int) -> None:
     start_worker(parent)  # dies with the parent: no orphan writes while a --resume run starts
-    _WORKER = ChunkWriter(settings, jobs)
 
 
-def _write_chunk(chunk: Chunk) -> Chunk:
-    assert _WORKER is not None
-    return _WORKER(chunk)
+def _started() -> None:
+    """A task that makes the pool start one more process now."""
+
+
+def _write_chunk(jobs_path: str, chunk: Chunk) -> Chunk:
+    writer = _WRITERS.get(jobs_path)
+    if writer is None:
+        _WRITERS.clear()
+        writer = _WRITERS[jobs_path] = load_chunk_writer(jobs_path)
+    return writer(chunk)
+
+
+class ImageWorkers(contextlib.AbstractContextManager):
+    """The image worker processes of a local run: ``count`` of them, or none for one (the
+    parent writes the images itself). `start` starts them at once, so their start-up (a spawned
+    interpreter importing NumPy, OpenCV and SciPy: about half a second) overlaps the read
+    stage; otherwise they start with the first chunk."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._executor: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self.count > 1 and self._executor is None:
+            self._executor = spawn_pool(self.count, _init_worker, (os.getpid(),))
+            for _ in range(self.count):  # the pool starts one process per task submitted
+                self._executor.submit(_started)
+
+    def executor(self) -> ProcessPoolExecutor:
+        self.start()
+        assert self._executor is not None, "one worker: no pool"
+        return self._executor
+
+    def end_after_failure(self) -> None:
+        end_workers(self._executor)
+
+    def __exit__(self, *exc_info) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
 
 class LocalRunner(contextlib.AbstractContextManager):
     """The processes that write images; one pool for the whole run (started once, and only if
     some chunk is left to write).
 
-    ``with LocalRunner(settings, execution, jobs, chunks) as runner:
-    for chunk in runner.finished_chunks(): ...``
+    ``with LocalRunner(settings, workers, jobs, chunks) as runner:
+    for chunk in runner.finished_chunks(): ...``: ``workers`` (`ImageWorkers`) belong to the
+    caller, who may have started them earlier.
     """
 
-    def __init__(self, settings: ImageSettings, execution: ExecutionConfig, jobs: dict[str, SplitJob],
+    def __init__(self, settings: ImageSettings, workers: ImageWorkers, jobs: dict[str, SplitJob],
                  chunks: Sequence[Chunk]):
         self.settings, self.jobs, self.chunks = settings, jobs, list(chunks)
         progress = Progress(settings.output_dir)
         self._pending = {chunk for chunk in self.chunks if not progress.is_done(chunk)}
-        self.workers = min(execution.worker_count, max(1, len(self._pending)))
+        self.workers = min(workers.count, max(1, len(self._pending)))
+        self._pool = workers
         self._in_process = ChunkWriter(settings, jobs) if self.workers <= 1 else None
-        self._executor = None if self._in_process or not self._pending else spawn_pool(
-            self.workers, _init_worker, (settings, jobs, os.getpid()))
+        self._executor = None if self._in_process or not self._pending else workers.executor()
+        self._jobs_path = progress.write_jobs((settings, jobs)) if self._executor else ""
 
     def finished_chunks(self) -> Iterator[Chunk]:
         """Every chunk, in order, once its part file is on disk (written now if missing)."""
@@ -131,7 +180,7 @@ class LocalRunner(contextlib.AbstractContextManager):
         try:
             for chunk in self.chunks:
                 if chunk in self._pending:
-                    pending.append(self._executor.submit(_write_chunk, chunk))
+                    pending.append(self._executor.submit(_write_chunk, self._jobs_path, chunk))
                     in_flight += 1
                 else:
                     pending.append(chunk)
@@ -142,7 +191,7 @@ class LocalRunner(contextlib.AbstractContextManager):
             while pending:
                 yield _finished(pending.popleft())
         except BrokenProcessPool as error:
-            end_workers(self._executor)
+            self._pool.end_after_failure()
             raise WorkerDiedError(
                 "a worker process died abruptly (killed, or out of memory?); the images finished "
                 "so far are kept: rerun with --resume, and fewer --num_workers or a smaller "
@@ -153,8 +202,7 @@ class LocalRunner(contextlib.AbstractContextManager):
                     future.cancel()
 
     def __exit__(self, *exc_info) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+        return None  # the workers are the caller's (`ImageWorkers`)
 
 
 def _finished(item) -> Chunk:

@@ -41,6 +41,7 @@ from spatule_synth.core.output_dir import MARKER_NAME, OutputDirError, atomic_wr
 
 PROGRESS_DIR = ".progress"
 RUN_FILE = "run.json"
+JOBS_FILE = "jobs.pickle"  # what the workers need (settings, split pools): see `write_jobs`
 LOCK_FILE = "lock"
 TEMPORARY_PREFIX = ".tmp-"  # `spatule_synth.core.output_dir.temporary_path` names
 
@@ -79,6 +80,13 @@ class Progress:
         """Mark ``chunk`` finished (call after its images are on disk)."""
         atomic_write_bytes(self.part_path(chunk), pickle.dumps(images, pickle.HIGHEST_PROTOCOL),
                            durable=False)
+
+    def write_jobs(self, jobs: Any) -> str:
+        """Store what every worker needs to write any chunk (pickled once, read once per worker,
+        instead of being sent to each worker or with each chunk); its absolute path."""
+        path = os.path.abspath(self.path(JOBS_FILE))
+        atomic_write_bytes(path, pickle.dumps(jobs, pickle.HIGHEST_PROTOCOL), durable=False)
+        return path
 
     def read_part(self, chunk: Chunk) -> list[Any]:
         """The chunk's images; a damaged part file (cut short by a power cut: parts are not

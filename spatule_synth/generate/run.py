@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from spatule_synth.core.config import GenerateConfig, OutputConfig, SplitConfig
 from spatule_synth.formats.coco import CocoStreamWriter
-from spatule_synth.generate.execute import ImageSettings, LocalRunner, SplitJob
+from spatule_synth.generate.execute import ImageSettings, ImageWorkers, LocalRunner, SplitJob
 from spatule_synth.generate.identities import content_key
 from spatule_synth.formats.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.formats.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
@@ -169,7 +169,16 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
     if not resuming:
         if is_unfinished_run(config.output.output_dir) and not config.execution.overwrite:
             raise OutputDirError(_unfinished_message(config.output.output_dir))
-        check_output_dir(config.output.output_dir, config.execution.overwrite, config.inputs.labelled_input_dirs)
+        check_output_dir(config.output.output_dir, config.execution.overwrite,
+                         config.inputs.labelled_input_dirs)
+    local = config.execution.runner == "local"
+    with ImageWorkers(config.execution.worker_count if local else 1) as workers:
+        if config.inputs.mask == "box":  # a short read stage: start the workers meanwhile
+            workers.start()
+        return _read_and_generate(config, workers, resuming)
+
+
+def _read_and_generate(config: GenerateConfig, workers: ImageWorkers, resuming: bool) -> GenerateResult:
     label_map = read_label_map(config.inputs.label_map_path)
     problems = ProblemLog(config.inputs.on_error)
     sources = read_sources(config.inputs, config.split, config.placement, label_map, problems,
@@ -200,7 +209,7 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
                 logging.info("resuming %s: %s; %d temporary files of the interrupted run removed",
                              config.output.output_dir, _finished_images_text(progress), removed)
                 result = _generate_into(config, label_map, problems, pools, counts, chunks,
-                                        progress)
+                                        progress, workers)
             for leftover in remove_replaced_leftovers(config.output.output_dir):
                 logging.info("deleted %s, the output an interrupted --overwrite run had moved aside",
                              leftover)
@@ -212,7 +221,7 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
                 progress.create(description, SPLITS)
                 with progress.locked():
                     result = _generate_into(config, label_map, problems, pools, counts, chunks,
-                                            progress)
+                                            progress, workers)
     except OSError as error:
         raise OutputWriteError(_stopped_message(config, error)) from error
     progress.remove()  # the manifest is written: the run is complete
@@ -290,7 +299,8 @@ def _stopped_message(config: GenerateConfig, error: OSError) -> str:
 
 def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
                    pools: dict[str, SplitPool], counts: dict[str, int],
-                   chunks: dict[str, list[Chunk]], progress: Progress) -> GenerateResult:
+                   chunks: dict[str, list[Chunk]], progress: Progress,
+                   workers: ImageWorkers) -> GenerateResult:
     result = GenerateResult(config.output.output_dir, problems, pools, eval_fraction=config.split.eval_fraction)
     os.makedirs(os.path.join(config.output.output_dir, "annotations"), exist_ok=True)
     jobs, first_source_id = {}, 1
@@ -312,7 +322,7 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
         assemblies = {split: stack.enter_context(SplitAssembly(
             split, config.output, config.placement.canvas_size, label_map, progress, result.counts[split]))
                       for split in SPLITS}
-        runner = stack.enter_context(_runner(config, jobs, every_chunk))
+        runner = stack.enter_context(_runner(config, jobs, every_chunk, workers))
         with tqdm(total=config.output.num_images, unit="img", disable=None) as bar:
             for chunk in runner.finished_chunks():
                 assemblies[chunk.split].add(progress.read_part(chunk))
@@ -334,12 +344,13 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
     return result
 
 
-def _runner(config: GenerateConfig, jobs: dict[str, SplitJob], chunks: list[Chunk]):
+def _runner(config: GenerateConfig, jobs: dict[str, SplitJob], chunks: list[Chunk],
+            workers: ImageWorkers):
     settings = ImageSettings.of(config)
     if config.execution.runner == "beam":
         from spatule_synth.generate.beam_runner import BeamRunner  # Beam only loads when asked for
         return BeamRunner(settings, config.execution, jobs, chunks)
-    return LocalRunner(settings, config.execution, jobs, chunks)
+    return LocalRunner(settings, workers, jobs, chunks)
 
 
 class SplitAssembly(contextlib.AbstractContextManager):
