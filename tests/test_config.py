@@ -28,13 +28,11 @@ def test_an_unknown_setting_is_refused_by_name():
         GenerateConfig.from_settings(**BASE, canvas=96)
 
 
-def test_sections_are_frozen_and_copied_with_changes():
-    config = GenerateConfig.from_settings(**BASE)
+def test_sections_are_frozen_and_settings_read_back_flat():
+    config = GenerateConfig.from_settings(**BASE, canvas_size=32, num_workers=2)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.placement.canvas_size = 32
-    changed = config.with_settings(canvas_size=32)
-    assert changed.placement.canvas_size == 32 and config.placement.canvas_size == 640
-    assert changed.inputs == config.inputs
+        config.placement.canvas_size = 64
+    assert GenerateConfig.from_settings(**config.settings()) == config
 
 
 def test_the_manifest_gets_every_setting_but_the_execution_ones_flat_and_in_order():

@@ -348,12 +348,12 @@ def test_coco_polygon_and_rle_masks_reach_the_outputs(generic_inputs, tmp_path):
 
 
 def test_yolo_boxes_become_box_masks(generic_inputs, tmp_path):
-    from spatule_synth.formats.yolo import write_classes, write_yolo
+    from spatule_synth.formats.yolo import write_classes, yolo_lines
     folder, photos = ellipse_sources(tmp_path)
     write_classes(str(folder / "classes.txt"), ["disc", "star"])
     for name, masks in photos:
-        write_yolo(str(folder / (name[:-4] + ".txt")), [(["disc", "star"][k], mask_box(m))
-                                                        for k, m in enumerate(masks)], 160, 120, ["disc", "star"])
+        (folder / (name[:-4] + ".txt")).write_text(yolo_lines(
+            [(["disc", "star"][k], mask_box(m)) for k, m in enumerate(masks)], 160, 120, ["disc", "star"]))
     out = tmp_path / "out"
     run_generate(plain_config(generic_inputs, out, yolo_dirs=(str(folder),)))
     ratios = fill_ratios(out)

@@ -24,7 +24,7 @@ import pytest
 
 from spatule_synth.generate.near_duplicates import (NEAR_DUPLICATE_THRESHOLD, cross_distances, distance,
                                            distances, fingerprint, group_fingerprints,
-                                           group_near_duplicates, pairwise_distances)
+                                           group_near_duplicates)
 
 CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # no I, O, Q, as on many ring and leg tags
 MASTER_HEIGHT = 160  # objects are drawn at this height, then scaled down per photo
@@ -152,7 +152,7 @@ def photo_set(kind: str, seed: int, objects: int = 30, photos: int = 5, codes=No
 
 def split_distances(crops, identities):
     """Distances of the same-object pairs and of the different-object pairs."""
-    matrix = pairwise_distances([fingerprint(c) for c in crops])
+    matrix = cross_distances([fingerprint(c) for c in crops], [fingerprint(c) for c in crops])
     same, different = [], []
     for i, j in itertools.combinations(range(len(crops)), 2):
         (same if identities[i] == identities[j] else different).append(matrix[i, j])
@@ -232,7 +232,7 @@ def test_distance_is_symmetric_and_zero_on_itself():
 def test_bulk_distances_match_pairwise():
     crops, _ = photo_set("tag", 4, objects=4, photos=3)
     prints = [fingerprint(c) for c in crops]
-    matrix = pairwise_distances(prints)
+    matrix = cross_distances(prints, prints)
     for i, j in itertools.combinations(range(len(prints)), 2):
         expected = distance(prints[i], prints[j])
         if math.isinf(expected):
@@ -301,7 +301,7 @@ def test_grouping_is_transitive():
     pair: 0~1 and 1~2 (say) put all three together although the far pair is over it."""
     crops, _ = photo_set("tag", 9, objects=1, photos=3)
     prints = [fingerprint(c) for c in crops]
-    d = pairwise_distances(prints)
+    d = cross_distances(prints, prints)
     (d_small, _), (d_mid, _), (d_big, far) = sorted(
         [(d[0, 1], (0, 1)), (d[0, 2], (0, 2)), (d[1, 2], (1, 2))])
     assert d_small <= d_mid < d_big
@@ -369,7 +369,7 @@ def _report(seeds=range(5)) -> None:
         print(_summary(f"{kind}s (30 x 5 photos, {len(seeds)} seeds)", same, different))
     codes = SEQUENTIAL_CODES + ["K7Q5", "K7Q6", "4NXR", "K7QE", "K7QF"]
     crops, identities = photo_set("tag", 7, objects=len(codes), photos=4, codes=codes)
-    matrix = pairwise_distances([fingerprint(c) for c in crops])
+    matrix = cross_distances([fingerprint(c) for c in crops], [fingerprint(c) for c in crops])
     closest: dict[tuple[str, str], float] = {}
     for i, j in itertools.combinations(range(len(crops)), 2):
         if identities[i] != identities[j]:

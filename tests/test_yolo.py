@@ -5,7 +5,7 @@ from PIL import Image
 
 from spatule_synth.core.boxes import Box
 from spatule_synth.core.problems import ProblemLog
-from spatule_synth.formats.yolo import displayed_size, read_yolo_folder, write_classes, write_yolo, yolo_lines
+from spatule_synth.formats.yolo import displayed_size, read_yolo_folder, write_classes, yolo_lines
 
 CLASSES = ["dog", "cat", "spatule"]
 
@@ -46,7 +46,7 @@ def test_round_trip_keeps_boxes_to_six_decimals(tmp_path):
     objects = [("cat", Box(10.25, 20.5, 300.75, 400)), ("dog", Box(0, 0, 641, 479)),
                ("spatule", Box(123.456, 78.9, 124.5, 80.01)), ("cat", Box(600, 1, 640.9, 2.3))]
     add_image(tmp_path, "photo.JPG", (width, height))
-    write_yolo(str(tmp_path / "photo.txt"), objects, width, height, CLASSES)
+    (tmp_path / "photo.txt").write_text(yolo_lines(objects, width, height, CLASSES))
     write_classes(str(tmp_path / "classes.txt"), CLASSES)
     (image,), problems = read(tmp_path)
     assert not problems.problems
@@ -142,7 +142,7 @@ def test_label_dir_holds_txt_and_classes(tmp_path):
     images, labels = tmp_path / "images", tmp_path / "labels"
     add_image(images, "a.jpg")
     labels.mkdir()
-    write_yolo(str(labels / "a.txt"), [("cat", Box(0, 0, 64, 48))], 640, 480, CLASSES)
+    (labels / "a.txt").write_text(yolo_lines([("cat", Box(0, 0, 64, 48))], 640, 480, CLASSES))
     write_classes(str(labels / "classes.txt"), CLASSES)
     (image,), problems = read(images, str(labels))
     assert image.annotation_path == str(labels / "a.txt") and image.objects[0].class_name == "cat"

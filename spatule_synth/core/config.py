@@ -13,6 +13,7 @@ import os
 import re
 
 from spatule_synth.core.augment import ImageAugmentRanges, ObjectAugmentRanges
+from spatule_synth.core.masks import MASK_METHODS
 from spatule_synth.core.validation import InputRules
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,7 +60,7 @@ class ConvertConfig:
 BLEND_MODES = ("seamless_normal", "seamless_mixed", "feather", "alpha", "paste",
                "seamless_normal_opencv", "seamless_mixed_opencv")
 IDENTITY_MODES = ("image", "object", "regex", "auto")
-MASK_SOURCES = ("box", "grabcut", "model")
+MASK_SOURCES = MASK_METHODS
 CLASS_BALANCE = ("proportional", "uniform")
 RUNNERS = ("local", "beam")
 
@@ -289,10 +290,6 @@ class GenerateConfig:
                 raise TypeError(f"unknown generate setting {name!r}")
         built = {name: SECTIONS[name](**values) for name, values in sections.items()}
         return cls(**built, **top)
-
-    def with_settings(self, **settings) -> "GenerateConfig":
-        """A copy with some flat settings changed (see `from_settings`)."""
-        return GenerateConfig.from_settings(**{**self.settings(), **settings})
 
     def settings(self) -> dict:
         """Every setting, flat (name -> value), execution ones included."""

@@ -203,12 +203,6 @@ def yolo_lines(objects: Iterable[tuple[str, Box]], width: int, height: int,
     return "".join(lines)
 
 
-def write_yolo(txt_path: str, objects: Iterable[tuple[str, Box]], width: int, height: int,
-               class_names: list[str]) -> None:
-    """Write `yolo_lines` to ``txt_path``, atomically (UTF-8, ``\\n`` line ends)."""
-    atomic_write_bytes(txt_path, yolo_lines(objects, width, height, class_names).encode("utf-8"))
-
-
 def write_classes(path: str, class_names: list[str]) -> None:
     """Write a ``classes.txt``: one name per line, atomically. Names must be unique, one-line,
     not blank (each would otherwise read back as a different list)."""

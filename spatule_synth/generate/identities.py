@@ -29,7 +29,6 @@ from typing import Sequence
 
 from spatule_synth.core.disjoint_sets import DisjointSets
 
-IDENTITY_MODES = ("image", "object", "regex", "auto")
 _CONTENT_HEX = 16  # 64 bits of SHA-256: no two photos of a data set collide
 _content_cache: dict[tuple[str, int, int], str] = {}
 

@@ -193,17 +193,6 @@ def group_fingerprints(prints: list[Fingerprint],
     return sets.group_numbers()
 
 
-def pairwise_distances(prints: list[Fingerprint]) -> np.ndarray:
-    """The symmetric (n, n) matrix of :func:`distance` (0 on the diagonal), computed in bulk like
-    :func:`group_fingerprints`."""
-    n = len(prints)
-    out = np.full((n, n), np.inf)
-    np.fill_diagonal(out, 0.0)
-    for pair in _screened_pairs(prints):
-        out[pair.i, pair.j] = out[pair.j, pair.i] = _pair_distance(prints, pair)
-    return out
-
-
 def distances(a: Fingerprint, others: Sequence[Fingerprint]) -> np.ndarray:
     """``[distance(a, b) for b in others]`` as a float64 array, bit for bit, computed in bulk
     (see :func:`cross_distances`)."""

@@ -63,9 +63,9 @@ from spatule_synth.formats.label_map import LabelMap, LabelMapError, read_label_
 from spatule_synth.formats.manifest import MANIFEST_NAME, ManifestStream
 from spatule_synth.modes.split_from import cutout_prints
 from spatule_synth.formats.voc import VocFormatError, read_voc
+from spatule_synth.generate.split import SPLITS
 
 MAX_LISTED = 5
-SPLITS = ("train", "eval")
 
 
 @dataclasses.dataclass
