@@ -1,7 +1,7 @@
 """Generation speed: spatule_synth vs the seed notebook's decode-per-image loop, in one run.
 
     .venv/bin/python bench/bench_generate.py [--images 2000] [--naive_images 200] [--workers 0]
-                                             [--backgrounds 8]
+                                             [--backgrounds 8] [--repeats 3]
 
 Inputs (made once, in a temporary folder): 8 labelled 3264x2448 camera-like JPEGs with 2 tags
 each (~70x40 px) and 8 tag-free ones (``--backgrounds``: more, so that they no longer all stay
@@ -15,8 +15,9 @@ decoded in the workers' caches). Then, on the same inputs:
 * the naive loop of the seed notebook: for every output image, decode a full labelled photo and a
   full background photo, cut one tag, seamless-clone it, write JPEG + XML (one process).
 
-Prints images per second of each, the ratios, and the peak RSS of this process and of its
-(largest) children.
+The three are measured in ``--repeats`` interleaved rounds (this machine is shared and noisy:
+one round can be 30 % off); prints each round, the medians, the ratios of the medians, and the peak
+RSS of this process and of its (largest) children.
 """
 
 import argparse
@@ -115,19 +116,35 @@ def main() -> None:
     parser.add_argument("--naive_images", type=int, default=200)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--backgrounds", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of (seamless, feather, naive); medians are reported")
     args = parser.parse_args()
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         labelled, backgrounds = make_inputs(tmp, np.random.default_rng(0), args.backgrounds)
         ours(labelled, backgrounds, os.path.join(tmp, "warm-up"), 16, "feather", 1)
-        seamless = rates(labelled, backgrounds, os.path.join(tmp, "seamless"), args.images,
-                         "seamless_normal", args.workers)
-        feather = rates(labelled, backgrounds, os.path.join(tmp, "feather"), args.images, "feather",
-                        args.workers)
-        loop = naive(labelled, backgrounds, os.path.join(tmp, "naive"), args.naive_images)
+        for repeat in range(args.repeats):
+            seamless = rates(labelled, backgrounds, os.path.join(tmp, f"seamless{repeat}"), args.images,
+                             "seamless_normal", args.workers)
+            feather = rates(labelled, backgrounds, os.path.join(tmp, f"feather{repeat}"), args.images,
+                            "feather", args.workers)
+            loop = naive(labelled, backgrounds, os.path.join(tmp, f"naive{repeat}"), args.naive_images)
+            rounds.append((seamless, feather, loop))
+            print(f"round {repeat + 1}: seamless {seamless[0]:.1f} / {seamless[1]:.1f} img/s, feather "
+                  f"{feather[0]:.1f} / {feather[1]:.1f} img/s (end to end / marginal), naive "
+                  f"{loop:.1f} img/s: seamless end to end {seamless[0] / loop:.1f}x", flush=True)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = args.workers or os.cpu_count()
-    print(f"inputs: 8 labelled + {args.backgrounds} background JPEGs of {WIDTH}x{HEIGHT}; {workers} workers")
+
+    def median(values) -> float:
+        return float(np.median(list(values)))
+
+    seamless = (median(r[0][0] for r in rounds), median(r[0][1] for r in rounds))
+    feather = (median(r[1][0] for r in rounds), median(r[1][1] for r in rounds))
+    loop = median(r[2] for r in rounds)
+    print(f"inputs: 8 labelled + {args.backgrounds} background JPEGs of {WIDTH}x{HEIGHT}; {workers} "
+          f"workers; medians of {len(rounds)} rounds")
     n = args.images
     print(f"spatule_synth, seamless_normal: n={n} end to end {seamless[0]:6.1f} img/s, "
           f"marginal ({n} -> {3 * n}) {seamless[1]:6.1f} img/s")
@@ -137,6 +154,8 @@ def main() -> None:
     print(f"ratio to naive, end to end: seamless {seamless[0] / loop:5.1f}x, feather "
           f"{feather[0] / loop:5.1f}x; marginal: seamless {seamless[1] / loop:5.1f}x, feather "
           f"{feather[1] / loop:5.1f}x")
+    ratios = sorted(r[0][0] / r[2] for r in rounds)
+    print(f"seamless end to end / naive, per round: {', '.join(f'{x:.1f}x' for x in ratios)}")
     print(f"peak RSS: main process {own:.0f} MB, largest worker {children:.0f} MB")
 
 
