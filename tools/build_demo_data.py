@@ -17,7 +17,7 @@ noise in ground coordinates (detail shrinks with distance), with sky reflections
 out-of-focus grass in the foreground. Spoonbills are white shaded bodies with neck, head, crest,
 a long black bill ending in a spatula and long black legs, with a shadow or a reflection. Some wear
 a Darvic ring on a tibia: a white or pale yellow cylinder carrying 4 black characters drawn with
-Pillow's bundled font (Aileron), wrapped around the leg. The XML box of a ring is computed from its
+Pillow's bundled font (Aileron), wrapped around the leg by the library's `spatule_synth.tags.ring`. The XML box of a ring is computed from its
 visible pixel mask (pixel-edge convention of `spatule_synth.core.boxes`) and each edge is moved by at
 most 1 px, like a careful annotator. The camera adds defocus, light falloff, vignetting, sensor
 noise and JPEG compression (quality 88, with EXIF).
@@ -35,13 +35,16 @@ import types
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from spatule_synth.core.boxes import Box  # noqa: E402
 from spatule_synth.core.output_dir import atomic_write_bytes  # noqa: E402
 from spatule_synth.formats.voc import VocAnnotation, VocObject, read_voc, write_voc  # noqa: E402
+from spatule_synth.tags.glyphs import FontGlyphs  # noqa: E402
+from spatule_synth.tags.ring import PALE_YELLOW, WHITE, RingLook, smoothstep, value_noise  # noqa: E402
+from spatule_synth.tags.ring import ring_patch as draw_ring  # noqa: E402
 
 SEED = 20230514
 WIDTH, HEIGHT = 1600, 1200
@@ -59,7 +62,6 @@ TEXTURE_SIZE = 512
 SUPERSAMPLE = 2  # birds are drawn at twice the final resolution
 RING_SUPERSAMPLE = 4  # rings at four times
 CODE_CHARACTERS = "ACEFHJKLMNPTUVXY0123456789"
-INK = 0.05
 LEG_BLACK = 0.06
 
 
@@ -150,17 +152,6 @@ def spectral_texture(rng: np.random.Generator, size: int = TEXTURE_SIZE, beta: f
     spectrum = (rng.normal(size=freq.shape) + 1j * rng.normal(size=freq.shape)) * amplitude
     texture = np.fft.irfft2(spectrum, s=(size, size))
     return ((texture - texture.mean()) / texture.std()).astype(np.float32)
-
-
-def value_noise(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
-    """Smooth noise with features about ``cell`` pixels wide (unit std before smoothing)."""
-    grid = rng.normal(size=(int(height / cell) + 3, int(width / cell) + 3)).astype(np.float32)
-    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
-def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def lerp(a, b, t):
@@ -435,77 +426,13 @@ class TagSpec:
     width_px: float  # ring diameter in final pixels
 
 
-def code_glyphs(tag: TagSpec, radius: float) -> np.ndarray:
-    """The 4 characters as an ink mask: rows along the leg, columns around the ring (unrolled)."""
-    if tag.style == "along":
-        font = ImageFont.load_default(size=max(8.0, 1.25 * radius / 0.70))
-        left, top, right, bottom = font.getbbox(tag.code)
-        image = Image.new("L", (right - left + 4, bottom - top + 4), 0)
-        ImageDraw.Draw(image).text((2 - left, 2 - top), tag.code, fill=255, font=font)
-        return np.rot90(np.asarray(image, np.float32) / 255.0, 1 if tag.reads_up else 3)
-    font = ImageFont.load_default(size=max(8.0, 1.05 * radius / 0.62))
-    cells = []
-    for char in tag.code:
-        left, top, right, bottom = font.getbbox(char)
-        cell = Image.new("L", (int(1.2 * radius) + 4, bottom - top + 4), 0)
-        x = (cell.width - (right - left)) // 2 - left
-        ImageDraw.Draw(cell).text((x, 2 - top), char, fill=255, font=font)
-        cells.append(np.asarray(cell, np.float32) / 255.0)
-        cells.append(np.zeros((int(0.28 * radius), cell.width), np.float32))
-    return np.concatenate(cells[:-1], axis=0)
-
-
 def ring_patch(rng: np.random.Generator, tag: TagSpec, light: Light, sun_left: bool
                ) -> tuple[np.ndarray, np.ndarray]:
-    """A ring seen slightly from above, axis vertical, at RING_SUPERSAMPLE: (premult RGB, alpha)."""
-    radius = tag.width_px * RING_SUPERSAMPLE / 2.0
-    glyphs = code_glyphs(tag, radius)
-    margin = 0.6 * radius
-    length = glyphs.shape[0] + 2.0 * margin
-    rim = 0.22 * radius
-    pad = 4
-    height, width = int(length + 2 * rim + 2 * pad), int(2 * radius + 2 * pad)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
-    n = np.clip((xs - width / 2.0) / radius, -1.0, 1.0)
-    depth = np.sqrt(1.0 - n ** 2)
-    top_centre = pad + rim
-    in_top = ((xs - width / 2.0) / radius) ** 2 + ((ys - top_centre) / rim) ** 2 <= 1.0
-    opening = ((xs - width / 2.0) / (0.84 * radius)) ** 2 + ((ys - top_centre) / (0.84 * rim)) ** 2
-    along = ys - top_centre - rim * depth  # distance down the side surface
-    side = (np.abs(xs - width / 2.0) <= radius) & (along >= -rim * depth) & (along <= length)
-    ink = ring_ink(glyphs, n, along, radius, margin, rng)
-    shade = ring_shading(n, depth, along, length, light, sun_left)
-    base = np.array((0.96, 0.90, 0.62) if tag.yellow else (0.95, 0.95, 0.93), np.float32)
-    dirt = 1.0 - 0.07 * np.abs(value_noise(rng, height, width, radius * 0.6))
-    colour = base * (shade * dirt)[..., None] * (1.0 - 0.95 * ink[..., None]) + INK * ink[..., None]
-    colour = np.where(in_top[..., None], base * 1.02, colour)
-    colour = np.where((opening <= 1.0)[..., None], np.float32(0.1), colour)
-    alpha = (in_top | side).astype(np.float32)
-    return (colour * alpha[..., None]).astype(np.float32), alpha
-
-
-def ring_ink(glyphs: np.ndarray, n: np.ndarray, along: np.ndarray, radius: float, margin: float,
-             rng: np.random.Generator) -> np.ndarray:
-    """Wrap the glyphs around the cylinder: arc length around the ring, distance along it."""
-    turn = rng.uniform(-0.3, 0.3)  # the code is rarely centred on the side facing the camera
-    arc = radius * (np.arcsin(n) - turn)
-    map_x = (arc + glyphs.shape[1] / 2.0).astype(np.float32)
-    map_y = (along - margin).astype(np.float32)
-    ink = cv2.remap(glyphs.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return ink * (np.abs(n) < 0.995)
-
-
-def ring_shading(n: np.ndarray, depth: np.ndarray, along: np.ndarray, length: float,
-                 light: Light, sun_left: bool) -> np.ndarray:
-    lx = -0.55 if sun_left else 0.55
-    lz = math.sqrt(1.0 - lx * lx)
-    diffuse = np.clip(n * lx + depth * lz, 0.0, 1.0)
-    shade = 0.58 + 0.42 * (1.0 - light.direct * (1.0 - diffuse))
-    shade = shade * (0.97 - 0.07 * np.clip(along / length, 0.0, 1.0))
-    shade = shade * (1.0 - 0.14 * smoothstep(length * 0.9, length, along))
-    highlight = 0.10 * light.direct * np.exp(-((n - 0.5 * lx) / 0.14) ** 2)
-    return (shade + highlight).astype(np.float32)
+    """A ring seen slightly from above, axis vertical, at RING_SUPERSAMPLE: (premult RGB, alpha),
+    drawn by the library's tag renderer (`spatule_synth.tags.ring`) with Pillow's bundled font."""
+    look = RingLook(tag.code, tag.style, tag.reads_up, PALE_YELLOW if tag.yellow else WHITE,
+                    tag.width_px, light.direct, sun_left)
+    return draw_ring(rng, look, FontGlyphs(), RING_SUPERSAMPLE)
 
 
 def place_ring(layer: Layer, ring: tuple[np.ndarray, np.ndarray], centre: np.ndarray,
