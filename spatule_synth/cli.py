@@ -22,6 +22,7 @@ from spatule_synth.core.augment import parse_ranges
 from spatule_synth.core.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, IDENTITY_MODES, \
     MASK_SOURCES, ConvertConfig, GenerateConfig
 from spatule_synth.core.problems import ON_ERROR_CHOICES
+from spatule_synth.tags.render import COLOURS, DEFAULT_ALPHABET, DEFAULT_COLOURS, parse_tag_style
 from spatule_synth.core.validation import UNLABELLED_CHOICES
 
 MODES = ("generate", "convert", "verify", "report")
@@ -192,6 +193,29 @@ flags.DEFINE_boolean("report", True, "generate: write OUT/report/ (stats.json, s
                      "galleries with boxes and masks drawn, index.html) at the end; --noreport to skip.")
 flags.DEFINE_boolean("yolo_output", False, "generate: also write a YOLO NAME.txt beside each image "
                      "and classes.txt in each image folder.")
+flags.DEFINE_integer("rendered_tags", 0, "generate: also draw N leg-ring tags with distinct codes "
+                     "(spatule_synth.tags) and paste them like the real cutouts; each code is its "
+                     "own identity, so no code is in both train and eval.", lower_bound=0)
+flags.DEFINE_float("rendered_fraction", None, "generate: share of the labelled placements that use "
+                   "rendered tags (default: as any cutout, by number).")
+flags.DEFINE_string("tag_class", "tag", "generate: the label-map class of rendered tags.")
+flags.DEFINE_string("tag_alphabet", DEFAULT_ALPHABET, "generate: characters of rendered codes (the "
+                    "spoonbill rings leave out look-alikes such as E); with --tag_glyph_sheet, in "
+                    "the sheet's order.")
+flags.DEFINE_integer("tag_length", 4, "generate: characters per rendered code.")
+flags.DEFINE_string("tag_font", "", "generate: TrueType/OpenType font of rendered codes (default: "
+                    "Pillow's bundled font).")
+flags.DEFINE_string("tag_glyph_sheet", "", "generate: an image of --tag_alphabet's characters in a "
+                    "row, dark on light, to draw rendered codes with instead of a font.")
+flags.DEFINE_string("tag_style", "", "generate: ranges of rendered tags' looks, key=lo:hi,...: "
+                    "width (ring diameter px; default: as the real tags), stacked (probability of "
+                    "upright stacked characters), turn, direct, dirt, highlight, scratches, tilt "
+                    "(degrees), perspective, blur, motion, noise, jpeg.")
+flags.DEFINE_list("tag_colours", list(DEFAULT_COLOURS), "generate: ring colours, by name "
+                  f"({', '.join(COLOURS)}) or #rrggbb; repeat one to make it more frequent.")
+flags.DEFINE_boolean("tag_crops", False, "generate: the reading dataset: an upright crop of every "
+                     "placed tag whose code is known (rendered tags; real ones named by "
+                     "--identity=regex) in OUT/tag_crops/SPLIT/, listed in OUT/tag_crops/labels.csv.")
 
 
 # Which flags each mode reads (besides absl's own, e.g. --flagfile, --help). A flag given
@@ -213,7 +237,9 @@ MODE_FLAGS: dict[str, frozenset[str]] = {
         "voc_seg_dirs", "cutout_dirs", "distractor_dirs", "distractors_per_image", "mask",
         "mask_model", "class_balance", "object_augment", "no_flip_classes", "image_augment",
         "max_occlusion", "min_visible", "min_visibility", "instance_masks",
-        "use_truncated_cutouts", "use_difficult_cutouts", "report", "yolo_output")),
+        "use_truncated_cutouts", "use_difficult_cutouts", "report", "yolo_output", "rendered_tags",
+        "rendered_fraction", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
+        "tag_style", "tag_colours", "tag_crops")),
     "convert": frozenset(COMMON_FLAGS + INPUT_FLAGS + PIPELINE_FLAGS + (
         "record_name", "split_from", "keep_negatives", "tile_size", "tile_overlap",
         "tile_min_visible", "tile_negative_fraction")),
@@ -234,6 +260,10 @@ def _tiles(value: Callable[[str], object]) -> bool:
     return int(value("tile_size") or 0) > 0
 
 
+def _renders_tags(value: Callable[[str], object]) -> bool:
+    return int(value("rendered_tags") or 0) > 0
+
+
 def _draws_jpeg_quality(value: Callable[[str], object]) -> bool:
     return re.search(r"(^|,)\s*jpeg_quality\s*=", str(value("image_augment") or "")) is not None
 
@@ -252,6 +282,11 @@ DEPENDENT_FLAGS: dict[str, tuple[Callable[[Callable[[str], object]], bool], str]
     "jpeg_quality": (lambda value: not _draws_jpeg_quality(value),
                      "is not used when --image_augment draws jpeg_quality (each image's quality "
                      "comes from that range)"),
+    **{name: (_renders_tags, "is used only with --rendered_tags=N")
+       for name in ("rendered_fraction", "tag_class", "tag_alphabet", "tag_length", "tag_font",
+                    "tag_glyph_sheet", "tag_style", "tag_colours")},
+    "tag_crops": (lambda value: _renders_tags(value) or value("identity") == "regex",
+                  "is used only with --rendered_tags=N or --identity=regex (tags whose code is known)"),
     "max_overlap": (lambda value: float(value("max_occlusion") or 0) <= 0,
                     "is not used with --max_occlusion (overlap is then bounded by the share of "
                     "each object's mask that later pastes cover)"),
@@ -377,7 +412,12 @@ def generate_config() -> GenerateConfig:
             instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report,
             unlabelled=FLAGS.unlabelled, ignore_classes=tuple(FLAGS.ignore_classes),
             use_truncated_cutouts=FLAGS.use_truncated_cutouts,
-            use_difficult_cutouts=FLAGS.use_difficult_cutouts)
+            use_difficult_cutouts=FLAGS.use_difficult_cutouts,
+            rendered_tags=FLAGS.rendered_tags, rendered_fraction=FLAGS.rendered_fraction,
+            tag_class=FLAGS.tag_class, tag_alphabet=FLAGS.tag_alphabet, tag_length=FLAGS.tag_length,
+            tag_font=FLAGS.tag_font, tag_glyph_sheet=FLAGS.tag_glyph_sheet,
+            tag_style=parse_tag_style(FLAGS.tag_style), tag_colours=tuple(FLAGS.tag_colours),
+            tag_crops=FLAGS.tag_crops)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 

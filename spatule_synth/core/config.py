@@ -14,6 +14,7 @@ import re
 
 from spatule_synth.core.augment import ImageAugmentRanges, ObjectAugmentRanges
 from spatule_synth.core.masks import MASK_METHODS
+from spatule_synth.tags.render import DEFAULT_ALPHABET, DEFAULT_COLOURS, TagStyle, parse_colours
 from spatule_synth.core.validation import InputRules
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -99,6 +100,15 @@ class InputsConfig:
     ignore_classes: tuple[str, ...] = ()  # classes that are not labels ("*": every other one)
     use_truncated_cutouts: bool = False  # objects cut by their photo's edge may be cutouts
     use_difficult_cutouts: bool = False  # objects marked difficult may be cutouts
+    # rendered tags (spatule_synth.tags, spatule_synth.generate.rendered_source)
+    rendered_tags: int = 0  # how many tags with distinct codes to draw
+    tag_class: str = "tag"
+    tag_alphabet: str = DEFAULT_ALPHABET
+    tag_length: int = 4
+    tag_font: str = ""  # a TrueType/OpenType file; "": Pillow's bundled font
+    tag_glyph_sheet: str = ""  # the alphabet's characters in a row, instead of a font
+    tag_style: TagStyle = TagStyle()
+    tag_colours: tuple[str, ...] = DEFAULT_COLOURS
 
     @property
     def input_rules(self) -> InputRules:
@@ -119,12 +129,29 @@ class InputsConfig:
         if self.coco_image_dirs and len(self.coco_image_dirs) != len(self.coco_json):
             raise ValueError("give one coco_image_dirs entry per coco_json file (or none)")
         if not (self.input_dirs or self.coco_json or self.yolo_dirs or self.voc_seg_dirs
-                or self.cutout_dirs):
+                or self.cutout_dirs or self.rendered_tags):
             raise ValueError("no labelled input: give input_dirs (labelImg), coco_json, yolo_dirs, "
-                             "voc_seg_dirs or cutout_dirs")
+                             "voc_seg_dirs, cutout_dirs or rendered_tags")
+        self._check_rendered_tags()
         if not self.coco_image_dirs and self.coco_json:
             object.__setattr__(self, "coco_image_dirs",
                                tuple(os.path.dirname(os.path.abspath(p)) for p in self.coco_json))
+
+
+    def _check_rendered_tags(self) -> None:
+        if self.rendered_tags < 0:
+            raise ValueError(f"rendered_tags must be >= 0, got {self.rendered_tags}")
+        alphabet = self.tag_alphabet
+        if not alphabet or len(set(alphabet)) != len(alphabet) or any(c.isspace() for c in alphabet):
+            raise ValueError(f"tag_alphabet must be distinct characters without spaces, got {alphabet!r}")
+        if not 1 <= self.tag_length <= 12:
+            raise ValueError(f"tag_length must lie in [1, 12], got {self.tag_length}")
+        if self.rendered_tags > len(alphabet) ** self.tag_length:
+            raise ValueError(f"rendered_tags={self.rendered_tags} distinct codes cannot be made of "
+                             f"{self.tag_length} characters of a {len(alphabet)}-character alphabet")
+        if self.tag_font and self.tag_glyph_sheet:
+            raise ValueError("give tag_font or tag_glyph_sheet, not both")
+        parse_colours(self.tag_colours)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,8 +197,11 @@ class PlacementConfig:
     max_occlusion: float = 0.0
     min_visible: float = 0.25
     min_visibility: float = 0.6  # see spatule_synth.generate.visibility and the README's measurement
+    rendered_fraction: float | None = None  # share of labelled placements using rendered tags
 
     def __post_init__(self) -> None:
+        if self.rendered_fraction is not None and not 0 <= self.rendered_fraction <= 1:
+            raise ValueError(f"rendered_fraction must lie in [0, 1], got {self.rendered_fraction}")
         if self.canvas_size < 16:
             raise ValueError(f"canvas_size must be at least 16, got {self.canvas_size}")
         _check_min_max("objects_per_image", self.objects_per_image)
@@ -199,6 +229,7 @@ class OutputConfig:
     instance_masks: bool = False
     yolo_output: bool = False
     report: bool = True
+    tag_crops: bool = False  # the reading dataset: OUT/tag_crops/SPLIT/*.png + labels.csv
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -245,7 +276,9 @@ MANIFEST_SETTINGS = (
     "distractors_per_image", "mask", "mask_model", "class_balance", "object_augment",
     "no_flip_classes", "image_augment", "max_occlusion", "min_visible", "min_visibility",
     "instance_masks", "yolo_output", "report", "seed", "num_shards", "jpeg_quality", "on_error",
-    "unlabelled", "ignore_classes", "use_truncated_cutouts", "use_difficult_cutouts")
+    "unlabelled", "ignore_classes", "use_truncated_cutouts", "use_difficult_cutouts",
+    "rendered_tags", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
+    "tag_style", "tag_colours", "rendered_fraction", "tag_crops")
 
 
 def _section_of_setting() -> dict[str, str]:

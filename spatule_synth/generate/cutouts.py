@@ -49,6 +49,9 @@ class Cutout:
     parts: tuple[CutoutPart, ...]  # empty for a distractor
     source_file: str
     source_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # the group's box in its photo
+    origin: str = "photo"  # "photo" (cut out of a labelled input) or "rendered" (spatule_synth.tags)
+    code: str = ""  # the tag code it shows, when known (rendered; --identity=regex names)
+    upright_turns: int = 0  # np.rot90 quarter turns that make its code read upright (rendered)
 
     @property
     def object_pixels(self) -> np.ndarray:

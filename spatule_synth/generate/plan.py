@@ -9,7 +9,9 @@ instead of once per image. Blocks are as long as they can be without leaving pho
 `windows_per_background`): decoding a 3264x2448 JPEG costs about ten times the rest of an image.
 
 Placements: labelled cutouts first (``--class_balance``: ``proportional`` draws cutouts
-uniformly, ``uniform`` draws a class first), then distractors. Each gets its scale, blend mode and
+uniformly, ``uniform`` draws a class first; with ``--rendered_fraction`` and both rendered and
+photographed cutouts in the split, a draw first picks rendered ones with that probability, then a
+cutout among them), then distractors. Each gets its scale, blend mode and
 object augmentation. Overlap is bounded by ``--max_overlap`` (pasted rectangles, intersection over
 the smaller) unless ``--max_occlusion`` is set: then overlap is allowed as long as no labelled
 object already placed loses more than that fraction of its mask to later pastes (checked on the
@@ -19,6 +21,7 @@ real warped masks, with `spatule_synth.generate.placing.placed_regions`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -49,6 +52,10 @@ class SplitPool:
 
     def cutout_of(self, placement: Placement) -> Cutout:
         return (self.distractors if placement.distractor else self.cutouts)[placement.cutout]
+
+    @functools.cached_property
+    def cutout_by_id(self) -> dict[str, Cutout]:
+        return {cutout.cutout_id: cutout for cutout in self.cutouts}
 
 
 def windows_per_background(images: int, photos: int) -> int:
@@ -138,16 +145,20 @@ class _Layout:
         self.config, self.pool = config, pool
         self.placements: list[Placement] = []
         self._parts: list[tuple[np.ndarray, int]] = []  # labelled masks on the canvas, pixel counts
-        self._classes = sorted({c.class_name for c in pool.cutouts})
+        self._candidates = _cutout_kinds(pool.cutouts, config.rendered_fraction)
 
     def _draw_cutout(self, rng: np.random.Generator, distractor: bool) -> int:
         if distractor:
             return int(rng.integers(len(self.pool.distractors)))
+        candidates = self._candidates[0]
+        if len(self._candidates) == 2:  # (rendered, photographed): --rendered_fraction
+            candidates = self._candidates[0 if rng.random() < self.config.rendered_fraction else 1]
         if self.config.class_balance == "uniform":
-            name = self._classes[int(rng.integers(len(self._classes)))]
-            members = [i for i, c in enumerate(self.pool.cutouts) if c.class_name == name]
+            classes = sorted({self.pool.cutouts[i].class_name for i in candidates})
+            name = classes[int(rng.integers(len(classes)))]
+            members = [i for i in candidates if self.pool.cutouts[i].class_name == name]
             return members[int(rng.integers(len(members)))]
-        return int(rng.integers(len(self.pool.cutouts)))
+        return candidates[int(rng.integers(len(candidates)))]
 
     def place_one(self, rng: np.random.Generator, distractor: bool) -> None:
         """Add a placement that respects the canvas and the overlap rule, if one is found."""
@@ -189,6 +200,16 @@ class _Layout:
             mask &= ~written
         self._parts.extend((part, int(np.count_nonzero(part))) for part in parts)
         return True
+
+
+def _cutout_kinds(cutouts: tuple[Cutout, ...], rendered_fraction: float | None) -> tuple[list[int], ...]:
+    """The cutout indices a draw chooses among: all of them, or (with ``rendered_fraction`` and
+    both kinds present) the rendered ones and the photographed ones."""
+    every = list(range(len(cutouts)))
+    rendered = [i for i in every if cutouts[i].origin == "rendered"]
+    if rendered_fraction is None or not rendered or len(rendered) == len(every):
+        return (every,)
+    return rendered, [i for i in every if cutouts[i].origin != "rendered"]
 
 
 def _position(rng: np.random.Generator, config: PlacementConfig, width: int, height: int) -> tuple[int, int]:

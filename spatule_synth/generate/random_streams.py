@@ -16,6 +16,8 @@ STREAM_IDS = {
     "background_order": 2,  # keys (split id, cycle): which photo each block of images crops
     "redraw": 3,            # keys (split id, image index, placement, attempt): a re-drawn placement
     "noise": 4,             # keys (noise seed drawn by the image's plan): sensor noise pixels
+    "tag_codes": 5,         # no keys: the codes of the rendered tags
+    "rendered_tag": 6,      # keys (tag index): everything about one rendered tag's look
 }
 
 

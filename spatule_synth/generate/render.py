@@ -58,6 +58,7 @@ class SampleObject:
     cutout_id: str
     blend: str
     mask: np.ndarray  # (size, size) bool: the visible pixels of this object
+    mirrored: bool = False  # pasted flipped one way (its code, if any, reads mirrored)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -99,8 +100,9 @@ def render(spec: SampleSpec, pool: SplitPool, canvas: np.ndarray, min_visible: f
             hidden += 1
             continue
         part = cutout.parts[part_index]
+        mirrored = placement.augment.flip_h != placement.augment.flip_v
         objects.append(SampleObject(part.class_name, part.class_id, box, truncated, cutout.cutout_id,
-                                    placement.blend, visible))
+                                    placement.blend, visible, mirrored))
     pixels = augment_image(canvas, spec.image_augment)
     final = dataclasses.replace(spec, placements=tuple(pasted))
     return Sample(final, pixels, tuple(objects), hidden, redrawn, invisible)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
+from typing import IO
 
 from absl import logging
 from tqdm import tqdm
@@ -37,8 +38,10 @@ from spatule_synth.formats.coco import CocoStreamWriter
 from spatule_synth.generate.execute import ImageSettings, ImageWorkers, LocalRunner, SplitJob
 from spatule_synth.generate.identities import content_key
 from spatule_synth.formats.label_map import LabelMap, read_label_map, write_label_map
+from spatule_synth.formats.labels_csv import HEADER as CROP_HEADER
+from spatule_synth.formats.labels_csv import csv_row
 from spatule_synth.formats.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
-from spatule_synth.core.output_dir import OutputDirError, OutputWriteError, cannot_write, check_output_dir, \
+from spatule_synth.core.output_dir import OutputDirError, OutputWriteError, atomic_open, cannot_write, check_output_dir, \
     output_dir_for_run, remove_replaced_leftovers
 from spatule_synth.generate.plan import SplitPool, windows_per_background
 from spatule_synth.core.problems import ProblemLog
@@ -50,6 +53,8 @@ from spatule_synth.generate.sources import SourceSet, read_sources
 from spatule_synth.generate.split import SPLITS, SplitError, images_per_split, split_all
 from spatule_synth.formats.tfrecord import ShardedRecordWriter
 from spatule_synth.formats.yolo import write_classes
+
+TAG_CROPS = "tag_crops"  # OUT/tag_crops/{train,eval}/ and labels.csv (--tag_crops)
 
 
 @dataclasses.dataclass
@@ -182,7 +187,7 @@ def _read_and_generate(config: GenerateConfig, workers: ImageWorkers, resuming: 
     label_map = read_label_map(config.inputs.label_map_path)
     problems = ProblemLog(config.inputs.on_error)
     sources = read_sources(config.inputs, config.split, config.placement, label_map, problems,
-                           config.execution.worker_count)
+                           config.execution.worker_count, config.seed)
     counts = images_per_split(config.output.num_images, config.split.eval_fraction)
     pools = split_pools(config.split, config.seed, sources, counts)
     for split in SPLITS:
@@ -314,14 +319,23 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
             os.makedirs(mask_folder, exist_ok=True)
         if class_names is not None:
             write_classes(os.path.join(folder, "classes.txt"), list(class_names))
-        outputs = SampleOutputs(folder, mask_folder, class_names, config.output.jpeg_quality)
+        crop_folder = None
+        if config.output.tag_crops:
+            crop_folder = os.path.join(config.output.output_dir, TAG_CROPS, split)
+            os.makedirs(crop_folder, exist_ok=True)
+        outputs = SampleOutputs(folder, mask_folder, class_names, config.output.jpeg_quality, crop_folder)
         jobs[split] = SplitJob(pools[split], outputs, first_source_id)
         first_source_id += counts[split]
     every_chunk = [chunk for split in SPLITS for chunk in chunks[split]]
     with contextlib.ExitStack() as stack:
+        crop_list = None
+        if config.output.tag_crops:  # the reading dataset's index, in image order
+            crop_list = stack.enter_context(atomic_open(
+                os.path.join(config.output.output_dir, TAG_CROPS, "labels.csv"), durable=False))
+            crop_list.write(csv_row(CROP_HEADER))
         assemblies = {split: stack.enter_context(SplitAssembly(
-            split, config.output, config.placement.canvas_size, label_map, progress, result.counts[split]))
-                      for split in SPLITS}
+            split, config.output, config.placement.canvas_size, label_map, progress, result.counts[split],
+            crop_list)) for split in SPLITS}
         runner = stack.enter_context(_runner(config, jobs, every_chunk, workers))
         with tqdm(total=config.output.num_images, unit="img", disable=None) as bar:
             for chunk in runner.finished_chunks():
@@ -358,7 +372,8 @@ class SplitAssembly(contextlib.AbstractContextManager):
     order; the shards and the COCO file get their final names in `finish`."""
 
     def __init__(self, split: str, config: OutputConfig, canvas_size: int, label_map: LabelMap,
-                 progress: Progress, counts: SplitCounts) -> None:
+                 progress: Progress, counts: SplitCounts, crop_list: IO[bytes] | None = None) -> None:
+        self.split, self.crop_list = split, crop_list
         self.counts = counts
         self.canvas_size = canvas_size
         self.folder = os.path.join(config.output_dir, "images", split)
@@ -376,6 +391,8 @@ class SplitAssembly(contextlib.AbstractContextManager):
             self.shards.write_serialized(serialized_example(sample, self.folder))
             self.entries.append(sample.entry)
             self.counts.add(sample.entry)
+            for crop in sample.entry.get("tag_crops", ()):
+                self.crop_list.write(csv_row([crop["file"], crop["code"], self.split]))
             if self.coco is not None:
                 self.coco.add({"id": int(sample.entry["source_id"]), "file_name": f"{sample.name}.jpg",
                                "width": self.canvas_size, "height": self.canvas_size},

@@ -2,7 +2,10 @@
 its manifest entry, all made from the same rendered pixels and boxes; with ``--instance_masks``
 also ``masks/SPLIT/NAME.png`` (pixel value = 1-based index of the object in the XML, 0 = none),
 one PNG mask per object in the example (``image/object/mask``, the OD API's ``PNG_MASKS``) and
-the image's COCO annotations (RLE of the same masks); with ``--yolo_output`` a YOLO ``NAME.txt``.
+the image's COCO annotations (RLE of the same masks); with ``--yolo_output`` a YOLO ``NAME.txt``;
+with ``--tag_crops`` ``tag_crops/SPLIT/NAME_K.png`` for object K when its code is known (cut from
+the JPEG as written, box plus `CROP_MARGIN` px, turned so the code reads upright; mirrored pastes
+are left out), listed in the manifest entry's ``tag_crops``.
 Every mask is the object's *visible* mask, so all of them agree pixel for pixel.
 
 Workers call `write_sample` themselves; what they hand back (`WrittenSample`) holds the example
@@ -28,6 +31,8 @@ from spatule_synth.formats.tfrecord import RecordImage, RecordObject, serialize_
 from spatule_synth.formats.voc import VocAnnotation, VocObject, voc_bytes
 from spatule_synth.formats.yolo import yolo_lines
 
+CROP_MARGIN = 3  # context around a tag crop, px
+
 
 @dataclasses.dataclass(frozen=True)
 class SampleOutputs:
@@ -37,6 +42,7 @@ class SampleOutputs:
     mask_folder: str | None = None  # OUT/masks/SPLIT with --instance_masks
     class_names: tuple[str, ...] | None = None  # label-map order, with --yolo_output
     jpeg_quality: int = 95
+    crop_folder: str | None = None  # OUT/tag_crops/SPLIT with --tag_crops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +78,7 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
         objects=tuple(VocObject(o.class_name, o.box, truncated=o.truncated) for o in sample.objects))
     atomic_write_bytes(os.path.join(folder, f"{name}.jpg"), jpeg, durable=False)
     atomic_write_bytes(os.path.join(folder, f"{name}.xml"), voc_bytes(annotation), durable=False)
+    crops = _write_tag_crops(sample, pool, jpeg, outputs.crop_folder) if outputs.crop_folder else []
     masks: list[bytes | None] = [None] * len(sample.objects)
     coco: tuple[dict, ...] = ()
     if outputs.mask_folder is not None:
@@ -89,7 +96,30 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
                     for o, mask in zip(sample.objects, masks))
     record = RecordImage(encoded=b"", image_format="jpeg", filename=f"{name}.jpg",
                          source_id=source_id, height=size, width=size, objects=objects)
-    return WrittenSample(name, record, manifest_entry(sample, pool, source_id), coco)
+    entry = manifest_entry(sample, pool, source_id)
+    if crops:
+        entry["tag_crops"] = crops
+    return WrittenSample(name, record, entry, coco)
+
+
+def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) -> list[dict]:
+    """The upright crops of the objects whose code is known (module docstring)."""
+    known = [(index, obj, pool.cutout_by_id[obj.cutout_id]) for index, obj in enumerate(sample.objects)]
+    known = [(index, obj, cutout) for index, obj, cutout in known if cutout.code and not obj.mirrored]
+    if not known:
+        return []
+    written = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    size = written.shape[0]
+    crops = []
+    for index, obj, cutout in known:
+        x0, y0 = max(int(obj.box.xmin) - CROP_MARGIN, 0), max(int(obj.box.ymin) - CROP_MARGIN, 0)
+        x1 = min(int(np.ceil(obj.box.xmax)) + CROP_MARGIN, size)
+        y1 = min(int(np.ceil(obj.box.ymax)) + CROP_MARGIN, size)
+        crop = np.ascontiguousarray(np.rot90(written[y0:y1, x0:x1], cutout.upright_turns))
+        file = f"{sample.spec.name}_{index}.png"
+        atomic_write_bytes(os.path.join(folder, file), encode_png(crop), durable=False)
+        crops.append({"file": f"{os.path.basename(folder)}/{file}", "code": cutout.code})
+    return crops
 
 
 def serialized_example(sample: WrittenSample, folder: str) -> bytes:
