@@ -44,6 +44,7 @@ from spatule_synth.formats.manifest import MANIFEST_NAME, JsonLines, read_manife
 from spatule_synth.core.output_dir import OutputDirError, OutputWriteError, atomic_open, cannot_write, check_output_dir, \
     output_dir_for_run, remove_replaced_leftovers
 from spatule_synth.generate.plan import SplitPool, windows_per_background
+from spatule_synth.generate.rendered_source import RENDERED_PREFIX
 from spatule_synth.core.problems import ProblemLog
 from spatule_synth.generate.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
                                     remove_temporary_files, run_description, split_chunks)
@@ -68,6 +69,8 @@ class SplitCounts:
     placements: int = 0  # labelled placements really pasted, plus those dropped as not recognisable
     redrawn: int = 0
     invisible_dropped: int = 0
+    rendered_objects: int = 0  # labelled objects that are rendered tags
+    tag_crops: int = 0
 
     def add(self, entry: dict) -> None:
         self.images += 1
@@ -77,6 +80,8 @@ class SplitCounts:
         self.negatives += not entry["objects"]
         self.objects_per_class.update(obj["class"] for obj in entry["objects"])
         self.blends.update(obj["blend"] for obj in entry["objects"])
+        self.rendered_objects += sum(obj["cutout"].startswith(RENDERED_PREFIX) for obj in entry["objects"])
+        self.tag_crops += len(entry.get("tag_crops", ()))
 
 
 @dataclasses.dataclass
@@ -91,6 +96,7 @@ class GenerateResult:
     report: list[str] = dataclasses.field(default_factory=list)
     manifest_path: str = ""
     already_complete: bool = False  # --resume found a finished run: nothing was written
+    crops_path: str = ""  # labels.csv of --tag_crops
     eval_fraction: float = 0.0
 
     def _eval_share_line(self) -> str:
@@ -113,6 +119,10 @@ class GenerateResult:
                          f"{classes or 'none'}; from {identities} "
                          f"{'identity' if identities == 1 else 'identities'}, {photos} background "
                          f"{'photo' if photos == 1 else 'photos'}")
+            rendered = sum(c.origin == "rendered" for c in self.pools[split].cutouts)
+            if rendered:
+                lines.append(f"  rendered tags: {counts.rendered_objects} of the labelled objects, "
+                             f"from {rendered} codes")
             if counts.blends:
                 lines.append("  blend modes: " + ", ".join(f"{b}: {n}"
                                                            for b, n in sorted(counts.blends.items())))
@@ -126,6 +136,9 @@ class GenerateResult:
         lines.append(f"images: {os.path.join(self.output_dir, 'images')}/{{train,eval}}/")
         lines += [f"records: {path}" for split in SPLITS for path in self.records.get(split, [])]
         lines += [f"COCO instances: {path}" for path in self.coco.values()]
+        if self.crops_path:
+            crops = sum(self.counts[split].tag_crops for split in SPLITS)
+            lines.append(f"tag crops: {crops}, listed in {self.crops_path}")
         if self.report:
             lines.append(f"report: {os.path.join(self.output_dir, 'report', 'index.html')} (stats.json, "
                          "stats.png, galleries)")
@@ -333,6 +346,7 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
             crop_list = stack.enter_context(atomic_open(
                 os.path.join(config.output.output_dir, TAG_CROPS, "labels.csv"), durable=False))
             crop_list.write(csv_row(CROP_HEADER))
+            result.crops_path = os.path.join(config.output.output_dir, TAG_CROPS, "labels.csv")
         assemblies = {split: stack.enter_context(SplitAssembly(
             split, config.output, config.placement.canvas_size, label_map, progress, result.counts[split],
             crop_list)) for split in SPLITS}

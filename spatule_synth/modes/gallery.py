@@ -2,13 +2,16 @@
 glance. Each thumbnail shows an image with its boxes and class names (from its XML) and, when
 instance masks were written, the outline of every visible mask.
 
-``OUT/report/gallery_{train,eval}.png``; drawn with OpenCV.
+``OUT/report/gallery_{train,eval}.png``; drawn with OpenCV. When a run pasted rendered tags,
+``OUT/report/instances_{photographed,rendered}.png`` show the pasted objects of each origin side by
+side (crops of the written images, box plus a few pixels), so the two sources can be compared.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -16,6 +19,7 @@ import numpy as np
 from spatule_synth.core.images import read_image
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.formats.voc import read_voc
+from spatule_synth.generate.rendered_source import RENDERED_PREFIX
 
 _COLOURS = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (160, 90, 255), (0, 230, 120), (255, 120, 200)]
 
@@ -67,6 +71,62 @@ def contact_sheet(output_dir: str, split: str, count: int = 24, columns: int = 6
     return np.vstack(rows)
 
 
+INSTANCE_ORIGINS = {"photographed": lambda cutout: not cutout.startswith(RENDERED_PREFIX),
+                    "rendered": lambda cutout: cutout.startswith(RENDERED_PREFIX)}
+
+
+def instance_sheets(output_dir: str, entries: Iterable[dict], split: str, count: int = 48,
+                    columns: int = 12, size: int = 96) -> dict[str, np.ndarray]:
+    """Per origin ("photographed", "rendered"): the first ``count`` pasted objects of ``split``
+    (its manifest entries, in order), cropped from the written images; only when both origins
+    are present."""
+    crops: dict[str, list[np.ndarray]] = {origin: [] for origin in INSTANCE_ORIGINS}
+    folder = os.path.join(output_dir, "images", split)
+    for entry in entries:
+        wanted = [(origin, obj) for obj in entry["objects"] for origin, test in INSTANCE_ORIGINS.items()
+                  if test(obj["cutout"]) and len(crops[origin]) < count]
+        if not wanted:
+            if all(len(found) >= count for found in crops.values()):
+                break
+            continue
+        pixels = read_image(os.path.join(folder, entry["name"] + ".jpg")).pixels
+        for origin, obj in wanted:
+            x0, y0, x1, y1 = (int(round(v)) for v in obj["box"])
+            crop = pixels[max(y0 - 4, 0):y1 + 4, max(x0 - 4, 0):x1 + 4]
+            scale = min(1.0, (size - 4) / max(crop.shape[:2]))
+            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                              interpolation=cv2.INTER_AREA)
+            tile = np.full((size, size, 3), 32, np.uint8)
+            tile[:crop.shape[0], :crop.shape[1]] = crop
+            crops[origin].append(tile)
+    if not all(crops.values()):
+        return {}
+    sheets = {}
+    for origin, tiles in crops.items():
+        tiles = tiles + [np.full((size, size, 3), 32, np.uint8)] * (-len(tiles) % columns)
+        sheets[origin] = np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
+    return sheets
+
+
+def _write_png(path: str, sheet: np.ndarray) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_PNG_COMPRESSION, 1])  # 5x faster than the default
+    if not ok:
+        raise RuntimeError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def write_instance_galleries(output_dir: str, entries: Iterable[dict], split: str = "train") -> list[str]:
+    """Write ``OUT/report/instances_ORIGIN.png`` (see `instance_sheets`); their paths."""
+    written = []
+    for origin, sheet in instance_sheets(output_dir, entries, split).items():
+        path = os.path.join(output_dir, "report", f"instances_{origin}.png")
+        _write_png(path, sheet)
+        written.append(path)
+    return written
+
+
 def write_galleries(output_dir: str, splits: tuple[str, ...] = ("train", "eval")) -> list[str]:
     """Write ``OUT/report/gallery_SPLIT.png`` for every split that has images; their paths."""
     written = []
@@ -75,11 +135,6 @@ def write_galleries(output_dir: str, splits: tuple[str, ...] = ("train", "eval")
         if sheet is None:
             continue
         path = os.path.join(output_dir, "report", f"gallery_{split}.png")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_PNG_COMPRESSION, 1])  # 5x faster than the default
-        if not ok:
-            raise RuntimeError(f"{path}: PNG encoding failed")
-        atomic_write_bytes(path, encoded.tobytes())
+        _write_png(path, sheet)
         written.append(path)
     return written

@@ -11,7 +11,8 @@ generation run unless ``--noreport``).
 * ``OUT/report/stats.png``: the histograms and heatmaps (matplotlib, `stats_figure`); box areas
   and aspects on log axes ticked at powers of 2 written as plain numbers (16, 64, 256, 1k, 4k px²;
   1/4, 1/2, 1, 2, 4).
-* ``OUT/report/gallery_{train,eval}.png``: contact sheets (`spatule_synth.modes.gallery`).
+* ``OUT/report/gallery_{train,eval}.png``: contact sheets (`spatule_synth.modes.gallery`);
+  with rendered tags, ``instances_{photographed,rendered}.png``: the pasted objects of each origin.
 * ``OUT/report/index.html``: one page with all of it: the numbers in HTML tables (counts per class,
   blend mode, ... as ``name | count`` tables; box size summaries per split; inputs skipped or noted
   with their files, as the end-of-run summary names them), then the pictures.
@@ -35,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
-from spatule_synth.modes.gallery import write_galleries
+from spatule_synth.modes.gallery import write_galleries, write_instance_galleries
 from spatule_synth.formats.manifest import MANIFEST_NAME
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.core.problems import KINDS, listed_files
@@ -474,7 +475,10 @@ def write_report(output_dir: str, manifest: dict | None = None,
     atomic_write_bytes(written[0], (json.dumps(stats, indent=1) + "\n").encode("utf-8"))
     written.append(os.path.join(folder, "stats.png"))
     plot_stats(stats, written[-1])
-    pictures = write_galleries(output_dir) if manifest.get("mode") == "generate" else []
+    pictures = []
+    if manifest.get("mode") == "generate":
+        pictures = write_galleries(output_dir)
+        pictures += write_instance_galleries(output_dir, manifest.get("images", {}).get("train", ()))
     written += pictures
     written.append(os.path.join(folder, "index.html"))
     atomic_write_bytes(written[-1], _html(stats, pictures, manifest.get("problems", [])).encode("utf-8"))
