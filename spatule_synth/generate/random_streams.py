@@ -18,6 +18,7 @@ STREAM_IDS = {
     "noise": 4,             # keys (noise seed drawn by the image's plan): sensor noise pixels
     "tag_codes": 5,         # no keys: the codes of the rendered tags
     "rendered_tag": 6,      # keys (tag index): everything about one rendered tag's look
+    "tag_size_trial": 7,    # keys (trial index): tags drawn to relate ring diameter and box size
 }
 
 

@@ -7,14 +7,18 @@ of workers. Each tag's identity is its code: the split (`spatule_synth.generate.
 each code to one side, so **no code is in both train and eval**, and a rendered code equal to a
 real tag's ``--identity=regex`` name is that tag's identity, on its side.
 
-Without ``width`` in ``--tag_style`` the ring diameters follow the real cutouts of ``tag_class``
-(the range of their boxes' short sides), so rendered tags have the size of the tags the
-detector will face.
+Without ``width`` in ``--tag_style`` the rendered tags take the size of the real cutouts of
+``tag_class``, the tags the detector will face: 16 trial tags (diameter 30 px, the run's style)
+give the ratio of a rendered box's size (the square root of its area) to the ring's diameter,
+and the diameters span the real boxes' sizes divided by that ratio. Without real tags,
+`DEFAULT_WIDTH`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Callable
 
 import numpy as np
 
@@ -24,8 +28,8 @@ from spatule_synth.core.transform import CUTOUT_MARGIN
 from spatule_synth.formats.label_map import LabelMap
 from spatule_synth.generate.cutouts import Cutout, CutoutPart
 from spatule_synth.generate.random_streams import stream
-from spatule_synth.tags.glyphs import glyph_source
-from spatule_synth.tags.render import DEFAULT_WIDTH, parse_colours, render_tag
+from spatule_synth.tags.glyphs import GlyphSource, glyph_source
+from spatule_synth.tags.render import DEFAULT_WIDTH, TagStyle, parse_colours, render_tag
 
 RENDERED_PREFIX = "rendered:"  # cutout ids and source files of rendered tags
 
@@ -43,11 +47,31 @@ def draw_codes(count: int, alphabet: str, length: int, seed: int) -> list[str]:
     return list(codes)
 
 
-def ring_widths(real: list[Cutout], class_name: str) -> tuple[float, float] | None:
-    """The range of the real ``class_name`` cutouts' short box sides; None without any."""
-    sides = [min(c.object_box.width, c.object_box.height) for c in real
+TRIAL_TAGS = 16
+TRIAL_DIAMETER = 30.0
+
+
+def ring_widths(real: list[Cutout], class_name: str, box_per_diameter: Callable[[], float]
+                ) -> tuple[float, float] | None:
+    """Ring diameters whose boxes span the sizes of the real ``class_name`` cutouts (module
+    docstring); None without any. ``box_per_diameter`` is called only when there are real tags."""
+    sizes = [math.sqrt(c.object_box.width * c.object_box.height) for c in real
              if c.class_name == class_name]
-    return (float(min(sides)), float(max(sides))) if sides else None
+    if not sizes:
+        return None
+    ratio = box_per_diameter()
+    return max(6.0, min(sizes) / ratio), max(6.0, max(sizes) / ratio)
+
+
+def _box_per_diameter(glyphs: GlyphSource, style: TagStyle, colours, code: str, seed: int) -> float:
+    """The median ratio of a rendered tag's box size (square root of its area) to its diameter."""
+    trial = dataclasses.replace(style, width=(TRIAL_DIAMETER, TRIAL_DIAMETER))
+    ratios = []
+    for index in range(TRIAL_TAGS):
+        tag = render_tag(stream(seed, "tag_size_trial", index), code, glyphs, trial, colours)
+        ys, xs = np.nonzero(tag.mask)
+        ratios.append(math.sqrt((np.ptp(xs) + 1) * (np.ptp(ys) + 1)) / TRIAL_DIAMETER)
+    return float(np.median(ratios))
 
 
 def rendered_cutouts(inputs: InputsConfig, label_map: LabelMap, seed: int,
@@ -63,13 +87,14 @@ def rendered_cutouts(inputs: InputsConfig, label_map: LabelMap, seed: int,
         glyphs = glyph_source(inputs.tag_font, inputs.tag_glyph_sheet, inputs.tag_alphabet)
     except ValueError as error:
         raise RenderedTagsError(str(error)) from None
-    style = inputs.tag_style
+    style, colours = inputs.tag_style, parse_colours(inputs.tag_colours)
+    codes = draw_codes(inputs.rendered_tags, inputs.tag_alphabet, inputs.tag_length, seed)
     if style.width is None:
-        style = dataclasses.replace(style, width=ring_widths(real, inputs.tag_class) or DEFAULT_WIDTH)
-    colours = parse_colours(inputs.tag_colours)
+        widths = ring_widths(real, inputs.tag_class,
+                             lambda: _box_per_diameter(glyphs, style, colours, codes[0], seed))
+        style = dataclasses.replace(style, width=widths or DEFAULT_WIDTH)
     cutouts = []
-    for index, code in enumerate(draw_codes(inputs.rendered_tags, inputs.tag_alphabet,
-                                            inputs.tag_length, seed)):
+    for index, code in enumerate(codes):
         tag = render_tag(stream(seed, "rendered_tag", index), code, glyphs, style, colours)
         ys, xs = np.nonzero(tag.mask)
         box = Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
