@@ -213,6 +213,15 @@ flags.DEFINE_string("tag_style", "", "generate: ranges of rendered tags' looks, 
                     "(degrees), perspective, blur, motion, noise, jpeg.")
 flags.DEFINE_list("tag_colours", list(DEFAULT_COLOURS), "generate: ring colours, by name "
                   f"({', '.join(COLOURS)}) or #rrggbb; repeat one to make it more frequent.")
+flags.DEFINE_string("gan_model", "", "generate: a model folder of python -m spatule_synth.gan train: "
+                    "paste instances its generator makes (their alpha is the mask), each its own "
+                    "identity, in train only unless --gan_in_eval.")
+flags.DEFINE_integer("gan_instances", 200, "generate: how many instances the --gan_model generator "
+                     "makes (spread evenly over its classes).", lower_bound=1)
+flags.DEFINE_float("gan_fraction", None, "generate: share of the labelled placements that use "
+                   "--gan_model instances (default: as any cutout, by number).")
+flags.DEFINE_boolean("gan_in_eval", False, "generate: also paste --gan_model instances in eval (by "
+                     "default eval measures photographed objects only).")
 flags.DEFINE_boolean("tag_crops", False, "generate: the reading dataset: an upright crop of every "
                      "placed tag whose code is known (rendered tags; real ones named by "
                      "--identity=regex) in OUT/tag_crops/SPLIT/, listed in OUT/tag_crops/labels.csv.")
@@ -239,7 +248,8 @@ MODE_FLAGS: dict[str, frozenset[str]] = {
         "max_occlusion", "min_visible", "min_visibility", "instance_masks",
         "use_truncated_cutouts", "use_difficult_cutouts", "report", "yolo_output", "rendered_tags",
         "rendered_fraction", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
-        "tag_style", "tag_colours", "tag_crops")),
+        "tag_style", "tag_colours", "tag_crops", "gan_model", "gan_instances", "gan_fraction",
+        "gan_in_eval")),
     "convert": frozenset(COMMON_FLAGS + INPUT_FLAGS + PIPELINE_FLAGS + (
         "record_name", "split_from", "keep_negatives", "tile_size", "tile_overlap",
         "tile_min_visible", "tile_negative_fraction")),
@@ -285,6 +295,8 @@ DEPENDENT_FLAGS: dict[str, tuple[Callable[[Callable[[str], object]], bool], str]
     **{name: (_renders_tags, "is used only with --rendered_tags=N")
        for name in ("rendered_fraction", "tag_class", "tag_alphabet", "tag_length", "tag_font",
                     "tag_glyph_sheet", "tag_style", "tag_colours")},
+    **{name: (lambda value: bool(value("gan_model")), "is used only with --gan_model")
+       for name in ("gan_instances", "gan_fraction", "gan_in_eval")},
     "tag_crops": (lambda value: _renders_tags(value) or value("identity") == "regex",
                   "is used only with --rendered_tags=N or --identity=regex (tags whose code is known)"),
     "max_overlap": (lambda value: float(value("max_occlusion") or 0) <= 0,
@@ -380,14 +392,30 @@ def _pair(name: str, kind: type) -> tuple:
         raise app.UsageError(f"--{name} takes min,max (two numbers), got {','.join(values)!r}") from None
 
 
+def input_settings() -> dict:
+    """The `InputsConfig` settings of the parsed flags (generate, and ``gan train``)."""
+    return dict(
+        input_dirs=tuple(FLAGS.input_dirs), annotation_dirs=tuple(FLAGS.annotation_dirs),
+        background_dirs=tuple(FLAGS.background_dirs), label_map_path=FLAGS.label_map,
+        on_error=FLAGS.on_error, coco_json=tuple(FLAGS.coco_json),
+        coco_image_dirs=tuple(FLAGS.coco_image_dirs), yolo_dirs=tuple(FLAGS.yolo_dirs),
+        voc_seg_dirs=tuple(FLAGS.voc_seg_dirs), cutout_dirs=tuple(FLAGS.cutout_dirs),
+        distractor_dirs=tuple(FLAGS.distractor_dirs), mask=FLAGS.mask, mask_model=FLAGS.mask_model,
+        unlabelled=FLAGS.unlabelled, ignore_classes=tuple(FLAGS.ignore_classes),
+        use_truncated_cutouts=FLAGS.use_truncated_cutouts,
+        use_difficult_cutouts=FLAGS.use_difficult_cutouts,
+        rendered_tags=FLAGS.rendered_tags, tag_class=FLAGS.tag_class, tag_alphabet=FLAGS.tag_alphabet,
+        tag_length=FLAGS.tag_length, tag_font=FLAGS.tag_font, tag_glyph_sheet=FLAGS.tag_glyph_sheet,
+        tag_style=parse_tag_style(FLAGS.tag_style), tag_colours=tuple(FLAGS.tag_colours),
+        gan_model=FLAGS.gan_model, gan_instances=FLAGS.gan_instances)
+
+
 def generate_config() -> GenerateConfig:
     """The validated `GenerateConfig` of the parsed flags."""
     _require("output_dir")
     try:
         return GenerateConfig.from_settings(
-            input_dirs=tuple(FLAGS.input_dirs), annotation_dirs=tuple(FLAGS.annotation_dirs),
-            background_dirs=tuple(FLAGS.background_dirs), label_map_path=FLAGS.label_map,
-            output_dir=FLAGS.output_dir, num_images=FLAGS.num_images,
+            **input_settings(), output_dir=FLAGS.output_dir, num_images=FLAGS.num_images,
             eval_fraction=FLAGS.eval_fraction, canvas_size=FLAGS.canvas_size,
             objects_per_image=_pair("objects_per_image", int),
             negative_fraction=FLAGS.negative_fraction, blend=tuple(FLAGS.blend),
@@ -398,26 +426,15 @@ def generate_config() -> GenerateConfig:
             jpeg_quality=FLAGS.jpeg_quality, cache_mb=FLAGS.cache_mb, overwrite=FLAGS.overwrite,
             resume=FLAGS.resume, runner=FLAGS.runner,
             beam_pipeline_options=FLAGS.beam_pipeline_options,
-            on_error=FLAGS.on_error, coco_json=tuple(FLAGS.coco_json),
-            coco_image_dirs=tuple(FLAGS.coco_image_dirs), yolo_dirs=tuple(FLAGS.yolo_dirs),
-            voc_seg_dirs=tuple(FLAGS.voc_seg_dirs), cutout_dirs=tuple(FLAGS.cutout_dirs),
-            distractor_dirs=tuple(FLAGS.distractor_dirs),
-            distractors_per_image=_pair("distractors_per_image", int), mask=FLAGS.mask,
-            mask_model=FLAGS.mask_model, class_balance=FLAGS.class_balance,
+            distractors_per_image=_pair("distractors_per_image", int), class_balance=FLAGS.class_balance,
             object_augment=parse_ranges(FLAGS.object_augment, "object"),
             no_flip_classes=tuple(FLAGS.no_flip_classes),
             image_augment=parse_ranges(FLAGS.image_augment, "image"),
             max_occlusion=FLAGS.max_occlusion, min_visible=FLAGS.min_visible,
             min_visibility=FLAGS.min_visibility,
             instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report,
-            unlabelled=FLAGS.unlabelled, ignore_classes=tuple(FLAGS.ignore_classes),
-            use_truncated_cutouts=FLAGS.use_truncated_cutouts,
-            use_difficult_cutouts=FLAGS.use_difficult_cutouts,
-            rendered_tags=FLAGS.rendered_tags, rendered_fraction=FLAGS.rendered_fraction,
-            tag_class=FLAGS.tag_class, tag_alphabet=FLAGS.tag_alphabet, tag_length=FLAGS.tag_length,
-            tag_font=FLAGS.tag_font, tag_glyph_sheet=FLAGS.tag_glyph_sheet,
-            tag_style=parse_tag_style(FLAGS.tag_style), tag_colours=tuple(FLAGS.tag_colours),
-            tag_crops=FLAGS.tag_crops)
+            rendered_fraction=FLAGS.rendered_fraction, tag_crops=FLAGS.tag_crops,
+            gan_fraction=FLAGS.gan_fraction, gan_in_eval=FLAGS.gan_in_eval)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 

@@ -109,6 +109,9 @@ class InputsConfig:
     tag_glyph_sheet: str = ""  # the alphabet's characters in a row, instead of a font
     tag_style: TagStyle = TagStyle()
     tag_colours: tuple[str, ...] = DEFAULT_COLOURS
+    # generated instances (spatule_synth.gan, spatule_synth.generate.gan_source)
+    gan_model: str = ""  # a model folder of `python -m spatule_synth.gan train`
+    gan_instances: int = 200
 
     @property
     def input_rules(self) -> InputRules:
@@ -129,9 +132,11 @@ class InputsConfig:
         if self.coco_image_dirs and len(self.coco_image_dirs) != len(self.coco_json):
             raise ValueError("give one coco_image_dirs entry per coco_json file (or none)")
         if not (self.input_dirs or self.coco_json or self.yolo_dirs or self.voc_seg_dirs
-                or self.cutout_dirs or self.rendered_tags):
+                or self.cutout_dirs or self.rendered_tags or self.gan_model):
             raise ValueError("no labelled input: give input_dirs (labelImg), coco_json, yolo_dirs, "
-                             "voc_seg_dirs, cutout_dirs or rendered_tags")
+                             "voc_seg_dirs, cutout_dirs, rendered_tags or gan_model")
+        if self.gan_instances < 1:
+            raise ValueError(f"gan_instances must be >= 1, got {self.gan_instances}")
         self._check_rendered_tags()
         if not self.coco_image_dirs and self.coco_json:
             object.__setattr__(self, "coco_image_dirs",
@@ -162,6 +167,7 @@ class SplitConfig:
     identity: str = "image"
     identity_regex: str = ""
     share_backgrounds: bool = False
+    gan_in_eval: bool = False  # generated instances may go to eval (default: train only)
 
     def __post_init__(self) -> None:
         _check_fractions(self, "eval_fraction")
@@ -198,10 +204,14 @@ class PlacementConfig:
     min_visible: float = 0.25
     min_visibility: float = 0.6  # see spatule_synth.generate.visibility and the README's measurement
     rendered_fraction: float | None = None  # share of labelled placements using rendered tags
+    gan_fraction: float | None = None  # share of labelled placements using generated instances
 
     def __post_init__(self) -> None:
-        if self.rendered_fraction is not None and not 0 <= self.rendered_fraction <= 1:
-            raise ValueError(f"rendered_fraction must lie in [0, 1], got {self.rendered_fraction}")
+        for name in ("rendered_fraction", "gan_fraction"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if (self.rendered_fraction or 0) + (self.gan_fraction or 0) > 1:
+            raise ValueError("rendered_fraction + gan_fraction must not exceed 1")
         if self.canvas_size < 16:
             raise ValueError(f"canvas_size must be at least 16, got {self.canvas_size}")
         _check_min_max("objects_per_image", self.objects_per_image)
@@ -278,7 +288,8 @@ MANIFEST_SETTINGS = (
     "instance_masks", "yolo_output", "report", "seed", "num_shards", "jpeg_quality", "on_error",
     "unlabelled", "ignore_classes", "use_truncated_cutouts", "use_difficult_cutouts",
     "rendered_tags", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
-    "tag_style", "tag_colours", "rendered_fraction", "tag_crops")
+    "tag_style", "tag_colours", "rendered_fraction", "tag_crops", "gan_model", "gan_instances",
+    "gan_fraction", "gan_in_eval")
 
 
 def _section_of_setting() -> dict[str, str]:

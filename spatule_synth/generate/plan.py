@@ -9,9 +9,9 @@ instead of once per image. Blocks are as long as they can be without leaving pho
 `windows_per_background`): decoding a 3264x2448 JPEG costs about ten times the rest of an image.
 
 Placements: labelled cutouts first (``--class_balance``: ``proportional`` draws cutouts
-uniformly, ``uniform`` draws a class first; with ``--rendered_fraction`` and both rendered and
-photographed cutouts in the split, a draw first picks rendered ones with that probability, then a
-cutout among them), then distractors. Each gets its scale, blend mode and
+uniformly, ``uniform`` draws a class first; with ``--rendered_fraction`` / ``--gan_fraction``
+and more than one kind of cutout in the split, a draw first picks rendered / generated ones with
+that probability, the others with the rest, then a cutout among them), then distractors. Each gets its scale, blend mode and
 object augmentation. Overlap is bounded by ``--max_overlap`` (pasted rectangles, intersection over
 the smaller) unless ``--max_occlusion`` is set: then overlap is allowed as long as no labelled
 object already placed loses more than that fraction of its mask to later pastes (checked on the
@@ -145,14 +145,16 @@ class _Layout:
         self.config, self.pool = config, pool
         self.placements: list[Placement] = []
         self._parts: list[tuple[np.ndarray, int]] = []  # labelled masks on the canvas, pixel counts
-        self._candidates = _cutout_kinds(pool.cutouts, config.rendered_fraction)
+        self._kinds = _cutout_kinds(pool.cutouts, {"rendered": config.rendered_fraction,
+                                                    "gan": config.gan_fraction})
 
     def _draw_cutout(self, rng: np.random.Generator, distractor: bool) -> int:
         if distractor:
             return int(rng.integers(len(self.pool.distractors)))
-        candidates = self._candidates[0]
-        if len(self._candidates) == 2:  # (rendered, photographed): --rendered_fraction
-            candidates = self._candidates[0 if rng.random() < self.config.rendered_fraction else 1]
+        candidates = self._kinds[0][0]
+        if len(self._kinds) > 1:  # --rendered_fraction, --gan_fraction
+            draw = rng.random()
+            candidates = next((group for group, below in self._kinds if draw < below), self._kinds[-1][0])
         if self.config.class_balance == "uniform":
             classes = sorted({self.pool.cutouts[i].class_name for i in candidates})
             name = classes[int(rng.integers(len(classes)))]
@@ -202,14 +204,28 @@ class _Layout:
         return True
 
 
-def _cutout_kinds(cutouts: tuple[Cutout, ...], rendered_fraction: float | None) -> tuple[list[int], ...]:
-    """The cutout indices a draw chooses among: all of them, or (with ``rendered_fraction`` and
-    both kinds present) the rendered ones and the photographed ones."""
-    every = list(range(len(cutouts)))
-    rendered = [i for i in every if cutouts[i].origin == "rendered"]
-    if rendered_fraction is None or not rendered or len(rendered) == len(every):
-        return (every,)
-    return rendered, [i for i in every if cutouts[i].origin != "rendered"]
+def _cutout_kinds(cutouts: tuple[Cutout, ...], fractions: dict[str, float | None]
+                  ) -> list[tuple[list[int], float]]:
+    """``(cutout indices, cumulative probability)`` per kind a draw picks first: each origin with
+    a fraction and cutouts, in ``fractions`` order, then every other cutout with the rest;
+    renormalised when a kind is missing. One group (no draw) when there is nothing to choose."""
+    groups, claimed = [], set()
+    for origin, fraction in fractions.items():
+        members = [i for i, c in enumerate(cutouts) if c.origin == origin]
+        if fraction is not None and members:
+            groups.append((members, fraction))
+            claimed.update(members)
+    rest = [i for i in range(len(cutouts)) if i not in claimed]
+    if rest:
+        groups.append((rest, max(0.0, 1.0 - sum(f for _, f in groups))))
+    total = sum(f for _, f in groups)
+    if len(groups) < 2 or total <= 0:
+        return [(list(range(len(cutouts))), 1.0)]
+    kinds, below = [], 0.0
+    for members, fraction in groups:
+        below += fraction / total
+        kinds.append((members, below))
+    return kinds
 
 
 def _position(rng: np.random.Generator, config: PlacementConfig, width: int, height: int) -> tuple[int, int]:

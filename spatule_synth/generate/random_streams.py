@@ -19,6 +19,7 @@ STREAM_IDS = {
     "tag_codes": 5,         # no keys: the codes of the rendered tags
     "rendered_tag": 6,      # keys (tag index): everything about one rendered tag's look
     "tag_size_trial": 7,    # keys (trial index): tags drawn to relate ring diameter and box size
+    "gan_noise": 8,         # no keys: the noise of the --gan_model instances
 }
 
 

@@ -44,6 +44,7 @@ from spatule_synth.formats.manifest import MANIFEST_NAME, JsonLines, read_manife
 from spatule_synth.core.output_dir import OutputDirError, OutputWriteError, atomic_open, cannot_write, check_output_dir, \
     output_dir_for_run, remove_replaced_leftovers
 from spatule_synth.generate.plan import SplitPool, windows_per_background
+from spatule_synth.generate.gan_source import GAN_PREFIX
 from spatule_synth.generate.rendered_source import RENDERED_PREFIX
 from spatule_synth.core.problems import ProblemLog
 from spatule_synth.generate.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
@@ -70,6 +71,7 @@ class SplitCounts:
     redrawn: int = 0
     invisible_dropped: int = 0
     rendered_objects: int = 0  # labelled objects that are rendered tags
+    generated_objects: int = 0  # labelled objects made by --gan_model
     tag_crops: int = 0
 
     def add(self, entry: dict) -> None:
@@ -81,6 +83,7 @@ class SplitCounts:
         self.objects_per_class.update(obj["class"] for obj in entry["objects"])
         self.blends.update(obj["blend"] for obj in entry["objects"])
         self.rendered_objects += sum(obj["cutout"].startswith(RENDERED_PREFIX) for obj in entry["objects"])
+        self.generated_objects += sum(obj["cutout"].startswith(GAN_PREFIX) for obj in entry["objects"])
         self.tag_crops += len(entry.get("tag_crops", ()))
 
 
@@ -123,6 +126,10 @@ class GenerateResult:
             if rendered:
                 lines.append(f"  rendered tags: {counts.rendered_objects} of the labelled objects, "
                              f"from {rendered} codes")
+            generated = sum(c.origin == "gan" for c in self.pools[split].cutouts)
+            if generated:
+                lines.append(f"  generated instances: {counts.generated_objects} of the labelled "
+                             f"objects, from {generated} instances")
             if counts.blends:
                 lines.append("  blend modes: " + ", ".join(f"{b}: {n}"
                                                            for b, n in sorted(counts.blends.items())))
@@ -157,11 +164,13 @@ def split_pools(config: SplitConfig, seed: int, sources: SourceSet,
     """Each split's cutouts (by identity) and backgrounds (by photo content, unless shared), for
     ``counts[split]`` images (see `spatule_synth.generate.split`)."""
     photo_of = {b.path: content_key(b.path) for b in sources.backgrounds}
-    keys = {"identities": [c.identity for c in sources.cutouts]}
+    train_only = {c.identity for c in sources.cutouts if c.origin == "gan" and not config.gan_in_eval}
+    keys = {"identities": [c.identity for c in sources.cutouts if c.identity not in train_only]}
     if not config.share_backgrounds:
         keys["background photos"] = list(photo_of.values())
     sides = split_all(keys, config.eval_fraction, seed)
-    by_identity, by_photo = sides["identities"], sides.get("background photos")
+    by_identity = {**sides["identities"], **dict.fromkeys(train_only, "train")}
+    by_photo = sides.get("background photos")
     pools = {}
     for split in SPLITS:
         backgrounds = tuple(b for b in sources.backgrounds
@@ -174,7 +183,8 @@ def split_pools(config: SplitConfig, seed: int, sources: SourceSet,
 
 def eval_shares(pools: dict[str, SplitPool]) -> dict[str, list[int]]:
     """``[in eval, in all]`` for identities and for background photos: the realised split."""
-    return {"identities": list(_in_eval(pools, lambda p: (c.identity for c in p.cutouts))),
+    return {"identities": list(_in_eval(pools, lambda p: (c.identity for c in p.cutouts
+                                                          if c.origin != "gan"))),
             "background_photos": list(_in_eval(pools, lambda p: (b.path for b in p.backgrounds)))}
 
 
@@ -426,6 +436,15 @@ class SplitAssembly(contextlib.AbstractContextManager):
         self.entries.handle.close()
 
 
+def _cutout_source(cutout) -> dict:
+    """A cutout's manifest source: its photo and box, its identity; rendered and generated
+    cutouts also say their ``origin`` (their "file" is no photo)."""
+    source = {"file": cutout.source_file, "box": list(cutout.source_box), "identity": cutout.identity}
+    if cutout.origin != "photo":
+        source["origin"] = cutout.origin
+    return source
+
+
 def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult,
               entries: dict[str, JsonLines]) -> dict:
     splits = {}
@@ -440,8 +459,7 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
             "invisible_dropped": counts.invisible_dropped,
             "identities": sorted({c.identity for c in pool.cutouts}),
             "cutouts": [c.cutout_id for c in pool.cutouts],
-            "cutout_sources": {c.cutout_id: {"file": c.source_file, "box": list(c.source_box),
-                                             "identity": c.identity} for c in pool.cutouts},
+            "cutout_sources": {c.cutout_id: _cutout_source(c) for c in pool.cutouts},
             "backgrounds": [b.path for b in pool.backgrounds],
             "windows_per_background": pool.windows_per_background,
             "records": [os.path.relpath(p, config.output.output_dir) for p in result.records.get(split, [])],

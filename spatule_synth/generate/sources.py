@@ -46,7 +46,7 @@ from spatule_synth.generate.identities import content_key, first_identity, join_
 from spatule_synth.core.images import ImageReadError, check_image, read_image, unsupported_format
 from spatule_synth.formats.label_map import LabelMap
 from spatule_synth.generate.mask_jobs import MaskJobs, PhotoMasks
-from spatule_synth.generate.rendered_source import RenderedTagsError, rendered_cutouts
+from spatule_synth.generate.rendered_source import rendered_cutouts
 from spatule_synth.formats.labelimg import InputDirError, find_pairs, images_by_key, is_voc_xml, is_yolo_txt, \
     label_key, list_dir, read_labelimg, stem_key
 from spatule_synth.core.problems import Problem, ProblemLog
@@ -104,13 +104,15 @@ class _MaskMaker:
 
 
 def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementConfig,
-                 label_map: LabelMap, problems: ProblemLog, workers: int = 1, seed: int = 0) -> SourceSet:
+                 label_map: LabelMap, problems: ProblemLog, workers: int = 1, seed: int = 0,
+                 backgrounds_required: bool = True) -> SourceSet:
     """Read and validate every input once; `SourceError` if no cutout or no background is left.
 
     ``split`` says how cutouts are named (``identity``, ``identity_regex``); ``placement`` gives the
     canvas and the smallest scale every cutout and background must fit; ``workers`` make the
     ``--mask=grabcut|model`` masks; ``seed`` draws the rendered tags
-    (`spatule_synth.generate.rendered_source`), added after the real cutouts."""
+    (`spatule_synth.generate.rendered_source`), added after the real cutouts. Without
+    ``backgrounds_required`` (GAN training: cutouts only) no background is no error."""
     inputs.input_rules.check(label_map)
     cutouts: list[Cutout] = []
     candidates: list[Background] = []  # photos known to be object-free, from every input
@@ -135,10 +137,10 @@ def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementC
                                  if os.path.realpath(folder) in xml_dirs else [])
         candidates.extend(_backgrounds_in(folder, label_dirs, problems))
     backgrounds = _backgrounds(candidates, labelled, placement.canvas_size, problems)
-    if not cutouts and not inputs.rendered_tags:
+    if not cutouts and not (inputs.rendered_tags or inputs.gan_model):
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
                           "the label map) or check the messages above")
-    if not backgrounds:
+    if not backgrounds and backgrounds_required:
         raise SourceError("no background photo: add photos without objects to the inputs "
                           "(an annotation with no object; or photos without annotation file with "
                           "--unlabelled=negative) or give --background_dirs")
@@ -147,7 +149,10 @@ def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementC
         cutouts = [dataclasses.replace(c, code=c.identity) for c in cutouts]
     try:
         cutouts += rendered_cutouts(inputs, label_map, seed, cutouts)
-    except RenderedTagsError as error:
+        if inputs.gan_model:
+            from spatule_synth.generate.gan_source import gan_cutouts  # TensorFlow: only when asked
+            cutouts += gan_cutouts(inputs.gan_model, inputs.gan_instances, label_map, seed, problems)
+    except ValueError as error:  # RenderedTagsError, GanModelError
         raise SourceError(str(error)) from None
     distractors = _distractors(inputs.distractor_dirs, label_map, {os.path.realpath(c.source_file) for c in cutouts},
                                problems)

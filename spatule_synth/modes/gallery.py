@@ -2,9 +2,9 @@
 glance. Each thumbnail shows an image with its boxes and class names (from its XML) and, when
 instance masks were written, the outline of every visible mask.
 
-``OUT/report/gallery_{train,eval}.png``; drawn with OpenCV. When a run pasted rendered tags,
-``OUT/report/instances_{photographed,rendered}.png`` show the pasted objects of each origin side by
-side (crops of the written images, box plus a few pixels), so the two sources can be compared.
+``OUT/report/gallery_{train,eval}.png``; drawn with OpenCV. When a run pasted rendered tags or generated instances,
+``OUT/report/instances_{photographed,rendered,generated}.png`` show the pasted objects of each origin side by
+side (crops of the written images, box plus a few pixels), so the sources can be compared.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from spatule_synth.core.images import read_image
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.formats.voc import read_voc
+from spatule_synth.generate.gan_source import GAN_PREFIX
 from spatule_synth.generate.rendered_source import RENDERED_PREFIX
 
 _COLOURS = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (160, 90, 255), (0, 230, 120), (255, 120, 200)]
@@ -71,15 +72,16 @@ def contact_sheet(output_dir: str, split: str, count: int = 24, columns: int = 6
     return np.vstack(rows)
 
 
-INSTANCE_ORIGINS = {"photographed": lambda cutout: not cutout.startswith(RENDERED_PREFIX),
-                    "rendered": lambda cutout: cutout.startswith(RENDERED_PREFIX)}
+INSTANCE_ORIGINS = {"photographed": lambda cutout: not cutout.startswith((RENDERED_PREFIX, GAN_PREFIX)),
+                    "rendered": lambda cutout: cutout.startswith(RENDERED_PREFIX),
+                    "generated": lambda cutout: cutout.startswith(GAN_PREFIX)}
 
 
 def instance_sheets(output_dir: str, entries: Iterable[dict], split: str, count: int = 48,
                     columns: int = 12, size: int = 96) -> dict[str, np.ndarray]:
-    """Per origin ("photographed", "rendered"): the first ``count`` pasted objects of ``split``
-    (its manifest entries, in order), cropped from the written images; only when both origins
-    are present."""
+    """Per origin ("photographed", "rendered", "generated"): the first ``count`` pasted objects
+    of ``split`` (its manifest entries, in order), cropped from the written images; only when
+    more than one origin is present."""
     crops: dict[str, list[np.ndarray]] = {origin: [] for origin in INSTANCE_ORIGINS}
     folder = os.path.join(output_dir, "images", split)
     for entry in entries:
@@ -99,10 +101,10 @@ def instance_sheets(output_dir: str, entries: Iterable[dict], split: str, count:
             tile = np.full((size, size, 3), 32, np.uint8)
             tile[:crop.shape[0], :crop.shape[1]] = crop
             crops[origin].append(tile)
-    if not all(crops.values()):
+    if sum(bool(found) for found in crops.values()) < 2:
         return {}
     sheets = {}
-    for origin, tiles in crops.items():
+    for origin, tiles in ((origin, tiles) for origin, tiles in crops.items() if tiles):
         tiles = tiles + [np.full((size, size, 3), 32, np.uint8)] * (-len(tiles) % columns)
         sheets[origin] = np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
     return sheets

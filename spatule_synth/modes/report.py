@@ -12,7 +12,7 @@ generation run unless ``--noreport``).
   and aspects on log axes ticked at powers of 2 written as plain numbers (16, 64, 256, 1k, 4k px²;
   1/4, 1/2, 1, 2, 4).
 * ``OUT/report/gallery_{train,eval}.png``: contact sheets (`spatule_synth.modes.gallery`);
-  with rendered tags, ``instances_{photographed,rendered}.png``: the pasted objects of each origin.
+  with rendered tags or --gan_model instances, ``instances_{photographed,rendered,generated}.png``: the pasted objects of each origin.
 * ``OUT/report/index.html``: one page with all of it: the numbers in HTML tables (counts per class,
   blend mode, ... as ``name | count`` tables; box size summaries per split; inputs skipped or noted
   with their files, as the end-of-run summary names them), then the pictures.

@@ -72,7 +72,7 @@ def cutout_prints(sources: dict[str, dict]) -> CutoutPrints:
     pixels: np.ndarray | None = None
     prints = []
     for cutout_id, source in sources.items():
-        if source["file"] in missing:
+        if source["file"] in missing or "origin" in source:  # rendered or generated: no photo
             continue
         if source["file"] != photo:
             photo, pixels = source["file"], None  # the previous photo goes before the next is read
@@ -166,7 +166,7 @@ def read_run_split(path: str) -> RunSplit:
     config, splits = manifest.get("config", {}), manifest["splits"]
     sources = {split: splits.get(split, {}).get("cutout_sources", {}) for split in ("train", "eval")}
     backgrounds = {split: splits.get(split, {}).get("backgrounds", []) for split in ("train", "eval")}
-    train_files = {s["file"] for s in sources["train"].values()}
+    train_files = {s["file"] for s in sources["train"].values() if "origin" not in s}
     gone = sorted(p for p in train_files | set(backgrounds["train"]) if not os.path.isfile(p))
     if gone:
         raise SplitFromError(f"--split_from={path}: {len(gone)} train photos of that run are not where "
@@ -184,6 +184,6 @@ def read_run_split(path: str) -> RunSplit:
     return RunSplit(
         run=os.path.dirname(os.path.abspath(manifest_path)), identity=config.get("identity", "image"),
         identity_regex=regex, train_photos=_contents(train_files),
-        eval_photos=_contents({s["file"] for s in sources["eval"].values()}),
+        eval_photos=_contents({s["file"] for s in sources["eval"].values() if "origin" not in s}),
         train_backgrounds=_contents(backgrounds["train"]), eval_backgrounds=_contents(backgrounds["eval"]),
         train_names=frozenset(names), train_sources=sources["train"])
