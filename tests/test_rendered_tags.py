@@ -20,7 +20,7 @@ from spatule_synth.generate.render import render
 from spatule_synth.generate.rendered_source import draw_codes, rendered_cutouts
 from spatule_synth.generate.run import run_generate
 from spatule_synth.generate.sources import Background, SourceError
-from spatule_synth.tags.glyphs import FontGlyphs, GlyphSheetError, SheetGlyphs, cut_glyph_sheet
+from spatule_synth.tags.glyphs import GlyphSheetError, SheetGlyphs, cut_glyph_sheet
 from spatule_synth.tags.render import TagStyle, parse_tag_style, render_tag
 from conftest import background_photos, tag_photos
 
