@@ -162,6 +162,14 @@ def test_rendered_codes_never_cross_the_split_and_crops_carry_their_codes(small_
     assert real > 0 and real < len(rows)
     with open(out / "tag_crops" / "labels.csv", newline="") as handle:
         assert next(csv.reader(handle)) == ["file", "code", "split"]
+    # rendered tags are no photos: verify audits the real cutouts only, convert --split_from works
+    from spatule_synth.modes.split_from import read_run_split
+    from spatule_synth.modes.verify import verify_output
+    report = verify_output(str(out))
+    assert not report.failed and "gone or unreadable" not in report.table()
+    run_split = read_run_split(str(out))
+    assert {run_split.train_sources[f"rendered:{c}"]["origin"] for c in codes["train"]} == {"rendered"}
+    assert all(not path.startswith("rendered:") for path in run_split.train_photos.values())
 
 
 def test_rendered_tags_give_the_same_bytes_with_one_and_two_workers(small_inputs, tmp_path):

@@ -32,7 +32,7 @@ from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.gan.crops import CropSet, on_checkerboard, to_uint8
 from spatule_synth.gan.evaluation import nearest_distances, two_sample_accuracy
 from spatule_synth.gan.model import (LATENT_DIM, SIZES, build_discriminator, build_generator,
-                                     discriminator_loss, generator_loss)
+                                     diff_augment, discriminator_loss, generator_loss)
 
 MODEL_FILE = "generator.keras"
 INFO_FILE = "gan.json"
@@ -107,8 +107,8 @@ def train_gan(data: CropSet, settings: GanSettings, say: Callable[[str], None] =
     def step(real, labels, noise):
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = generator([noise, labels], training=True)
-            real_logits = discriminator([real, labels], training=True)
-            fake_logits = discriminator([fake, labels], training=True)
+            real_logits = discriminator([diff_augment(real), labels], training=True)
+            fake_logits = discriminator([diff_augment(fake), labels], training=True)
             g_loss, d_loss = generator_loss(fake_logits), discriminator_loss(real_logits, fake_logits)
         g_opt.apply_gradients(zip(g_tape.gradient(g_loss, generator.trainable_variables),
                                   generator.trainable_variables))
