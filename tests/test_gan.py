@@ -134,3 +134,17 @@ def test_the_two_sample_test_tells_an_untrained_generator_apart_and_copies_have_
     assert two_sample_accuracy(real, fake, seed=1) >= 0.95
     assert np.all(nearest_distances(real[:5], real) < 1e-6)  # a memorised copy is at distance 0
     assert np.all(nearest_distances(real, real, exclude_self=True) > 0)
+
+
+def test_a_folder_that_is_not_a_finished_model_is_refused_by_name(tmp_path):
+    from spatule_synth.generate.run import run_generate
+    from spatule_synth.generate.sources import SourceError
+    tag_photos(tmp_path / "labelled", 4)
+    background_photos(tmp_path / "backgrounds", 3, size=(260, 200))
+    (tmp_path / "model").mkdir()
+    config = GenerateConfig.from_settings(
+        input_dirs=(str(tmp_path / "labelled"),), background_dirs=(str(tmp_path / "backgrounds"),),
+        output_dir=str(tmp_path / "out"), num_images=4, canvas_size=128, gan_model=str(tmp_path / "model"))
+    with pytest.raises(SourceError, match=rf"^--gan_model={tmp_path / 'model'}: cannot read gan.json \("):
+        run_generate(config)
+    assert not (tmp_path / "out").exists()

@@ -31,11 +31,10 @@ from tqdm import tqdm
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.gan.crops import CropSet, on_checkerboard, to_uint8
 from spatule_synth.gan.evaluation import nearest_distances, two_sample_accuracy
+from spatule_synth.gan.model_files import INFO_FILE, INFO_FORMAT, MODEL_FILE
 from spatule_synth.gan.model import (LATENT_DIM, SIZES, build_discriminator, build_generator,
                                      diff_augment, discriminator_loss, generator_loss)
 
-MODEL_FILE = "generator.keras"
-INFO_FILE = "gan.json"
 SAMPLES_PER_CLASS = 8
 EVAL_PER_CLASS = 64
 
@@ -148,7 +147,7 @@ def train_gan(data: CropSet, settings: GanSettings, say: Callable[[str], None] =
     generator.save(model_path)
     with open(model_path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()[:16]
-    info = {"format": 1, "classes": list(data.classes), "size": settings.size, "latent_dim": LATENT_DIM,
+    info = {"format": INFO_FORMAT, "classes": list(data.classes), "size": settings.size, "latent_dim": LATENT_DIM,
             "typical_sizes": {name: list(size) for name, size in data.typical_sizes.items()},
             "training_crops": int(len(data.crops)), "epochs": settings.epochs, "seed": settings.seed,
             "generator_sha256": digest, "real_nearest_median": reference, "evaluation": history}

@@ -13,7 +13,6 @@ Noise comes from the ``gan_noise`` stream of the seed: the same pool for any num
 
 from __future__ import annotations
 
-import json
 import os
 
 import cv2
@@ -23,28 +22,11 @@ from spatule_synth.core.boxes import Box
 from spatule_synth.core.problems import Problem, ProblemLog
 from spatule_synth.core.transform import CUTOUT_MARGIN
 from spatule_synth.formats.label_map import LabelMap
+from spatule_synth.gan.model_files import MODEL_FILE, GanModelError, read_gan_info
 from spatule_synth.generate.cutouts import Cutout, CutoutPart
 from spatule_synth.generate.random_streams import stream
 
 GAN_PREFIX = "gan:"
-INFO_FILE, MODEL_FILE = "gan.json", "generator.keras"  # = spatule_synth.gan.train's
-
-
-class GanModelError(ValueError):
-    """A --gan_model folder that cannot be used; the message says why."""
-
-
-def read_gan_info(folder: str) -> dict:
-    path = os.path.join(folder, INFO_FILE)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            info = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise GanModelError(f"--gan_model={folder}: cannot read {INFO_FILE} ({error}); give a folder "
-                            "written by python -m spatule_synth.gan train (it is written last)") from None
-    if info.get("format") != 1 or not info.get("classes"):
-        raise GanModelError(f"--gan_model={folder}: {path} is not a GAN model description")
-    return info
 
 
 def gan_cutouts(folder: str, count: int, label_map: LabelMap, seed: int, problems: ProblemLog) -> list[Cutout]:
