@@ -20,7 +20,7 @@ from spatule_synth.generate.render import render
 from spatule_synth.generate.rendered_source import draw_codes, rendered_cutouts
 from spatule_synth.generate.run import run_generate
 from spatule_synth.generate.sources import Background, SourceError
-from spatule_synth.tags.glyphs import GlyphSheetError, SheetGlyphs, cut_glyph_sheet
+from spatule_synth.tags.glyphs import FontGlyphs, GlyphSourceError, SheetGlyphs, cut_glyph_sheet
 from spatule_synth.tags.render import TagStyle, parse_tag_style, render_tag
 from conftest import background_photos, tag_photos
 
@@ -60,7 +60,7 @@ def test_a_glyph_sheet_is_cut_into_its_characters_in_order():
 
 def test_a_glyph_sheet_with_the_wrong_number_of_characters_is_refused_by_name():
     pixels, _ = sheet_of("ACF")
-    with pytest.raises(GlyphSheetError, match=r"^sheet.png: found 3 characters \(runs of ink columns "
+    with pytest.raises(GlyphSourceError, match=r"^sheet.png: found 3 characters \(runs of ink columns "
                                               r"separated by blank columns\), but the alphabet 'ACFH' has 4"):
         cut_glyph_sheet(pixels, "ACFH", "sheet.png")
 
@@ -238,3 +238,16 @@ def test_labels_csv_round_trip(tmp_path):
     path.write_bytes(csv_row(("name", "code")))
     with pytest.raises(ValueError, match="not a labels.csv"):
         read_labels_csv(str(path))
+
+
+def test_a_truetype_font_draws_codes_and_a_bad_one_is_refused(tmp_path):
+    import matplotlib
+    font = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans-Bold.ttf")
+    glyphs = FontGlyphs(font)
+    line = glyphs.line("A7K2", 30)
+    assert line.max() > 0.9 and line.shape[1] > 2 * line.shape[0]
+    assert not np.array_equal(line, FontGlyphs().line("A7K2", 30))  # not Pillow's own font
+    assert render_tag(np.random.default_rng(0), "A7K2", glyphs, TagStyle(width=(24, 24))).mask.any()
+    (tmp_path / "font.ttf").write_bytes(b"not a font")
+    with pytest.raises(GlyphSourceError, match=r"font.ttf: not a font Pillow can read"):
+        FontGlyphs(str(tmp_path / "font.ttf"))

@@ -26,8 +26,8 @@ CAP_HEIGHT = 0.72  # cap height of a glyph sheet character, in font sizes (as Pi
 SHEET_SPACING = 0.12  # gap between two glyph sheet characters, in cap heights
 
 
-class GlyphSheetError(ValueError):
-    """A glyph sheet that cannot be cut into the alphabet's characters; the message says why."""
+class GlyphSourceError(ValueError):
+    """A font or glyph sheet that cannot draw the codes; the message says why."""
 
 
 class GlyphSource:
@@ -49,7 +49,7 @@ class FontGlyphs(GlyphSource):
             try:
                 ImageFont.truetype(path, size=12)
             except OSError as error:
-                raise GlyphSheetError(f"{path}: not a font Pillow can read ({error})") from None
+                raise GlyphSourceError(f"{path}: not a font Pillow can read ({error})") from None
 
     def _font(self, size: float) -> ImageFont.FreeTypeFont:
         if self.path is None:
@@ -84,12 +84,12 @@ class SheetGlyphs(GlyphSource):
         try:
             pixels = read_image(path).pixels
         except ImageReadError as error:
-            raise GlyphSheetError(f"{path}: {error}") from None
+            raise GlyphSourceError(f"{path}: {error}") from None
         return cls(dict(zip(alphabet, cut_glyph_sheet(pixels, alphabet, os.path.basename(path)))))
 
     def _glyph(self, char: str, size: float) -> np.ndarray:
         if char not in self.glyphs:
-            raise GlyphSheetError(f"the glyph sheet has no character {char!r}")
+            raise GlyphSourceError(f"the glyph sheet has no character {char!r}")
         glyph = self.glyphs[char]
         scale = CAP_HEIGHT * size / self.height
         width = max(1, round(glyph.shape[1] * scale))
@@ -112,14 +112,14 @@ class SheetGlyphs(GlyphSource):
 
 def cut_glyph_sheet(pixels: np.ndarray, alphabet: str, name: str = "glyph sheet") -> list[np.ndarray]:
     """The glyphs of a sheet (RGB uint8: characters in a row, dark on light) in reading order,
-    as float32 ink masks sharing the ink band's height; `GlyphSheetError` unless there are
+    as float32 ink masks sharing the ink band's height; `GlyphSourceError` unless there are
     exactly ``len(alphabet)`` of them."""
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     ink = ink > 0
     rows = np.flatnonzero(ink.any(axis=1))
     if not rows.size or ink.mean() > 0.5:
-        raise GlyphSheetError(f"{name}: no dark characters on a light background")
+        raise GlyphSourceError(f"{name}: no dark characters on a light background")
     columns = ink.any(axis=0).astype(np.int8)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], columns, [0]])))
     runs = list(zip(edges[::2], edges[1::2]))
@@ -127,7 +127,7 @@ def cut_glyph_sheet(pixels: np.ndarray, alphabet: str, name: str = "glyph sheet"
     largest = max(weights)
     runs = [run for run, weight in zip(runs, weights) if weight >= 0.01 * largest]  # specks
     if len(runs) != len(alphabet):
-        raise GlyphSheetError(
+        raise GlyphSourceError(
             f"{name}: found {len(runs)} characters (runs of ink columns separated by blank columns), "
             f"but the alphabet {alphabet!r} has {len(alphabet)}; draw the characters in one row, "
             "in alphabet order, with a blank column between any two")
