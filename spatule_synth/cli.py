@@ -213,6 +213,10 @@ flags.DEFINE_string("tag_style", "", "generate: ranges of rendered tags' looks, 
                     "(degrees), perspective, blur, motion, noise, jpeg.")
 flags.DEFINE_list("tag_colours", list(DEFAULT_COLOURS), "generate: ring colours, by name "
                   f"({', '.join(COLOURS)}) or #rrggbb; repeat one to make it more frequent.")
+flags.DEFINE_string("compare_to", "", "report: a convert run of the real photos the detector will "
+                    "face: the run's object sizes, positions, brightness, contrast and sharpness "
+                    "beside theirs, with a warning (and the flag to change) for each that the "
+                    "synthetic data does not cover (OUT/report/domain.json, domain.png).")
 flags.DEFINE_string("gan_model", "", "generate: a model folder of python -m spatule_synth.gan train: "
                     "paste instances its generator makes (their alpha is the mask), each its own "
                     "identity, in train only unless --gan_in_eval.")
@@ -254,7 +258,7 @@ MODE_FLAGS: dict[str, frozenset[str]] = {
         "record_name", "split_from", "keep_negatives", "tile_size", "tile_overlap",
         "tile_min_visible", "tile_negative_fraction")),
     "verify": frozenset(COMMON_FLAGS),
-    "report": frozenset(COMMON_FLAGS),
+    "report": frozenset(COMMON_FLAGS + ("compare_to",)),
 }
 ALL_FLAGS = frozenset().union(*MODE_FLAGS.values())
 
@@ -447,12 +451,18 @@ def main(argv: list[str]) -> int:
     if FLAGS.mode == "report":
         _require("output_dir")
         from spatule_synth.modes.report import write_report
+        warnings: list[str] = []
         try:
-            written = write_report(FLAGS.output_dir)
+            written = write_report(FLAGS.output_dir, compare_to=FLAGS.compare_to, warnings=warnings)
         except (OSError, ValueError, KeyError) as error:
             print(f"error: {FLAGS.output_dir}: cannot report on it: {error}", file=sys.stderr)
             return 1
         print("\n".join(f"report: {path}" for path in written))
+        if FLAGS.compare_to:
+            print("domain match with " + FLAGS.compare_to + ": " + (
+                f"{len(warnings)} measure(s) not covered" if warnings else "every measure covered"))
+            if warnings:
+                print("\n".join(f"  warning: {w}" for w in warnings))
         return 0
     if FLAGS.mode == "verify":
         _require("output_dir")

@@ -11,7 +11,8 @@ from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 from spatule_synth.core.boxes import Box
 from spatule_synth.core.images import encode_jpeg, encode_png
 from spatule_synth.formats.tfrecord import KEYS, RecordImage, RecordObject, ShardedRecordWriter, feature_spec, \
-    from_example, read_records, serialize_example, shard_glob, shard_paths, to_example
+    from_example, iter_record_file, parse_example, read_records, serialize_example, shard_glob, shard_paths, \
+    to_example
 from conftest import noise_photo
 
 WIDTH, HEIGHT = 64, 48
@@ -44,6 +45,22 @@ def test_round_trip_through_files(tmp_path, with_masks):
     # Round-robin: shard 0 holds examples 0, 2, 4 and shard 1 holds 1, 3.
     assert [r.source_id for r in read] == ["1", "3", "5", "2", "4"]
     assert sorted(read, key=lambda r: r.source_id) == records
+    # the same without TensorFlow (what --compare_to reads)
+    plain = [parse_example(data) for path in writer.paths for data in iter_record_file(path)]
+    assert plain == read
+
+
+def test_a_damaged_record_file_is_named_without_tensorflow(tmp_path):
+    with ShardedRecordWriter(str(tmp_path / "train"), 1) as writer:
+        writer.write(sample_record("1"))
+        writer.write(sample_record("2"))
+    [path] = writer.paths
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-10])
+    read = iter_record_file(path)
+    assert parse_example(next(read)).source_id == "1"
+    with pytest.raises(ValueError, match=r"train.record: entry #1: damaged data \(cut short\?\)"):
+        next(read)
 
 
 def test_parse_single_example_reads_the_od_api_keys():

@@ -243,6 +243,58 @@ def from_example(serialized: bytes) -> RecordImage:
                        height=int(dense[KEYS.HEIGHT]), width=int(dense[KEYS.WIDTH]), objects=objects)
 
 
+def iter_record_file(path: str) -> Iterator[bytes]:
+    """The serialized examples of one TFRecord file, in order, without TensorFlow; ValueError
+    names the entry whose length or data fails its CRC (a file cut short or damaged)."""
+    with open(path, "rb") as handle:
+        number = 0
+        while True:
+            header = handle.read(12)
+            if not header:
+                return
+            length_bytes = header[:8]
+            if len(header) < 12 or struct.unpack("<I", header[8:])[0] != _masked_crc(length_bytes):
+                raise ValueError(f"{path}: entry #{number}: damaged length")
+            data = handle.read(struct.unpack("<Q", length_bytes)[0])
+            footer = handle.read(4)
+            if len(footer) < 4 or struct.unpack("<I", footer)[0] != _masked_crc(data):
+                raise ValueError(f"{path}: entry #{number}: damaged data (cut short?)")
+            yield data
+            number += 1
+
+
+def parse_example(serialized: bytes) -> RecordImage:
+    """`from_example` without TensorFlow (protobuf only): the fields `to_example` writes."""
+    example = _example_classes()["Example"]()
+    example.ParseFromString(serialized)
+    feature = example.features.feature
+
+    def values(key: str, kind: str) -> list:
+        return list(getattr(feature[key], kind).value) if key in feature else []
+
+    boxes = [values(key, "float_list") for key in (KEYS.XMIN, KEYS.YMIN, KEYS.XMAX, KEYS.YMAX)]
+    count = len(boxes[0])
+
+    def per_object(key: str, kind: str, default) -> list:
+        found = values(key, kind)
+        return found if found else [default] * count
+
+    masks = values(KEYS.MASK, "bytes_list") or [None] * count
+    objects = tuple(
+        RecordObject(xmin=x0, ymin=y0, xmax=x1, ymax=y1, class_text=_untext(text), class_label=int(label),
+                     difficult=bool(difficult), truncated=bool(truncated), view=_untext(view), mask_png=mask)
+        for x0, y0, x1, y1, text, label, difficult, truncated, view, mask in zip(
+            *boxes, per_object(KEYS.CLASS_TEXT, "bytes_list", b""), per_object(KEYS.CLASS_LABEL, "int64_list", 0),
+            per_object(KEYS.DIFFICULT, "int64_list", 0), per_object(KEYS.TRUNCATED, "int64_list", 0),
+            per_object(KEYS.VIEW, "bytes_list", b"Unspecified"), masks, strict=True))
+    [encoded] = values(KEYS.ENCODED, "bytes_list")
+    return RecordImage(encoded=encoded, image_format=_untext(values(KEYS.FORMAT, "bytes_list")[0]),
+                       filename=_untext((values(KEYS.FILENAME, "bytes_list") or [b""])[0]),
+                       source_id=_untext((values(KEYS.SOURCE_ID, "bytes_list") or [b""])[0]),
+                       height=int(values(KEYS.HEIGHT, "int64_list")[0]),
+                       width=int(values(KEYS.WIDTH, "int64_list")[0]), objects=objects)
+
+
 def shard_paths(prefix: str, num_shards: int) -> list[str]:
     """``PREFIX.record`` for one shard, else ``PREFIX.record-00000-of-0000N`` ..."""
     if num_shards < 1:

@@ -426,7 +426,21 @@ def _problems_table(skipped: Mapping[str, int], problems: Sequence[dict]) -> str
             f"<th>files</th></tr>{rows}</table>")
 
 
-def _html(stats: dict, galleries: list[str], problems: Sequence[dict] = ()) -> str:
+def _domain_html(comparisons) -> str:
+    """The ``--compare_to`` table: per measure, both runs' percentiles, overlap, coverage, advice."""
+    if not comparisons:
+        return ""
+    rows = "".join(
+        "<tr>" + _cell(html.escape(c.measure)) + _cell(" / ".join(_number(v) for v in c.real))
+        + _cell(" / ".join(_number(v) for v in c.synthetic)) + _cell(f"{c.overlap:.2f}", True)
+        + _cell(f"{c.coverage:.0%}", True) + _cell(html.escape(c.warning) or "covered") + "</tr>"
+        for c in comparisons)
+    return ("<h2>domain match (--compare_to)</h2><table><tr><th>measure</th><th>real p5 / p50 / p95</th>"
+            "<th>synthetic p5 / p50 / p95</th><th>overlap</th><th>coverage</th><th></th></tr>" + rows
+            + '</table><img src="domain.png">')
+
+
+def _html(stats: dict, galleries: list[str], problems: Sequence[dict] = (), comparisons=()) -> str:
     """``index.html``: a table of the splits, the box sizes per split, the inputs skipped or noted
     (``problems``: the manifest's, for their files), the plots and the galleries."""
     rows = []
@@ -457,14 +471,18 @@ def _html(stats: dict, galleries: list[str], problems: Sequence[dict] = ()) -> s
             "<h2>box sizes</h2>" + boxes
             + "<h2>inputs skipped or noted</h2>"
             + _problems_table(stats["inputs_skipped_or_noted"], problems)
+            + _domain_html(comparisons)
             + '<h2>distributions</h2><img src="stats.png">' + pictures)
 
 
 def write_report(output_dir: str, manifest: dict | None = None,
-                 split_images: Mapping[str, tuple[int, Iterable[dict]]] | None = None) -> list[str]:
+                 split_images: Mapping[str, tuple[int, Iterable[dict]]] | None = None,
+                 compare_to: str = "", warnings: list[str] | None = None) -> list[str]:
     """Write the report of the run in ``output_dir`` (its ``manifest``, read from disk if None: a
     generation run reports before writing its manifest, which comes last); the files written.
-    ``split_images``: as for `collect_stats` (the images streamed instead of listed in the manifest)."""
+    ``split_images``: as for `collect_stats` (the images streamed instead of listed in the manifest).
+    ``compare_to``: a run of the real photos the detector will face (`spatule_synth.modes.domain`);
+    its warnings are appended to ``warnings``."""
     if manifest is None:
         with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
             manifest = json.load(handle)
@@ -480,6 +498,13 @@ def write_report(output_dir: str, manifest: dict | None = None,
         pictures = write_galleries(output_dir)
         pictures += write_instance_galleries(output_dir, manifest.get("images", {}).get("train", ()))
     written += pictures
+    comparisons = []
+    if compare_to:
+        from spatule_synth.modes.domain import write_domain_report
+        domain_files, comparisons = write_domain_report(output_dir, compare_to, manifest)
+        written += domain_files
+        if warnings is not None:
+            warnings += [c.warning for c in comparisons if c.warning]
     written.append(os.path.join(folder, "index.html"))
-    atomic_write_bytes(written[-1], _html(stats, pictures, manifest.get("problems", [])).encode("utf-8"))
+    atomic_write_bytes(written[-1], _html(stats, pictures, manifest.get("problems", []), comparisons).encode("utf-8"))
     return written
