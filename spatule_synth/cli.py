@@ -213,6 +213,10 @@ flags.DEFINE_string("tag_style", "", "generate: ranges of rendered tags' looks, 
                     "(degrees), perspective, blur, motion, noise, jpeg.")
 flags.DEFINE_list("tag_colours", list(DEFAULT_COLOURS), "generate: ring colours, by name "
                   f"({', '.join(COLOURS)}) or #rrggbb; repeat one to make it more frequent.")
+flags.DEFINE_list("scene_outputs", [], "generate: also write per image, in OUT/KIND/SPLIT/NAME.png: "
+                  "background (the window before anything was pasted), mask (labelled objects, "
+                  "0/255), layers (0 background, k: the k-th placement of the manifest entry); "
+                  "depth is refused (no depth model can run yet).")
 flags.DEFINE_string("compare_to", "", "report: a convert run of the real photos the detector will "
                     "face: the run's object sizes, positions, brightness, contrast and sharpness "
                     "beside theirs, with a warning (and the flag to change) for each that the "
@@ -253,7 +257,7 @@ MODE_FLAGS: dict[str, frozenset[str]] = {
         "use_truncated_cutouts", "use_difficult_cutouts", "report", "yolo_output", "rendered_tags",
         "rendered_fraction", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
         "tag_style", "tag_colours", "tag_crops", "gan_model", "gan_instances", "gan_fraction",
-        "gan_in_eval")),
+        "gan_in_eval", "scene_outputs")),
     "convert": frozenset(COMMON_FLAGS + INPUT_FLAGS + PIPELINE_FLAGS + (
         "record_name", "split_from", "keep_negatives", "tile_size", "tile_overlap",
         "tile_min_visible", "tile_negative_fraction")),
@@ -438,7 +442,8 @@ def generate_config() -> GenerateConfig:
             min_visibility=FLAGS.min_visibility,
             instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report,
             rendered_fraction=FLAGS.rendered_fraction, tag_crops=FLAGS.tag_crops,
-            gan_fraction=FLAGS.gan_fraction, gan_in_eval=FLAGS.gan_in_eval)
+            gan_fraction=FLAGS.gan_fraction, gan_in_eval=FLAGS.gan_in_eval,
+            scene_outputs=tuple(FLAGS.scene_outputs))
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 

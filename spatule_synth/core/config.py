@@ -64,6 +64,7 @@ IDENTITY_MODES = ("image", "object", "regex", "auto")
 MASK_SOURCES = MASK_METHODS
 CLASS_BALANCE = ("proportional", "uniform")
 RUNNERS = ("local", "beam")
+SCENE_OUTPUTS = ("background", "mask", "layers", "depth")
 
 
 def _check_fractions(config: object, *names: str) -> None:
@@ -240,8 +241,15 @@ class OutputConfig:
     yolo_output: bool = False
     report: bool = True
     tag_crops: bool = False  # the reading dataset: OUT/tag_crops/SPLIT/*.png + labels.csv
+    scene_outputs: tuple[str, ...] = ()  # among SCENE_OUTPUTS: OUT/KIND/SPLIT/NAME.png
 
     def __post_init__(self) -> None:
+        unknown = [kind for kind in self.scene_outputs if kind not in SCENE_OUTPUTS]
+        if unknown:
+            raise ValueError(f"scene_outputs must be among {', '.join(SCENE_OUTPUTS)}, got {', '.join(unknown)}")
+        if "depth" in self.scene_outputs:
+            raise ValueError("scene_outputs=depth needs a depth model, and this version cannot run one "
+                             "yet: no depth maps are written (none would be made up)")
         if not self.output_dir:
             raise ValueError("output_dir is required")
         if self.num_images < 1 or self.num_shards < 1:
@@ -289,7 +297,7 @@ MANIFEST_SETTINGS = (
     "unlabelled", "ignore_classes", "use_truncated_cutouts", "use_difficult_cutouts",
     "rendered_tags", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
     "tag_style", "tag_colours", "rendered_fraction", "tag_crops", "gan_model", "gan_instances",
-    "gan_fraction", "gan_in_eval")
+    "gan_fraction", "gan_in_eval", "scene_outputs")
 
 
 def _section_of_setting() -> dict[str, str]:

@@ -63,10 +63,12 @@ class ImageSettings:
     seed: int
     output_dir: str
     cache_mb: int = 1024
+    layers: bool = False  # track which paste wrote each pixel (--scene_outputs=layers)
 
     @classmethod
     def of(cls, config: GenerateConfig) -> "ImageSettings":
-        return cls(config.placement, config.seed, config.output.output_dir, config.execution.cache_mb)
+        return cls(config.placement, config.seed, config.output.output_dir, config.execution.cache_mb,
+                   "layers" in config.output.scene_outputs)
 
 
 class ChunkWriter:
@@ -81,10 +83,11 @@ class ChunkWriter:
         job, placement, seed = self.jobs[split], self.settings.placement, self.settings.seed
         spec = plan_sample(placement, seed, job.pool, index)
         canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
+        background = canvas.copy() if job.outputs.scene_folders.get("background") else None
         sample = render(spec, job.pool, canvas, placement.min_visible, placement.min_visibility,
                         lambda number, attempt, pasted: redraw_placement(
-                            placement, seed, job.pool, spec, number, attempt, pasted))
-        return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs)
+                            placement, seed, job.pool, spec, number, attempt, pasted), self.settings.layers)
+        return write_sample(sample, job.pool, str(job.first_source_id + index), job.outputs, background)
 
     def __call__(self, chunk: Chunk) -> Chunk:
         """Write the chunk's images, then its part file."""

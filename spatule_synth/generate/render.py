@@ -69,6 +69,7 @@ class Sample:
     hidden: int = 0  # labelled objects pasted but left unlabelled (under min_visible)
     redrawn: int = 0  # labelled placements re-drawn because their first paste was not recognisable
     invisible: int = 0  # labelled placements dropped: not recognisable after every re-draw
+    layers: np.ndarray | None = None  # with track_layers: 0 background, k = the k-th paste written
 
 
 # (placement number, attempt, the placements pasted so far) -> the placement re-drawn, or None
@@ -76,15 +77,18 @@ Redraw = Callable[[int, int, tuple], "Placement | None"]
 
 
 def render(spec: SampleSpec, pool: SplitPool, canvas: np.ndarray, min_visible: float = 0.0,
-           min_visibility: float = 0.0, redraw: Redraw | None = None) -> Sample:
-    """Paste the placements of ``spec`` onto ``canvas`` (modified in place) in order."""
+           min_visibility: float = 0.0, redraw: Redraw | None = None, track_layers: bool = False) -> Sample:
+    """Paste the placements of ``spec`` onto ``canvas`` (modified in place) in order. With
+    ``track_layers``, the sample's ``layers`` says which paste (1 = the first written, distractors
+    included) wrote each pixel last, 0 where none did."""
+    layers = np.zeros(canvas.shape[:2], np.uint16) if track_layers else None
     labelled: list[tuple[np.ndarray, int, bool, Placement, Cutout, int]] = []
     pasted: list[Placement] = []
     redrawn = invisible = 0
     for number, first in enumerate(spec.placements):
         placement, attempt = first, 0
         while placement is not None:
-            outcome = _paste(canvas, pool, placement, labelled, min_visibility)
+            outcome = _paste(canvas, pool, placement, labelled, min_visibility, layers, len(pasted) + 1)
             if outcome != "ghost":
                 pasted.append(placement)  # pasted, or (off the canvas, nothing to clone) as planned
                 break
@@ -105,11 +109,11 @@ def render(spec: SampleSpec, pool: SplitPool, canvas: np.ndarray, min_visible: f
                                     placement.blend, visible, mirrored))
     pixels = augment_image(canvas, spec.image_augment)
     final = dataclasses.replace(spec, placements=tuple(pasted))
-    return Sample(final, pixels, tuple(objects), hidden, redrawn, invisible)
+    return Sample(final, pixels, tuple(objects), hidden, redrawn, invisible, layers)
 
 
 def _paste(canvas: np.ndarray, pool: SplitPool, placement: Placement, labelled: list,
-           min_visibility: float) -> str:
+           min_visibility: float, layers: np.ndarray | None = None, number: int = 0) -> str:
     """Blend one placement; ``"pasted"``, ``"nothing"`` (off the canvas, or nothing to clone) or
     ``"ghost"`` (a labelled object not recognisable: the canvas is put back as it was)."""
     size = canvas.shape[0]
@@ -131,6 +135,8 @@ def _paste(canvas: np.ndarray, pool: SplitPool, placement: Placement, labelled: 
             return "ghost"
     written = np.zeros((size, size), bool)
     written[y0:y1, x0:x1] = local_written
+    if layers is not None:
+        layers[written] = number
     for visible, *_ in labelled:  # what this paste covers is no longer visible below it
         visible &= ~written
     for part_index, solid in enumerate(placed.parts):

@@ -346,7 +346,12 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
         if config.output.tag_crops:
             crop_folder = os.path.join(config.output.output_dir, TAG_CROPS, split)
             os.makedirs(crop_folder, exist_ok=True)
-        outputs = SampleOutputs(folder, mask_folder, class_names, config.output.jpeg_quality, crop_folder)
+        scene_folders = {kind: os.path.join(config.output.output_dir, kind, split)
+                         for kind in config.output.scene_outputs}
+        for scene_folder in scene_folders.values():
+            os.makedirs(scene_folder, exist_ok=True)
+        outputs = SampleOutputs(folder, mask_folder, class_names, config.output.jpeg_quality, crop_folder,
+                                scene_folders)
         jobs[split] = SplitJob(pools[split], outputs, first_source_id)
         first_source_id += counts[split]
     every_chunk = [chunk for split in SPLITS for chunk in chunks[split]]

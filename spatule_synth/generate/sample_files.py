@@ -5,7 +5,11 @@ one PNG mask per object in the example (``image/object/mask``, the OD API's ``PN
 the image's COCO annotations (RLE of the same masks); with ``--yolo_output`` a YOLO ``NAME.txt``;
 with ``--tag_crops`` ``tag_crops/SPLIT/NAME_K.png`` for object K when its code is known (cut from
 the JPEG as written, box plus `CROP_MARGIN` px, turned so the code reads upright; mirrored pastes
-are left out), listed in the manifest entry's ``tag_crops``.
+are left out), listed in the manifest entry's ``tag_crops``; with ``--scene_outputs``, per image
+``OUT/background/SPLIT/NAME.png`` (the canvas window before anything was pasted, lossless),
+``OUT/mask/SPLIT/NAME.png`` (the union of the labelled objects' visible masks, 0/255) and
+``OUT/layers/SPLIT/NAME.png`` (per pixel 0 for the background, else k: the manifest entry's
+``placements[k-1]`` wrote it last; uint16 past 255 pastes).
 Every mask is the object's *visible* mask, so all of them agree pixel for pixel.
 
 Workers call `write_sample` themselves; what they hand back (`WrittenSample`) holds the example
@@ -43,6 +47,7 @@ class SampleOutputs:
     class_names: tuple[str, ...] | None = None  # label-map order, with --yolo_output
     jpeg_quality: int = 95
     crop_folder: str | None = None  # OUT/tag_crops/SPLIT with --tag_crops
+    scene_folders: dict = dataclasses.field(default_factory=dict)  # kind -> OUT/KIND/SPLIT (--scene_outputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +70,8 @@ def encode_canvas(sample: Sample, quality: int) -> bytes:
     return encoded.tobytes()
 
 
-def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: SampleOutputs) -> WrittenSample:
+def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: SampleOutputs,
+                 background: np.ndarray | None = None) -> WrittenSample:
     """Write the image's files; return its example, manifest entry and COCO annotations."""
     name = sample.spec.name
     size = int(sample.pixels.shape[0])
@@ -79,6 +85,7 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
     atomic_write_bytes(os.path.join(folder, f"{name}.jpg"), jpeg, durable=False)
     atomic_write_bytes(os.path.join(folder, f"{name}.xml"), voc_bytes(annotation), durable=False)
     crops = _write_tag_crops(sample, pool, jpeg, outputs.crop_folder) if outputs.crop_folder else []
+    _write_scene(sample, background, outputs.scene_folders)
     masks: list[bytes | None] = [None] * len(sample.objects)
     coco: tuple[dict, ...] = ()
     if outputs.mask_folder is not None:
@@ -100,6 +107,29 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
     if crops:
         entry["tag_crops"] = crops
     return WrittenSample(name, record, entry, coco)
+
+
+def scene_planes(sample: Sample, background: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The scene outputs of one image (module docstring): what is known of them."""
+    union = np.zeros(sample.pixels.shape[:2], bool)
+    for obj in sample.objects:
+        union |= obj.mask
+    planes = {"mask": np.where(union, 255, 0).astype(np.uint8)}
+    if background is not None:
+        planes["background"] = background
+    if sample.layers is not None:
+        layers = sample.layers
+        planes["layers"] = layers.astype(np.uint8) if int(layers.max(initial=0)) < 256 else layers
+    return planes
+
+
+def _write_scene(sample: Sample, background: np.ndarray | None, folders: dict) -> None:
+    if not folders:
+        return
+    planes = scene_planes(sample, background)
+    for kind, folder in folders.items():
+        atomic_write_bytes(os.path.join(folder, f"{sample.spec.name}.png"), encode_png(planes[kind]),
+                           durable=False)
 
 
 def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) -> list[dict]:
