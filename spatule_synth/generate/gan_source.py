@@ -60,9 +60,8 @@ def gan_cutouts(folder: str, count: int, label_map: LabelMap, seed: int, problem
 
 def _cutout(crop: np.ndarray, class_name: str, class_id: int, info: dict, folder: str,
             index: int) -> Cutout | None:
-    size = crop.shape[0]
     width, height = info["typical_sizes"][class_name]
-    side = max(1, round(size * max(width, height) / size))
+    side = max(1, max(width, height))  # the letterbox square's side: the class's longer box side
     scaled = cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR)
     mask = np.where(scaled[..., 3] >= 128, 255, 0).astype(np.uint8)
     ys, xs = np.nonzero(mask)

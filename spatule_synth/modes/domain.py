@@ -83,7 +83,9 @@ def measure_run(run: str, max_images: int = MAX_IMAGES) -> dict[str, np.ndarray]
     values: dict[str, list[float]] = {name: [] for name in MEASURES}
     taken = 0
     for number, serialized in enumerate(data for path in paths for data in iter_record_file(path)):
-        if number % stride or taken >= max_images:
+        if taken >= max_images:
+            break
+        if number % stride:
             continue
         record = parse_example(serialized)
         if not record.objects:
