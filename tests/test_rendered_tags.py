@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from spatule_synth.core.config import GenerateConfig, InputsConfig, PlacementConfig
+from spatule_synth.core.config import GenerateConfig, InputsConfig, PlacementConfig, SplitConfig
+from spatule_synth.core.problems import ProblemLog
 from spatule_synth.formats.label_map import LabelMap
 from spatule_synth.formats.labels_csv import csv_row, read_labels_csv
 from spatule_synth.generate.plan import SplitPool, plan_sample
 from spatule_synth.generate.render import render
 from spatule_synth.generate.rendered_source import draw_codes, rendered_cutouts
 from spatule_synth.generate.run import run_generate
-from spatule_synth.generate.sources import Background, SourceError
+from spatule_synth.generate.sources import Background, SourceError, read_sources
 from spatule_synth.tags.glyphs import FontGlyphs, GlyphSourceError, SheetGlyphs, cut_glyph_sheet
 from spatule_synth.tags.render import TagStyle, parse_tag_style, render_tag
 from conftest import background_photos, tag_photos
@@ -192,9 +193,6 @@ def test_rendered_tags_give_the_same_bytes_with_one_and_two_workers(small_inputs
 
 
 def test_rendered_fraction_is_the_share_of_labelled_placements(small_inputs):
-    from spatule_synth.generate.sources import read_sources
-    from spatule_synth.core.config import SplitConfig
-    from spatule_synth.core.problems import ProblemLog
     inputs = InputsConfig(input_dirs=(str(small_inputs / "labelled"),),
                           background_dirs=(str(small_inputs / "backgrounds"),), rendered_tags=40)
     sources = read_sources(inputs, SplitConfig(), PlacementConfig(canvas_size=128), LABELS, ProblemLog(), 1, 0)
@@ -251,3 +249,39 @@ def test_a_truetype_font_draws_codes_and_a_bad_one_is_refused(tmp_path):
     (tmp_path / "font.ttf").write_bytes(b"not a font")
     with pytest.raises(GlyphSourceError, match=r"font.ttf: not a font Pillow can read"):
         FontGlyphs(str(tmp_path / "font.ttf"))
+
+
+def test_crops_undo_the_pastes_rotation_and_leave_out_mirrored_and_hidden_tags(small_inputs, tmp_path):
+    from spatule_synth.core.augment import parse_ranges
+    out = tmp_path / "out"
+    run_generate(config_for(small_inputs, out, identity="image", identity_regex="", rendered_fraction=1.0,
+                            object_augment=parse_ranges("rotate=90:90,flip=hv", "object")))
+    manifest = json.loads((out / "manifest.json").read_text())
+    inputs = InputsConfig(input_dirs=(str(small_inputs / "labelled"),),
+                          background_dirs=(str(small_inputs / "backgrounds"),), rendered_tags=24)
+    sources = read_sources(inputs, SplitConfig(), PlacementConfig(canvas_size=128), LABELS, ProblemLog(), 1, 2)
+    turns = {c.code: c.upright_turns for c in sources.cutouts if c.origin == "rendered"}
+    assert len(turns) == 24
+    written, skipped = 0, 0
+    for split in ("train", "eval"):
+        for entry in manifest["images"][split]:
+            crops = {c["file"]: c["code"] for c in entry.get("tag_crops", [])}
+            for index, (obj, placement) in enumerate(zip(entry["objects"], entry["placements"])):
+                file = f"{split}/{entry['name']}_{index}.png"
+                augment = placement.get("augment", {})
+                if augment.get("flip_h") != augment.get("flip_v") or obj["truncated"]:
+                    assert file not in crops, file  # mirrored or cut: no crop
+                    skipped += 1
+                    continue
+                if file not in crops:
+                    continue  # partly hidden by a later paste
+                code = obj["cutout"][len("rendered:"):]
+                both = augment.get("flip_h") and augment.get("flip_v")
+                expected = (turns[code] + 1 + (2 if both else 0)) % 4  # + a quarter turn for rotate=90
+                crop = np.asarray(Image.open(out / "tag_crops" / file))
+                image = np.asarray(Image.open(out / "images" / split / f"{entry['name']}.jpg"))
+                x0, y0, x1, y1 = (int(round(v)) for v in obj["box"])
+                region = image[max(y0 - 3, 0):y1 + 3, max(x0 - 3, 0):x1 + 3]
+                assert np.array_equal(crop, np.rot90(region, expected)), file
+                written += 1
+    assert written > 5 and skipped > 0

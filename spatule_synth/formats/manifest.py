@@ -95,18 +95,20 @@ def manifest_pieces(value, depth: int = 0) -> Iterator[str]:
 
 
 def read_manifest_head(output_dir: str) -> dict:
-    """The manifest without its per-image lists (``images``, written last): what a check of the
-    settings needs, read in memory independent of the number of images."""
-    marker = '\n  "images": '
+    """The manifest without its per-image lists (generate's ``images``, convert's ``examples``,
+    written last): what a check of the settings needs, read in memory independent of the number
+    of images."""
+    markers = ('\n  "images": ', '\n  "examples": ')
+    longest = max(len(marker) for marker in markers)
     text = ""
     with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
         while True:
             piece = handle.read(1 << 16)
-            start = max(0, len(text) - len(marker))
+            start = max(0, len(text) - longest)
             text += piece
-            position = text.find(marker, start)
-            if position >= 0:
-                return json.loads(text[:position].rstrip(",") + "\n}")
+            found = [p for p in (text.find(marker, start) for marker in markers) if p >= 0]
+            if found:
+                return json.loads(text[:min(found)].rstrip(",") + "\n}")
             if not piece:
                 return json.loads(text)
 

@@ -36,7 +36,8 @@ from spatule_synth.gan.model import (LATENT_DIM, SIZES, build_discriminator, bui
                                      diff_augment, discriminator_loss, generator_loss)
 
 SAMPLES_PER_CLASS = 8
-EVAL_PER_CLASS = 64
+EVAL_CROPS = 512  # at most this many real crops (and as many generated, same classes) per evaluation
+BATCH = 256  # crops generated at once
 
 
 class GanTrainingError(ValueError):
@@ -117,8 +118,9 @@ def train_gan(data: CropSet, settings: GanSettings, say: Callable[[str], None] =
 
     sample_noise = np.random.default_rng([settings.seed, 1]).normal(
         size=(classes * SAMPLES_PER_CLASS, LATENT_DIM)).astype(np.float32)
-    eval_noise = np.random.default_rng([settings.seed, 2]).normal(
-        size=(classes * EVAL_PER_CLASS, LATENT_DIM)).astype(np.float32)
+    eval_rng = np.random.default_rng([settings.seed, 2])
+    eval_index = np.sort(eval_rng.permutation(len(data.crops))[:EVAL_CROPS])
+    eval_noise = eval_rng.normal(size=(len(eval_index), LATENT_DIM)).astype(np.float32)
     reference = float(np.median(nearest_distances(data.crops, data.crops, exclude_self=True)))
     first = int(epoch.numpy())
     bar = tqdm(range(first, settings.epochs), initial=first, total=settings.epochs, unit="epoch",
@@ -134,7 +136,7 @@ def train_gan(data: CropSet, settings: GanSettings, say: Callable[[str], None] =
         epoch.assign(number + 1)
         record = {"epoch": number + 1, "generator_loss": float(np.mean([l[0] for l in losses])),
                   "discriminator_loss": float(np.mean([l[1] for l in losses]))}
-        record.update(_evaluate(generator, data, eval_noise, reference, settings, number + 1))
+        record.update(_evaluate(generator, data, eval_index, eval_noise, reference, settings, number + 1))
         history.append(record)
         _sample_sheet(generator, data, sample_noise, os.path.join(
             settings.output_dir, "samples", f"epoch_{number + 1:04d}.png"))
@@ -159,19 +161,20 @@ def generate_crops(generator: tf.keras.Model, labels: np.ndarray, classes: int, 
     """Generated crops in [-1, 1] for ``labels`` (class indices) and ``noise``."""
     if not len(labels):
         return np.zeros((0,) + tuple(generator.output_shape[1:]), np.float32)
-    return generator([tf.constant(noise), tf.one_hot(labels, classes)], training=False).numpy()
+    return np.concatenate([generator([tf.constant(noise[start:start + BATCH]),
+                                      tf.one_hot(labels[start:start + BATCH], classes)], training=False).numpy()
+                           for start in range(0, len(labels), BATCH)])
 
 
-def _evaluate(generator, data: CropSet, noise: np.ndarray, reference: float, settings: GanSettings,
-              epoch: int) -> dict:
-    classes = len(data.classes)
-    labels = np.repeat(np.arange(classes), EVAL_PER_CLASS)
-    fake = generate_crops(generator, labels, classes, noise)
+def _evaluate(generator, data: CropSet, index: np.ndarray, noise: np.ndarray, reference: float,
+              settings: GanSettings, epoch: int) -> dict:
+    """Generated crops of the classes of the real crops ``index`` (one each), against them."""
+    fake = generate_crops(generator, data.labels[index], len(data.classes), noise)
     nearest = nearest_distances(fake, data.crops)
     result = {"nearest_median": float(np.median(nearest)), "nearest_min": float(nearest.min()),
               "real_nearest_median": reference}
     if epoch % settings.eval_every == 0 or epoch == settings.epochs:
-        result["two_sample_accuracy"] = two_sample_accuracy(data.crops, fake, settings.seed + epoch)
+        result["two_sample_accuracy"] = two_sample_accuracy(data.crops[index], fake, settings.seed + epoch)
     return result
 
 

@@ -51,6 +51,7 @@ class Cutout:
     source_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # the group's box in its photo
     origin: str = "photo"  # "photo" (cut out of a labelled input) or "rendered" (spatule_synth.tags)
     code: str = ""  # the tag code it shows, when known (rendered; --identity=regex names)
+    code_class: str = ""  # the class of the part that shows the code (--tag_class)
     upright_turns: int = 0  # np.rot90 quarter turns that make its code read upright (rendered)
 
     @property

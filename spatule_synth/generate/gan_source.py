@@ -44,7 +44,9 @@ def gan_cutouts(folder: str, count: int, label_map: LabelMap, seed: int, problem
         raise GanModelError(f"--gan_model={folder}: cannot load {MODEL_FILE} ({error})") from None
     labels = np.arange(count) % len(classes)
     noise = stream(seed, "gan_noise").normal(size=(count, int(info["latent_dim"]))).astype(np.float32)
-    crops = generator([tf.constant(noise), tf.one_hot(labels, len(classes))], training=False).numpy()
+    crops = np.concatenate([generator([tf.constant(noise[start:start + 256]),
+                                       tf.one_hot(labels[start:start + 256], len(classes))], training=False).numpy()
+                            for start in range(0, count, 256)])
     rgba = np.clip(np.round((crops + 1.0) * 127.5), 0, 255).astype(np.uint8)
     cutouts = []
     for index, (crop, label) in enumerate(zip(rgba, labels)):

@@ -59,6 +59,8 @@ class SampleObject:
     blend: str
     mask: np.ndarray  # (size, size) bool: the visible pixels of this object
     mirrored: bool = False  # pasted flipped one way (its code, if any, reads mirrored)
+    quarter_turns: int = 0  # np.rot90 turns that undo its paste's rotation (and a flip both ways)
+    visible_share: float = 1.0  # its visible pixels over its whole placed mask
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -104,9 +106,12 @@ def render(spec: SampleSpec, pool: SplitPool, canvas: np.ndarray, min_visible: f
             hidden += 1
             continue
         part = cutout.parts[part_index]
-        mirrored = placement.augment.flip_h != placement.augment.flip_v
+        augment = placement.augment
+        mirrored = augment.flip_h != augment.flip_v
+        turns = (round(augment.angle / 90.0) + (2 if augment.flip_h and augment.flip_v else 0)) % 4
         objects.append(SampleObject(part.class_name, part.class_id, box, truncated, cutout.cutout_id,
-                                    placement.blend, visible, mirrored))
+                                    placement.blend, visible, mirrored, turns,
+                                    np.count_nonzero(visible) / max(total, 1)))
     pixels = augment_image(canvas, spec.image_augment)
     final = dataclasses.replace(spec, placements=tuple(pasted))
     return Sample(final, pixels, tuple(objects), hidden, redrawn, invisible, layers)

@@ -104,7 +104,8 @@ def rendered_cutouts(inputs: InputsConfig, label_map: LabelMap, seed: int,
         name = f"{RENDERED_PREFIX}{code}"
         cutouts.append(Cutout(name, code, tag.pixels, tag.mask, box,
                               (CutoutPart(inputs.tag_class, class_id, tag.mask, 0),), name,
-                              origin="rendered", code=code, upright_turns=tag.upright_turns))
+                              origin="rendered", code=code, code_class=inputs.tag_class,
+                              upright_turns=tag.upright_turns))
     return cutouts
 
 

@@ -3,9 +3,11 @@ its manifest entry, all made from the same rendered pixels and boxes; with ``--i
 also ``masks/SPLIT/NAME.png`` (pixel value = 1-based index of the object in the XML, 0 = none),
 one PNG mask per object in the example (``image/object/mask``, the OD API's ``PNG_MASKS``) and
 the image's COCO annotations (RLE of the same masks); with ``--yolo_output`` a YOLO ``NAME.txt``;
-with ``--tag_crops`` ``tag_crops/SPLIT/NAME_K.png`` for object K when its code is known (cut from
-the JPEG as written, box plus `CROP_MARGIN` px, turned so the code reads upright; mirrored pastes
-are left out), listed in the manifest entry's ``tag_crops``; with ``--scene_outputs``, per image
+with ``--tag_crops`` ``tag_crops/SPLIT/NAME_K.png`` for object K when its code is known and the
+object is its tag (cut from the JPEG as written, box plus `CROP_MARGIN` px, turned by the quarter
+turns that undo the rendered tag's reading direction and the paste's rotation; mirrored pastes,
+and objects cut by the canvas edge or with less than `MIN_CROP_VISIBLE` of their mask visible,
+are left out: their code may not be readable), listed in the manifest entry's ``tag_crops``; with ``--scene_outputs``, per image
 ``OUT/background/SPLIT/NAME.png`` (the canvas window before anything was pasted, lossless),
 ``OUT/mask/SPLIT/NAME.png`` (the union of the labelled objects' visible masks, 0/255) and
 ``OUT/layers/SPLIT/NAME.png`` (per pixel 0 for the background, else k: the manifest entry's
@@ -36,6 +38,7 @@ from spatule_synth.formats.voc import VocAnnotation, VocObject, voc_bytes
 from spatule_synth.formats.yolo import yolo_lines
 
 CROP_MARGIN = 3  # context around a tag crop, px
+MIN_CROP_VISIBLE = 0.9  # share of a tag's mask that must be visible for its crop to be written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +138,9 @@ def _write_scene(sample: Sample, background: np.ndarray | None, folders: dict) -
 def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) -> list[dict]:
     """The upright crops of the objects whose code is known (module docstring)."""
     known = [(index, obj, pool.cutout_by_id[obj.cutout_id]) for index, obj in enumerate(sample.objects)]
-    known = [(index, obj, cutout) for index, obj, cutout in known if cutout.code and not obj.mirrored]
+    known = [(index, obj, cutout) for index, obj, cutout in known
+             if cutout.code and obj.class_name == cutout.code_class and not obj.mirrored
+             and not obj.truncated and obj.visible_share >= MIN_CROP_VISIBLE]
     if not known:
         return []
     written = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -145,7 +150,7 @@ def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) 
         x0, y0 = max(int(obj.box.xmin) - CROP_MARGIN, 0), max(int(obj.box.ymin) - CROP_MARGIN, 0)
         x1 = min(int(np.ceil(obj.box.xmax)) + CROP_MARGIN, size)
         y1 = min(int(np.ceil(obj.box.ymax)) + CROP_MARGIN, size)
-        crop = np.ascontiguousarray(np.rot90(written[y0:y1, x0:x1], cutout.upright_turns))
+        crop = np.ascontiguousarray(np.rot90(written[y0:y1, x0:x1], (cutout.upright_turns + obj.quarter_turns) % 4))
         file = f"{sample.spec.name}_{index}.png"
         atomic_write_bytes(os.path.join(folder, file), encode_png(crop), durable=False)
         crops.append({"file": f"{os.path.basename(folder)}/{file}", "code": cutout.code})

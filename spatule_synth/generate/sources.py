@@ -145,8 +145,9 @@ def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementC
                           "(an annotation with no object; or photos without annotation file with "
                           "--unlabelled=negative) or give --background_dirs")
     cutouts = _joined_identities(cutouts, split.identity == "auto")
-    if split.identity == "regex":  # the name the regex gives is the tag's code
-        cutouts = [dataclasses.replace(c, code=c.identity) for c in cutouts]
+    if split.identity == "regex":  # the name the regex gives is the code of the tag it shows
+        cutouts = [dataclasses.replace(c, code=c.identity, code_class=inputs.tag_class)
+                   if inputs.tag_class in c.class_names else c for c in cutouts]
     try:
         cutouts += rendered_cutouts(inputs, label_map, seed, cutouts)
         if inputs.gan_model:

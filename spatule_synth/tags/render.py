@@ -79,6 +79,8 @@ def parse_tag_style(text: str, base: TagStyle = TagStyle()) -> TagStyle:
             numbers = [float(v) for v in value.split(":")]
         except ValueError:
             raise ValueError(f"--tag_style: {key}={value!r} is not a number or lo:hi") from None
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"--tag_style: {key}={value!r} must be finite numbers")
         if key == "stacked":
             if len(numbers) != 1 or not 0 <= numbers[0] <= 1:
                 raise ValueError(f"--tag_style: stacked is a probability in [0, 1], got {value!r}")
@@ -214,8 +216,11 @@ def _blur(rng: np.random.Generator, image: np.ndarray, sigma: float, motion: flo
 
 
 def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
-    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if ok else pixels
+    """RGB pixels through a JPEG of ``quality`` (OpenCV's codec works in BGR)."""
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding of a rendered tag failed")
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def _crop(pixels: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
