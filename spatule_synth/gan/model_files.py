@@ -25,6 +25,10 @@ def read_gan_info(folder: str) -> dict:
     except (OSError, ValueError) as error:
         raise GanModelError(f"--gan_model={folder}: cannot read {INFO_FILE} ({error}); give a folder "
                             "written by python -m spatule_synth.gan train (it is written last)") from None
-    if not isinstance(info, dict) or info.get("format") != INFO_FORMAT or not info.get("classes"):
-        raise GanModelError(f"--gan_model={folder}: {path} is not a GAN model description")
+    required = ("classes", "latent_dim", "typical_sizes", "generator_sha256")
+    if (not isinstance(info, dict) or info.get("format") != INFO_FORMAT
+            or any(key not in info for key in required) or not info["classes"]
+            or any(name not in info["typical_sizes"] for name in info["classes"])):
+        raise GanModelError(f"--gan_model={folder}: {path} is not a GAN model description (it needs "
+                            f"format {INFO_FORMAT} and {', '.join(required)} for every class)")
     return info

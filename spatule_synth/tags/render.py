@@ -90,6 +90,9 @@ def parse_tag_style(text: str, base: TagStyle = TagStyle()) -> TagStyle:
             numbers *= 2
         if len(numbers) != 2 or numbers[0] > numbers[1]:
             raise ValueError(f"--tag_style: {key}={value!r} must be v or lo:hi with lo <= hi")
+        if key == "turn" and max(abs(numbers[0]), abs(numbers[1])) > 1.0:
+            raise ValueError(f"--tag_style: turn must lie in [-1, 1] (radians; beyond, most of the code "
+                             f"is on the hidden side of the ring), got {value!r}")
         if key not in ("turn", "tilt") and numbers[0] < 0:
             raise ValueError(f"--tag_style: {key} cannot be negative, got {value!r}")
         if key == "width" and numbers[0] < 6:
