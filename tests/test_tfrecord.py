@@ -50,6 +50,14 @@ def test_round_trip_through_files(tmp_path, with_masks):
     assert plain == read
 
 
+def test_unwanted_records_are_skipped_unread(tmp_path):
+    with ShardedRecordWriter(str(tmp_path / "train"), 1) as writer:
+        for index in range(1, 6):
+            writer.write(sample_record(str(index)))
+    read = list(iter_record_file(writer.paths[0], wanted=lambda number: number % 2 == 0))
+    assert [parse_example(data).source_id if data else None for data in read] == ["1", None, "3", None, "5"]
+
+
 def test_a_damaged_record_file_is_named_without_tensorflow(tmp_path):
     with ShardedRecordWriter(str(tmp_path / "train"), 1) as writer:
         writer.write(sample_record("1"))

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import os
 import struct
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import google_crc32c
 import numpy as np
@@ -243,9 +243,11 @@ def from_example(serialized: bytes) -> RecordImage:
                        height=int(dense[KEYS.HEIGHT]), width=int(dense[KEYS.WIDTH]), objects=objects)
 
 
-def iter_record_file(path: str) -> Iterator[bytes]:
+def iter_record_file(path: str, wanted: Callable[[int], bool] | None = None) -> Iterator[bytes]:
     """The serialized examples of one TFRecord file, in order, without TensorFlow; ValueError
-    names the entry whose length or data fails its CRC (a file cut short or damaged)."""
+    names the entry whose length or data fails its CRC (a file cut short or damaged). With
+    ``wanted``, entries whose number (0-based) it refuses are skipped unread (b"" is yielded in
+    their place, their data is not checked)."""
     with open(path, "rb") as handle:
         number = 0
         while True:
@@ -255,7 +257,13 @@ def iter_record_file(path: str) -> Iterator[bytes]:
             length_bytes = header[:8]
             if len(header) < 12 or struct.unpack("<I", header[8:])[0] != _masked_crc(length_bytes):
                 raise ValueError(f"{path}: entry #{number}: damaged length")
-            data = handle.read(struct.unpack("<Q", length_bytes)[0])
+            length = struct.unpack("<Q", length_bytes)[0]
+            if wanted is not None and not wanted(number):
+                handle.seek(length + 4, os.SEEK_CUR)
+                yield b""
+                number += 1
+                continue
+            data = handle.read(length)
             footer = handle.read(4)
             if len(footer) < 4 or struct.unpack("<I", footer)[0] != _masked_crc(data):
                 raise ValueError(f"{path}: entry #{number}: damaged data (cut short?)")

@@ -81,11 +81,16 @@ def measure_run(run: str, max_images: int = MAX_IMAGES) -> dict[str, np.ndarray]
     paths, manifest = run_records(run)
     stride = max(1, math.ceil(_image_count(manifest) / max_images))
     values: dict[str, list[float]] = {name: [] for name in MEASURES}
-    taken = 0
-    for number, serialized in enumerate(data for path in paths for data in iter_record_file(path)):
+    taken, number = 0, 0
+
+    def wanted(_: int) -> bool:  # by the run-wide number, counted below
+        return number % stride == 0
+
+    for serialized in (data for path in paths for data in iter_record_file(path, wanted)):
+        number += 1
         if taken >= max_images:
             break
-        if number % stride:
+        if not serialized:
             continue
         record = parse_example(serialized)
         if not record.objects:
