@@ -352,8 +352,7 @@ def _check_mode_flags() -> None:
     --flagfile, which may hold settings shared by several modes."""
     given = {name: FLAGS[name].value for name in FLAGS if name in ALL_FLAGS and FLAGS[name].present}
     unused = unused_flags(FLAGS.mode, given)
-    typed = [message for name, message in unused
-             if _command_line_flags is None or name in _command_line_flags]
+    typed = [message for name, message in unused if typed_on_command_line(name)]
     if typed:
         raise app.UsageError("; ".join(typed))
     if unused:
@@ -606,13 +605,15 @@ def _usage_error(message: str) -> NoReturn:
 
 def _command_line_flag_names(args: list[str]) -> set[str]:
     """The flags ``args`` (sys.argv[1:]) give themselves, not through a --flagfile; scanned as
-    absl parses them (``--name=value``, ``--name value``, ``--noname``; stops at ``--`` or at
-    the first argument that is not a flag)."""
+    absl parses them (``--name=value``, ``--name value``, ``--noname``; positional arguments
+    skipped; stops at ``--``)."""
     names = set()
     rest = iter(args)
     for arg in rest:
-        if arg == "--" or not arg.startswith("-"):
+        if arg == "--":
             break
+        if not arg.startswith("-"):  # a positional argument (gan's "train"): absl reads on
+            continue
         name, equals, _ = arg.lstrip("-").partition("=")
         if name == "flagfile":
             if not equals:
@@ -626,7 +627,13 @@ def _command_line_flag_names(args: list[str]) -> set[str]:
     return names
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def typed_on_command_line(name: str) -> bool:
+    """Whether flag ``name`` was given on the command line itself (not by a --flagfile); True
+    when that is not known (flags parsed without `parse_flags`)."""
+    return _command_line_flags is None or name in _command_line_flags
+
+
+def parse_flags(argv: list[str]) -> list[str]:
     """app.run's flag parser: a flag error is one usage line, not absl's "FATAL Flags parsing
     error" and exit status 1. --help and --helpfull work as before (they exit while parsing)."""
     global _command_line_flags
@@ -649,4 +656,4 @@ def _main_with_usage_errors(argv: list[str]) -> NoReturn:
 def run() -> None:
     """Entry point used by ``generate.py``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's CUDA/CPU start-up chatter
-    app.run(_main_with_usage_errors, flags_parser=_parse_flags)
+    app.run(_main_with_usage_errors, flags_parser=parse_flags)

@@ -148,3 +148,17 @@ def test_a_folder_that_is_not_a_finished_model_is_refused_by_name(tmp_path):
     with pytest.raises(SourceError, match=rf"^--gan_model={tmp_path / 'model'}: cannot read gan.json \("):
         run_generate(config)
     assert not (tmp_path / "out").exists()
+
+
+def test_flags_of_a_flagfile_that_gan_train_does_not_read_are_one_warning(tmp_path):
+    flagfile = tmp_path / "shared.flags"
+    flagfile.write_text("--mode=generate\n--input_dirs=spatule_synth/demo_data/labelled\n--num_images=5\n")
+    done = subprocess.run([sys.executable, "-m", "spatule_synth.gan", "train", f"--flagfile={flagfile}"],
+                          capture_output=True, text=True, cwd=REPO)
+    lines = [line for line in done.stderr.splitlines() if line.startswith(("warning:", "error:"))]
+    assert lines == ["warning: gan train ignores these flags of the --flagfile: --mode, --num_images",
+                     "error: --output (the model folder) is required (see python -m spatule_synth.gan --help)"]
+    typed = subprocess.run([sys.executable, "-m", "spatule_synth.gan", "train", f"--flagfile={flagfile}",
+                            "--num_images=3", "--output=/tmp/unused"], capture_output=True, text=True, cwd=REPO)
+    assert typed.returncode == 2 and typed.stderr.strip().endswith(
+        "error: --num_images not used by gan train (see python -m spatule_synth.gan --help)")

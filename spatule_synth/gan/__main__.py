@@ -3,7 +3,8 @@
 The inputs are read exactly as ``generate`` reads them (`spatule_synth.generate.sources`: every
 format, ``--mask``, ``--ignore_classes``, ...); every labelled cutout becomes a training crop
 (`spatule_synth.gan.crops`). Then `spatule_synth.gan.train.train_gan`. A flag that the command
-does not read is a usage error, as in ``generate.py``.
+does not read is a usage error when typed, and named in one warning line when it comes from a
+``--flagfile`` (which may hold settings of other modes), as in ``generate.py``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def main(argv: list[str]) -> int:
         raise app.UsageError("usage: python -m spatule_synth.gan train --output=MODEL_DIR [inputs as "
                              "generate: --input_dirs, --coco_json, --cutout_dirs, ...]")
     unused = sorted(name for name in cli.ALL_FLAGS if FLAGS[name].present and name not in READ_FLAGS)
+    typed = [name for name in unused if cli.typed_on_command_line(name)]
+    if typed:
+        raise app.UsageError(", ".join(f"--{name}" for name in typed) + " not used by gan train")
     if unused:
-        raise app.UsageError(", ".join(f"--{name}" for name in unused) + " not used by gan train")
+        print("warning: gan train ignores these flags of the --flagfile: "
+              + ", ".join(f"--{name}" for name in unused), file=sys.stderr)
     if not FLAGS.output:
         raise app.UsageError("--output (the model folder) is required")
     try:
@@ -88,4 +93,4 @@ def _main(argv: list[str]):
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    app.run(_main)
+    app.run(_main, flags_parser=cli.parse_flags)
