@@ -132,22 +132,15 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-class TreeMemory(threading.Thread):
-    """Polls the RSS of a process and of all its descendants until `stop`; keeps the peaks (kB)."""
+class Poller(threading.Thread):
+    """Calls `sample` every POLL_SECONDS from `start` until `stop` (and once at each end)."""
 
-    def __init__(self, root: int):
+    def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.root = root
-        self.tree_kb = self.main_kb = self.child_kb = self.most_processes = 0
         self._stop_event = threading.Event()
 
     def sample(self) -> None:
-        main = _rss_kb(self.root)
-        others = [_rss_kb(pid) for pid in _descendants(self.root)]
-        self.main_kb = max(self.main_kb, main)
-        self.child_kb = max(self.child_kb, *others, 0)
-        self.tree_kb = max(self.tree_kb, main + sum(others))
-        self.most_processes = max(self.most_processes, 1 + sum(1 for rss in others if rss))
+        raise NotImplementedError
 
     def run(self) -> None:
         self.sample()
@@ -157,6 +150,23 @@ class TreeMemory(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
+
+
+class TreeMemory(Poller):
+    """Polls the RSS of a process and of all its descendants until `stop`; keeps the peaks (kB)."""
+
+    def __init__(self, root: int):
+        super().__init__()
+        self.root = root
+        self.tree_kb = self.main_kb = self.child_kb = self.most_processes = 0
+
+    def sample(self) -> None:
+        main = _rss_kb(self.root)
+        others = [_rss_kb(pid) for pid in _descendants(self.root)]
+        self.main_kb = max(self.main_kb, main)
+        self.child_kb = max(self.child_kb, *others, 0)
+        self.tree_kb = max(self.tree_kb, main + sum(others))
+        self.most_processes = max(self.most_processes, 1 + sum(1 for rss in others if rss))
 
 
 # --- runs --------------------------------------------------------------------------------------

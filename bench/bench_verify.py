@@ -56,7 +56,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 
@@ -65,11 +64,10 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_scale import git_revision, image_counts, memory_total_mb  # noqa: E402
+from bench_scale import Poller, git_revision, image_counts, memory_total_mb  # noqa: E402
 
 FLAGFILE = "configs/demo.flags"
 SHARDS = 4
-POLL_SECONDS = 0.1
 BEFORE = "397f70c"  # the last commit before verify streamed
 OLD_FILES = ("spatule_synth/modes/verify.py", "spatule_synth/modes/split_from.py")
 
@@ -90,15 +88,14 @@ class Verify:
         return self.images / self.seconds
 
 
-class PeakMemory(threading.Thread):
+class PeakMemory(Poller):
     """Polls VmRSS and VmHWM of one process until `stop`; kills it past ``limit_kb`` of RSS."""
 
     def __init__(self, pid: int, limit_kb: int):
-        super().__init__(daemon=True)
+        super().__init__()
         self.pid, self.limit_kb = pid, limit_kb
         self.peak_kb = 0
         self.killed = False
-        self._stop_event = threading.Event()
 
     def sample(self) -> None:
         values = {}
@@ -113,15 +110,6 @@ class PeakMemory(threading.Thread):
         if values.get(b"VmRSS", 0) > self.limit_kb and not self.killed:
             self.killed = True
             os.kill(self.pid, signal.SIGKILL)
-
-    def run(self) -> None:
-        self.sample()
-        while not self._stop_event.wait(POLL_SECONDS):
-            self.sample()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
 
 
 # --- runs --------------------------------------------------------------------------------------
