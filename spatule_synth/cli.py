@@ -20,7 +20,7 @@ from absl import app, flags
 
 from spatule_synth.core.augment import parse_ranges
 from spatule_synth.core.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, IDENTITY_MODES, \
-    MASK_SOURCES, ConvertConfig, GenerateConfig
+    LAYOUTS, MASK_SOURCES, ConvertConfig, GenerateConfig
 from spatule_synth.core.problems import ON_ERROR_CHOICES
 from spatule_synth.tags.render import COLOURS, DEFAULT_ALPHABET, DEFAULT_COLOURS, parse_tag_style
 from spatule_synth.core.validation import UNLABELLED_CHOICES
@@ -215,8 +215,17 @@ flags.DEFINE_list("tag_colours", list(DEFAULT_COLOURS), "generate: ring colours,
                   f"({', '.join(COLOURS)}) or #rrggbb; repeat one to make it more frequent.")
 flags.DEFINE_list("scene_outputs", [], "generate: also write per image, in OUT/KIND/SPLIT/NAME.png: "
                   "background (the window before anything was pasted), mask (labelled objects, "
-                  "0/255), layers (0 background, k: the k-th placement of the manifest entry); "
-                  "depth is refused (no depth model can run yet).")
+                  "0/255), layers (0 background, k: the k-th placement of the manifest entry), "
+                  "depth (16-bit PNG of --depth_model's map of the written image).")
+flags.DEFINE_string("depth_model", "", "generate: with --scene_outputs=depth, a SavedModel folder "
+                    "or .keras file: RGB image in [0, 1] -> depth map (contract: "
+                    "spatule_synth/core/depth.py).")
+flags.DEFINE_enum("layout", "random", LAYOUTS, "generate: 'random' draws --num_images images; "
+                  "'grid' makes every cutout (and its mirror, unless --no_flip_classes) on every "
+                  "background at --grid_positions positions, one object per image, named "
+                  "fg{F}_bg{B}_flip{0|1}_{k}.")
+flags.DEFINE_integer("grid_positions", 20, "generate --layout=grid: distinct positions per cutout, "
+                     "background and mirror.", lower_bound=1)
 flags.DEFINE_string("compare_to", "", "report: a convert run of the real photos the detector will "
                     "face: the run's object sizes, positions, brightness, contrast and sharpness "
                     "beside theirs, with a warning (and the flag to change) for each that the "
@@ -233,7 +242,6 @@ flags.DEFINE_boolean("gan_in_eval", False, "generate: also paste --gan_model ins
 flags.DEFINE_boolean("tag_crops", False, "generate: the reading dataset: an upright crop of every "
                      "placed tag whose code is known (rendered tags; real ones named by "
                      "--identity=regex) in OUT/tag_crops/SPLIT/, listed in OUT/tag_crops/labels.csv.")
-
 
 # Which flags each mode reads (besides absl's own, e.g. --flagfile, --help). A flag given
 # explicitly that the chosen mode does not read is a usage error (a warning when it comes from a
@@ -257,7 +265,7 @@ MODE_FLAGS: dict[str, frozenset[str]] = {
         "use_truncated_cutouts", "use_difficult_cutouts", "report", "yolo_output", "rendered_tags",
         "rendered_fraction", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
         "tag_style", "tag_colours", "tag_crops", "gan_model", "gan_instances", "gan_fraction",
-        "gan_in_eval", "scene_outputs")),
+        "gan_in_eval", "scene_outputs", "depth_model", "layout", "grid_positions")),
     "convert": frozenset(COMMON_FLAGS + INPUT_FLAGS + PIPELINE_FLAGS + (
         "record_name", "split_from", "keep_negatives", "tile_size", "tile_overlap",
         "tile_min_visible", "tile_negative_fraction")),
@@ -307,10 +315,18 @@ DEPENDENT_FLAGS: dict[str, tuple[Callable[[Callable[[str], object]], bool], str]
        for name in ("gan_instances", "gan_fraction", "gan_in_eval")},
     "tag_crops": (lambda value: _renders_tags(value) or value("identity") == "regex",
                   "is used only with --rendered_tags=N or --identity=regex (tags whose code is known)"),
+    "depth_model": (lambda value: "depth" in (value("scene_outputs") or ()),
+                    "is used only with --scene_outputs=depth"),
+    "grid_positions": (lambda value: value("layout") == "grid", "is used only with --layout=grid"),
     "max_overlap": (lambda value: float(value("max_occlusion") or 0) <= 0,
                     "is not used with --max_occlusion (overlap is then bounded by the share of "
                     "each object's mask that later pastes cover)"),
 }
+
+# Flags of the random layout that --layout=grid does not read.
+GRID_UNUSED = ("num_images", "objects_per_image", "negative_fraction", "max_overlap", "max_occlusion",
+               "class_balance", "rendered_fraction", "gan_fraction", "distractor_dirs",
+               "distractors_per_image")
 
 
 def unused_flags(mode: str, given: Mapping[str, object]) -> list[tuple[str, str]]:
@@ -324,6 +340,10 @@ def unused_flags(mode: str, given: Mapping[str, object]) -> list[tuple[str, str]
     for name in given:
         if name not in ALL_FLAGS:
             continue  # absl's own flags
+        if mode == "generate" and name in GRID_UNUSED and value("layout") == "grid":
+            found.append((name, f"--{name} is not used with --layout=grid (one object per image, "
+                                "every cutout on every background)"))
+            continue
         if name in MODE_FLAGS[mode] and name in DEPENDENT_FLAGS:
             is_read, why_not = DEPENDENT_FLAGS[name]
             if not is_read(value):
@@ -442,7 +462,8 @@ def generate_config() -> GenerateConfig:
             instance_masks=FLAGS.instance_masks, yolo_output=FLAGS.yolo_output, report=FLAGS.report,
             rendered_fraction=FLAGS.rendered_fraction, tag_crops=FLAGS.tag_crops,
             gan_fraction=FLAGS.gan_fraction, gan_in_eval=FLAGS.gan_in_eval,
-            scene_outputs=tuple(FLAGS.scene_outputs))
+            scene_outputs=tuple(FLAGS.scene_outputs), depth_model=FLAGS.depth_model,
+            layout=FLAGS.layout, grid_positions=FLAGS.grid_positions)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
 
@@ -482,6 +503,7 @@ def main(argv: list[str]) -> int:
     from spatule_synth.formats.label_map import LabelMapError
     from spatule_synth.formats.labelimg import InputDirError
     from spatule_synth.core.masks import MaskModelError
+    from spatule_synth.core.depth import DepthModelError
     from spatule_synth.core.output_dir import OutputDirError, OutputWriteError
     from spatule_synth.core.problems import RunStopped
     from spatule_synth.generate.sources import SourceError
@@ -502,7 +524,7 @@ def main(argv: list[str]) -> int:
                 print(f"error: pipeline.config not written: {error}", file=sys.stderr)
                 return 1
     except (LabelMapError, InputDirError, OutputDirError, RunStopped, SourceError, SplitError,
-            ImageReadError, MaskModelError, RunnerError, OutputWriteError, OSError) as error:
+            ImageReadError, MaskModelError, DepthModelError, RunnerError, OutputWriteError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

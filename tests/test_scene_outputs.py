@@ -71,5 +71,7 @@ def test_scene_files_agree_with_the_photo_the_instance_masks_and_the_layers(scen
 
 
 def test_depth_is_refused_without_a_model(tmp_path):
-    with pytest.raises(ValueError, match="^scene_outputs=depth needs a depth model"):
+    with pytest.raises(ValueError, match=r"^scene_outputs=depth needs depth_model \(a SavedModel folder"):
         GenerateConfig.from_settings(input_dirs=("x",), output_dir=str(tmp_path), scene_outputs=("depth",))
+    with pytest.raises(ValueError, match="^depth_model goes with scene_outputs=depth$"):
+        GenerateConfig.from_settings(input_dirs=("x",), output_dir=str(tmp_path), depth_model="m")

@@ -65,6 +65,7 @@ MASK_SOURCES = MASK_METHODS
 CLASS_BALANCE = ("proportional", "uniform")
 RUNNERS = ("local", "beam")
 SCENE_OUTPUTS = ("background", "mask", "layers", "depth")
+LAYOUTS = ("random", "grid")
 
 
 def _check_fractions(config: object, *names: str) -> None:
@@ -206,8 +207,14 @@ class PlacementConfig:
     min_visibility: float = 0.6  # see spatule_synth.generate.visibility and the README's measurement
     rendered_fraction: float | None = None  # share of labelled placements using rendered tags
     gan_fraction: float | None = None  # share of labelled placements using generated instances
+    layout: str = "random"  # "grid": every cutout on every background (spatule_synth.generate.grid)
+    grid_positions: int = 20  # K positions per (cutout, background, mirror) in the grid layout
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.grid_positions < 1:
+            raise ValueError(f"grid_positions must be >= 1, got {self.grid_positions}")
         for name in ("rendered_fraction", "gan_fraction"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -242,14 +249,18 @@ class OutputConfig:
     report: bool = True
     tag_crops: bool = False  # the reading dataset: OUT/tag_crops/SPLIT/*.png + labels.csv
     scene_outputs: tuple[str, ...] = ()  # among SCENE_OUTPUTS: OUT/KIND/SPLIT/NAME.png
+    depth_model: str = ""  # with scene_outputs=depth (spatule_synth.core.depth)
 
     def __post_init__(self) -> None:
         unknown = [kind for kind in self.scene_outputs if kind not in SCENE_OUTPUTS]
         if unknown:
             raise ValueError(f"scene_outputs must be among {', '.join(SCENE_OUTPUTS)}, got {', '.join(unknown)}")
-        if "depth" in self.scene_outputs:
-            raise ValueError("scene_outputs=depth needs a depth model, and this version cannot run one "
-                             "yet: no depth maps are written (none would be made up)")
+        if "depth" in self.scene_outputs and not self.depth_model:
+            raise ValueError("scene_outputs=depth needs depth_model (a SavedModel folder or a .keras "
+                             "file that maps an image to a depth map); without one no depth is "
+                             "written (none is made up)")
+        if self.depth_model and "depth" not in self.scene_outputs:
+            raise ValueError("depth_model goes with scene_outputs=depth")
         if not self.output_dir:
             raise ValueError("output_dir is required")
         if self.num_images < 1 or self.num_shards < 1:
@@ -297,7 +308,7 @@ MANIFEST_SETTINGS = (
     "unlabelled", "ignore_classes", "use_truncated_cutouts", "use_difficult_cutouts",
     "rendered_tags", "tag_class", "tag_alphabet", "tag_length", "tag_font", "tag_glyph_sheet",
     "tag_style", "tag_colours", "rendered_fraction", "tag_crops", "gan_model", "gan_instances",
-    "gan_fraction", "gan_in_eval", "scene_outputs")
+    "gan_fraction", "gan_in_eval", "scene_outputs", "layout", "grid_positions", "depth_model")
 
 
 def _section_of_setting() -> dict[str, str]:

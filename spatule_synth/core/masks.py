@@ -45,9 +45,8 @@ pastes some background along with the object.
 Model contract (``"model"``):
 
 * Files: a TensorFlow SavedModel folder (its ``serving_default`` signature is called; it must have
-  one input and one output), or a Keras model file ``.keras``, ``.h5`` or ``.hdf5`` loaded with
-  ``compile=False`` by Keras 3 (``tf.keras``), then by ``tf_keras`` (Keras 2) when Keras 3 cannot
-  read it. Keras' safe mode is kept on: a model with ``Lambda`` layers must be saved without them.
+  one input and one output), or a Keras model file ``.keras``, ``.h5`` or ``.hdf5``, loaded as
+  `spatule_synth.core.image_models` says (the depth model of `spatule_synth.core.depth` too).
 * Input: one ``float32`` batch ``(1, S_h, S_w, 3)``, **RGB** in **[0, 1]** (pixel / 255): the crop
   of `context_window` (the box plus the same context margin as GrabCut, clipped to the photo)
   resized to ``S_h x S_w`` regardless of its aspect ratio. ``S_h, S_w`` come from the model's input
@@ -74,13 +73,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any, Callable, NamedTuple
 
 import cv2
 import numpy as np
 
 from spatule_synth.core.boxes import Box
+from spatule_synth.core.image_models import load_image_model
 
 MASK_METHODS = ("box", "grabcut", "model")
 CONTEXT_FRACTION = 0.15  # context margin, as a fraction of the box's longer side
@@ -101,7 +100,6 @@ MIN_BOX_SHARE = 0.15
 MIN_COMPONENT_FRACTION = 0.1  # GrabCut components smaller than this x the largest are dropped
 DEFAULT_MODEL_SIZE = 256
 LOGIT_TOLERANCE = 1e-3
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # Version of refine_mask's output, part of every mask cache key (module docstring); bump it on any
 # change that can give another mask or fallback reason for the same inputs.
 REFINE_VERSION = 1
@@ -297,89 +295,5 @@ def _model_foreground(model: MaskModel, crop: np.ndarray) -> np.ndarray:
 
 def load_mask_model(path: str) -> MaskModel:
     """Load a SavedModel folder or a Keras file (contract in the module docstring)."""
-    if os.path.isdir(path):
-        return _load_saved_model(path)
-    if not os.path.isfile(path):
-        raise MaskModelError(f"{path}: no such mask model file or SavedModel folder")
-    if not path.lower().endswith(KERAS_SUFFIXES):
-        raise MaskModelError(f"{path}: not a mask model; give a SavedModel folder or a Keras "
-                             f"{'/'.join(KERAS_SUFFIXES)} file")
-    return _load_keras(path)
-
-
-def _load_saved_model(path: str) -> MaskModel:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (slow import)
-
-    try:
-        loaded = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise MaskModelError(f"{path}: cannot load SavedModel: {error}") from error
-    signature = loaded.signatures.get("serving_default")
-    if signature is None:
-        raise MaskModelError(f"{path}: SavedModel has no 'serving_default' signature "
-                             f"(it has {sorted(loaded.signatures) or 'none'})")
-    inputs = signature.structured_input_signature[1]
-    if len(inputs) != 1 or len(signature.structured_outputs) != 1:
-        raise MaskModelError(f"{path}: 'serving_default' must have one input and one output, it has "
-                             f"inputs {sorted(inputs)} and outputs {sorted(signature.structured_outputs)}")
-    (name, spec), = inputs.items()
-    if spec.dtype != tf.float32:
-        raise MaskModelError(f"{path}: input {name!r} is {spec.dtype.name}; the contract is float32 RGB "
-                             "in [0, 1]")
-    (output_name,) = signature.structured_outputs
-
-    def call(batch: np.ndarray) -> np.ndarray:
-        return signature(**{name: tf.constant(batch)})[output_name].numpy()
-
-    input_size = _input_size(path, spec.shape.as_list() if spec.shape.rank is not None else None)
-    return MaskModel(path, "saved_model", input_size, call)
-
-
-def _load_keras(path: str) -> MaskModel:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (slow import)
-
-    loaders = [tf.keras.models.load_model]
-    try:
-        import tf_keras  # pylint: disable=import-outside-toplevel  (Keras 2 files)
-        loaders.append(tf_keras.models.load_model)
-    except ImportError:
-        pass
-    errors = []
-    for load in loaders:
-        try:
-            model = load(path, compile=False)
-            break
-        except Exception as error:  # pylint: disable=broad-except  (Keras raises anything)
-            errors.append(error)
-    else:
-        raise MaskModelError(f"{path}: cannot load Keras model: {errors[0]}") from errors[0]
-    outputs, inputs = _static_tensors(model, "outputs"), _static_tensors(model, "inputs")
-    for role, tensors in (("outputs", outputs), ("inputs", inputs)):
-        if tensors is not None and len(tensors) != 1:
-            raise MaskModelError(f"{path}: Keras model has {len(tensors)} {role}; the contract is one")
-    shape = list(inputs[0].shape) if inputs else None
-
-    def call(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model(batch, training=False))
-
-    return MaskModel(path, "keras", _input_size(path, shape), call)
-
-
-def _static_tensors(model: Any, name: str) -> list | None:
-    """``model.inputs``/``model.outputs``, or None for a subclassed model that has none yet."""
-    try:
-        return getattr(model, name) or None
-    except (AttributeError, ValueError):
-        return None
-
-
-def _input_size(path: str, shape: list | None) -> tuple[int, int]:
-    """``(S_h, S_w)`` from a model input shape ``[batch, height, width, channels]``."""
-    if shape is None:
-        return DEFAULT_MODEL_SIZE, DEFAULT_MODEL_SIZE
-    if len(shape) != 4 or shape[3] not in (3, None):
-        raise MaskModelError(f"{path}: model input shape is {tuple(shape)}; expected "
-                             "(batch, height, width, 3) RGB")
-    height, width = (int(v) if v is not None else None for v in shape[1:3])
-    height, width = height or width or DEFAULT_MODEL_SIZE, width or height or DEFAULT_MODEL_SIZE
-    return height, width
+    model = load_image_model(path, "mask model", DEFAULT_MODEL_SIZE, MaskModelError)
+    return MaskModel(model.path, model.kind, model.input_size, model.call)

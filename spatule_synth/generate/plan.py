@@ -89,10 +89,11 @@ class SampleSpec:
     window: tuple[int, int]  # top-left of the canvas in the (covering) background
     placements: tuple[Placement, ...]
     image_augment: ImageAugment = ImageAugment()
+    stem: str = ""  # the file name without extension, when not SPLIT_INDEX (`spatule_synth.generate.grid`)
 
     @property
     def name(self) -> str:
-        return f"{self.split}_{self.index:06d}"
+        return self.stem or f"{self.split}_{self.index:06d}"
 
 
 def covering_size(background: Background, canvas_size: int) -> tuple[int, int]:
@@ -118,7 +119,11 @@ def is_negative(index: int, negative_fraction: float) -> bool:
 
 
 def plan_sample(config: PlacementConfig, seed: int, pool: SplitPool, index: int) -> SampleSpec:
-    """Draw the spec of image ``index`` of ``pool.split``."""
+    """Draw the spec of image ``index`` of ``pool.split`` (``--layout=grid``: see
+    `spatule_synth.generate.grid`)."""
+    if config.layout == "grid":
+        from spatule_synth.generate.grid import plan_grid_sample  # it imports this module
+        return plan_grid_sample(config, seed, pool, index)
     rng = stream(seed, "image", SPLIT_IDS[pool.split], index)
     size = config.canvas_size
     background = background_for(index, pool, seed)

@@ -20,6 +20,7 @@ STREAM_IDS = {
     "rendered_tag": 6,      # keys (tag index): everything about one rendered tag's look
     "tag_size_trial": 7,    # keys (trial index): tags drawn to relate ring diameter and box size
     "gan_noise": 8,         # no keys: the noise of the --gan_model instances
+    "grid": 9,              # keys (split id, cutout, background, mirrored): one --layout=grid group
 }
 
 

@@ -26,14 +26,19 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from typing import IO
 
+import cv2
+import numpy as np
 from absl import logging
 from tqdm import tqdm
 
 from spatule_synth.core.config import GenerateConfig, OutputConfig, SplitConfig
+from spatule_synth.core.depth import DEPTH_LEVELS
+from spatule_synth.core.images import encode_png
 from spatule_synth.formats.coco import CocoStreamWriter
 from spatule_synth.generate.execute import ImageSettings, ImageWorkers, LocalRunner, SplitJob
 from spatule_synth.generate.identities import content_key
@@ -41,8 +46,9 @@ from spatule_synth.formats.label_map import LabelMap, read_label_map, write_labe
 from spatule_synth.formats.labels_csv import HEADER as CROP_HEADER
 from spatule_synth.formats.labels_csv import csv_row
 from spatule_synth.formats.manifest import MANIFEST_NAME, JsonLines, read_manifest_head, write_manifest
-from spatule_synth.core.output_dir import OutputDirError, OutputWriteError, atomic_open, cannot_write, check_output_dir, \
-    output_dir_for_run, remove_replaced_leftovers
+from spatule_synth.core.output_dir import OutputDirError, OutputWriteError, atomic_open, atomic_write_bytes, \
+    cannot_write, check_output_dir, output_dir_for_run, remove_replaced_leftovers
+from spatule_synth.generate.grid import GRID_CHUNK, grid_shape
 from spatule_synth.generate.plan import SplitPool, windows_per_background
 from spatule_synth.generate.gan_source import GAN_PREFIX
 from spatule_synth.generate.rendered_source import RENDERED_PREFIX
@@ -50,7 +56,8 @@ from spatule_synth.core.problems import ProblemLog
 from spatule_synth.generate.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
                                     remove_temporary_files, run_description, split_chunks)
 from spatule_synth.modes.report import generated_images, write_report
-from spatule_synth.generate.sample_files import SampleOutputs, WrittenSample, serialized_example
+from spatule_synth.generate.sample_files import STATISTICS_KINDS, SampleOutputs, WrittenSample, pixel_sums, \
+    read_written_image, serialized_example
 from spatule_synth.generate.sources import SourceSet, read_sources
 from spatule_synth.generate.split import SPLITS, SplitError, images_per_split, split_all
 from spatule_synth.formats.tfrecord import ShardedRecordWriter
@@ -181,6 +188,25 @@ def split_pools(config: SplitConfig, seed: int, sources: SourceSet,
     return pools
 
 
+def grid_pools(config: GenerateConfig, sources: SourceSet
+               ) -> tuple[dict[str, SplitPool], dict[str, int], dict[str, list[Chunk]]]:
+    """``--layout=grid``: each split's pool (split as in the random layout), its image count (the
+    size of its grid: `spatule_synth.generate.grid`) and chunks of `GRID_CHUNK` images."""
+    pools = split_pools(config.split, config.seed, sources, {split: 0 for split in SPLITS})
+    counts, chunks = {}, {}
+    for split in SPLITS:
+        shape = grid_shape(config.placement, pools[split])
+        pools[split] = dataclasses.replace(pools[split], windows_per_background=max(
+            1, len(shape.variants) * shape.positions))
+        counts[split] = shape.images
+        chunks[split] = split_chunks(split, counts[split], GRID_CHUNK)
+    if not any(counts.values()):
+        pool = pools["train"]
+        raise SplitError("--layout=grid: the grid is empty: " + (
+            "no background photo" if not pool.backgrounds else "no cutout") + " in the train split")
+    return pools, counts, chunks
+
+
 def eval_shares(pools: dict[str, SplitPool]) -> dict[str, list[int]]:
     """``[in eval, in all]`` for identities and for background photos: the realised split."""
     return {"identities": list(_in_eval(pools, lambda p: (c.identity for c in p.cutouts
@@ -208,18 +234,25 @@ def run_generate(config: GenerateConfig) -> GenerateResult:
 
 def _read_and_generate(config: GenerateConfig, workers: ImageWorkers, resuming: bool) -> GenerateResult:
     label_map = read_label_map(config.inputs.label_map_path)
+    depth_model = None
+    if "depth" in config.output.scene_outputs:  # loaded first: a bad model stops the run at once
+        from spatule_synth.core.depth import load_depth_model  # TensorFlow loads only when asked for
+        depth_model = load_depth_model(config.output.depth_model)
     problems = ProblemLog(config.inputs.on_error)
     sources = read_sources(config.inputs, config.split, config.placement, label_map, problems,
                            config.execution.worker_count, config.seed)
-    counts = images_per_split(config.output.num_images, config.split.eval_fraction)
-    pools = split_pools(config.split, config.seed, sources, counts)
-    for split in SPLITS:
-        if counts[split] and not (pools[split].backgrounds and
-                                  (pools[split].cutouts or config.placement.objects_per_image[1] == 0)):
-            raise SplitError(f"the {split} split gets {counts[split]} images but no "
-                             f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
-    chunks = {split: split_chunks(split, counts[split], pools[split].windows_per_background)
-              for split in SPLITS}
+    if config.placement.layout == "grid":
+        pools, counts, chunks = grid_pools(config, sources)
+    else:
+        counts = images_per_split(config.output.num_images, config.split.eval_fraction)
+        pools = split_pools(config.split, config.seed, sources, counts)
+        for split in SPLITS:
+            if counts[split] and not (pools[split].backgrounds and
+                                      (pools[split].cutouts or config.placement.objects_per_image[1] == 0)):
+                raise SplitError(f"the {split} split gets {counts[split]} images but no "
+                                 f"{'background photo' if not pools[split].backgrounds else 'cutout'}")
+        chunks = {split: split_chunks(split, counts[split], pools[split].windows_per_background)
+                  for split in SPLITS}
     description = run_description(_as_json(config), _inputs_fingerprint(config, pools),
                                   chunks)
     progress = Progress(config.output.output_dir)
@@ -237,7 +270,7 @@ def _read_and_generate(config: GenerateConfig, workers: ImageWorkers, resuming: 
                 logging.info("resuming %s: %s; %d temporary files of the interrupted run removed",
                              config.output.output_dir, _finished_images_text(progress), removed)
                 result = _generate_into(config, label_map, problems, pools, counts, chunks,
-                                        progress, workers)
+                                        progress, workers, depth_model)
             for leftover in remove_replaced_leftovers(config.output.output_dir):
                 logging.info("deleted %s, the output an interrupted --overwrite run had moved aside",
                              leftover)
@@ -249,7 +282,7 @@ def _read_and_generate(config: GenerateConfig, workers: ImageWorkers, resuming: 
                 progress.create(description, SPLITS)
                 with progress.locked():
                     result = _generate_into(config, label_map, problems, pools, counts, chunks,
-                                            progress, workers)
+                                            progress, workers, depth_model)
     except OSError as error:
         raise OutputWriteError(_stopped_message(config, error)) from error
     progress.remove()  # the manifest is written: the run is complete
@@ -328,7 +361,7 @@ def _stopped_message(config: GenerateConfig, error: OSError) -> str:
 def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: ProblemLog,
                    pools: dict[str, SplitPool], counts: dict[str, int],
                    chunks: dict[str, list[Chunk]], progress: Progress,
-                   workers: ImageWorkers) -> GenerateResult:
+                   workers: ImageWorkers, depth_model=None) -> GenerateResult:
     result = GenerateResult(config.output.output_dir, problems, pools, eval_fraction=config.split.eval_fraction)
     os.makedirs(os.path.join(config.output.output_dir, "annotations"), exist_ok=True)
     jobs, first_source_id = {}, 1
@@ -364,9 +397,9 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
             result.crops_path = os.path.join(config.output.output_dir, TAG_CROPS, "labels.csv")
         assemblies = {split: stack.enter_context(SplitAssembly(
             split, config.output, config.placement.canvas_size, label_map, progress, result.counts[split],
-            crop_list)) for split in SPLITS}
+            crop_list, depth_model)) for split in SPLITS}
         runner = stack.enter_context(_runner(config, jobs, every_chunk, workers))
-        with tqdm(total=config.output.num_images, unit="img", disable=None) as bar:
+        with tqdm(total=sum(counts.values()), unit="img", disable=None) as bar:
             for chunk in runner.finished_chunks():
                 assemblies[chunk.split].add(progress.read_part(chunk))
                 bar.update(chunk.stop - chunk.start)
@@ -376,7 +409,8 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
                 result.coco[split] = assembly.coco.path
         write_label_map(label_map, os.path.join(config.output.output_dir, "annotations", "label_map.pbtxt"))
         manifest = _manifest(config, label_map, result,
-                             {split: assembly.entries for split, assembly in assemblies.items()})
+                             {split: assembly.entries for split, assembly in assemblies.items()},
+                             {split: assembly.pixel_totals.statistics() for split, assembly in assemblies.items()})
         if config.output.report:
             images = {split: (result.counts[split].images,
                               generated_images(assemblies[split].entries, config.placement.canvas_size, split))
@@ -401,8 +435,12 @@ class SplitAssembly(contextlib.AbstractContextManager):
     order; the shards and the COCO file get their final names in `finish`."""
 
     def __init__(self, split: str, config: OutputConfig, canvas_size: int, label_map: LabelMap,
-                 progress: Progress, counts: SplitCounts, crop_list: IO[bytes] | None = None) -> None:
+                 progress: Progress, counts: SplitCounts, crop_list: IO[bytes] | None = None,
+                 depth_model=None) -> None:
         self.split, self.crop_list = split, crop_list
+        self.depth_model = depth_model  # `spatule_synth.core.depth.DepthModel` (--scene_outputs=depth)
+        self.depth_folder = os.path.join(config.output_dir, "depth", split)
+        self.pixel_totals = PixelTotals()
         self.counts = counts
         self.canvas_size = canvas_size
         self.folder = os.path.join(config.output_dir, "images", split)
@@ -417,7 +455,11 @@ class SplitAssembly(contextlib.AbstractContextManager):
 
     def add(self, samples: list[WrittenSample]) -> None:
         for sample in samples:
-            self.shards.write_serialized(serialized_example(sample, self.folder))
+            jpeg = read_written_image(sample, self.folder)
+            self.shards.write_serialized(serialized_example(sample, jpeg))
+            self.pixel_totals.add(sample.pixel_sums)
+            if self.depth_model is not None:
+                self._write_depth(sample, jpeg)
             self.entries.append(sample.entry)
             self.counts.add(sample.entry)
             for crop in sample.entry.get("tag_crops", ()):
@@ -426,6 +468,17 @@ class SplitAssembly(contextlib.AbstractContextManager):
                 self.coco.add({"id": int(sample.entry["source_id"]), "file_name": f"{sample.name}.jpg",
                                "width": self.canvas_size, "height": self.canvas_size},
                               sample.coco_annotations)
+
+    def _write_depth(self, sample: WrittenSample, jpeg: bytes) -> None:
+        """The depth map of the written image (`spatule_synth.core.depth`), its range in the
+        manifest entry and its pixel statistics."""
+        from spatule_synth.core.depth import depth_png_plane  # pylint: disable=import-outside-toplevel
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        plane, lo, hi = depth_png_plane(self.depth_model.depth(rgb))
+        atomic_write_bytes(os.path.join(self.depth_folder, f"{sample.name}.png"), encode_png(plane),
+                           durable=False)
+        sample.entry["depth_range"] = [lo, hi]
+        self.pixel_totals.add({"depth": pixel_sums(plane)})
 
     def finish(self) -> list[str]:
         """Give the shards and the COCO file their final names; the shard paths."""
@@ -441,6 +494,36 @@ class SplitAssembly(contextlib.AbstractContextManager):
         self.entries.handle.close()
 
 
+class PixelTotals:
+    """Exact per-kind pixel sums of a split's images (``--scene_outputs``), and from them each
+    kind's per-channel mean and standard deviation as fractions of full scale (255, or 65535 for
+    depth): the numbers a training pipeline normalises with."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list] = {}  # kind -> [pixels, sums, sums of squares]
+
+    def add(self, sums: dict) -> None:
+        for kind, (count, total, squares) in sums.items():
+            known = self.totals.setdefault(kind, [0, [0] * len(total), [0] * len(total)])
+            known[0] += count
+            known[1] = [a + b for a, b in zip(known[1], total)]
+            known[2] = [a + b for a, b in zip(known[2], squares)]
+
+    def statistics(self) -> dict:
+        """kind -> {"mean": [...], "std": [...]} per channel, in [0, 1] units; kinds in a fixed order."""
+        found = {}
+        for kind in (*STATISTICS_KINDS, "depth"):
+            if kind not in self.totals or not self.totals[kind][0]:
+                continue
+            count, total, squares = self.totals[kind]
+            full = DEPTH_LEVELS if kind == "depth" else 255
+            means = [t / count for t in total]
+            deviations = [math.sqrt(max(q / count - m * m, 0.0)) for q, m in zip(squares, means)]
+            found[kind] = {"mean": [round(m / full, 6) for m in means],
+                           "std": [round(d / full, 6) for d in deviations]}
+        return found
+
+
 def _cutout_source(cutout) -> dict:
     """A cutout's manifest source: its photo and box, its identity; rendered and generated
     cutouts also say their ``origin`` (their "file" is no photo)."""
@@ -451,7 +534,8 @@ def _cutout_source(cutout) -> dict:
 
 
 def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResult,
-              entries: dict[str, JsonLines]) -> dict:
+              entries: dict[str, JsonLines], pixel_stats: dict[str, dict] | None = None) -> dict:
+    pixel_stats = pixel_stats or {}
     splits = {}
     for split in SPLITS:
         pool, counts = result.pools[split], result.counts[split]
@@ -469,6 +553,8 @@ def _manifest(config: GenerateConfig, label_map: LabelMap, result: GenerateResul
             "windows_per_background": pool.windows_per_background,
             "records": [os.path.relpath(p, config.output.output_dir) for p in result.records.get(split, [])],
         }
+        if split in pixel_stats and pixel_stats[split]:
+            splits[split]["pixel_stats"] = pixel_stats[split]
     return {"mode": "generate", "config": config.as_json(), "seed": config.seed,
             "label_map": [{"id": item.id, "name": item.name} for item in label_map.items],
             "splits": splits, "eval_share": eval_shares(result.pools), "problem_counts": result.problems.counts(),

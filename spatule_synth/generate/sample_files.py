@@ -37,6 +37,8 @@ from spatule_synth.formats.tfrecord import RecordImage, RecordObject, serialize_
 from spatule_synth.formats.voc import VocAnnotation, VocObject, voc_bytes
 from spatule_synth.formats.yolo import yolo_lines
 
+STATISTICS_KINDS = ("image", "background", "mask")  # plus depth, made by the parent
+PixelSums = tuple[int, tuple[int, ...], tuple[int, ...]]
 CROP_MARGIN = 3  # context around a tag crop, px
 MIN_CROP_VISIBLE = 0.9  # share of a tag's mask that must be visible for its crop to be written
 
@@ -62,6 +64,7 @@ class WrittenSample:
     record: RecordImage
     entry: dict
     coco_annotations: tuple[dict, ...] = ()  # `spatule_synth.formats.coco.instance_fields` per object
+    pixel_sums: dict = dataclasses.field(default_factory=dict)  # kind -> `pixel_sums` (--scene_outputs)
 
 
 def encode_canvas(sample: Sample, quality: int) -> bytes:
@@ -88,7 +91,7 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
     atomic_write_bytes(os.path.join(folder, f"{name}.jpg"), jpeg, durable=False)
     atomic_write_bytes(os.path.join(folder, f"{name}.xml"), voc_bytes(annotation), durable=False)
     crops = _write_tag_crops(sample, pool, jpeg, outputs.crop_folder) if outputs.crop_folder else []
-    _write_scene(sample, background, outputs.scene_folders)
+    planes = _write_scene(sample, background, outputs.scene_folders)
     masks: list[bytes | None] = [None] * len(sample.objects)
     coco: tuple[dict, ...] = ()
     if outputs.mask_folder is not None:
@@ -109,7 +112,11 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
     entry = manifest_entry(sample, pool, source_id)
     if crops:
         entry["tag_crops"] = crops
-    return WrittenSample(name, record, entry, coco)
+    sums = {}
+    if outputs.scene_folders:  # per-kind pixel statistics (the report's mean and std)
+        sums = {kind: pixel_sums(plane) for kind, plane in [("image", sample.pixels), *planes.items()]
+                if kind in STATISTICS_KINDS}
+    return WrittenSample(name, record, entry, coco, sums)
 
 
 def scene_planes(sample: Sample, background: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -126,13 +133,26 @@ def scene_planes(sample: Sample, background: np.ndarray | None) -> dict[str, np.
     return planes
 
 
-def _write_scene(sample: Sample, background: np.ndarray | None, folders: dict) -> None:
+def _write_scene(sample: Sample, background: np.ndarray | None, folders: dict) -> dict[str, np.ndarray]:
+    """Write the scene outputs the worker makes (depth is the parent's); the planes written."""
+    written = {}
     if not folders:
-        return
+        return written
     planes = scene_planes(sample, background)
     for kind, folder in folders.items():
-        atomic_write_bytes(os.path.join(folder, f"{sample.spec.name}.png"), encode_png(planes[kind]),
-                           durable=False)
+        if kind in planes:
+            atomic_write_bytes(os.path.join(folder, f"{sample.spec.name}.png"), encode_png(planes[kind]),
+                               durable=False)
+            written[kind] = planes[kind]
+    return written
+
+
+def pixel_sums(plane: np.ndarray) -> PixelSums:
+    """Pixel count, and per channel the sum and the sum of squares of the values, as exact
+    integers (so totals are the same in any order: the same bytes for any number of workers)."""
+    values = plane.reshape(plane.shape[0] * plane.shape[1], -1).astype(np.int64)
+    return (int(values.shape[0]), tuple(int(v) for v in values.sum(axis=0)),
+            tuple(int(v) for v in (values * values).sum(axis=0)))
 
 
 def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) -> list[dict]:
@@ -157,11 +177,15 @@ def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) 
     return crops
 
 
-def serialized_example(sample: WrittenSample, folder: str) -> bytes:
-    """The image's serialized ``tf.train.Example``, with the JPEG bytes read back from its file in
-    ``folder``."""
+def read_written_image(sample: WrittenSample, folder: str) -> bytes:
+    """The bytes of the image's JPEG as written in ``folder``."""
     with open(os.path.join(folder, sample.record.filename), "rb") as handle:
-        encoded = handle.read()
+        return handle.read()
+
+
+def serialized_example(sample: WrittenSample, encoded: bytes) -> bytes:
+    """The image's serialized ``tf.train.Example``, with ``encoded``: the JPEG bytes read back from
+    its file (`read_written_image`)."""
     return serialize_example(dataclasses.replace(sample.record, encoded=encoded))
 
 

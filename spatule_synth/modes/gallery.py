@@ -4,7 +4,10 @@ instance masks were written, the outline of every visible mask.
 
 ``OUT/report/gallery_{train,eval}.png``; drawn with OpenCV. When a run pasted rendered tags or generated instances,
 ``OUT/report/instances_{photographed,rendered,generated}.png`` show the pasted objects of each origin side by
-side (crops of the written images, box plus a few pixels), so the sources can be compared.
+side (crops of the written images, box plus a few pixels), so the sources can be compared. With
+``--scene_outputs``, ``OUT/report/scenes_{train,eval}.png`` show the first images of each split
+with one row per kind (image, then background, mask, layers, depth as written), column by column
+the same image.
 """
 
 from __future__ import annotations
@@ -137,6 +140,65 @@ def write_galleries(output_dir: str, splits: tuple[str, ...] = ("train", "eval")
         if sheet is None:
             continue
         path = os.path.join(output_dir, "report", f"gallery_{split}.png")
+        _write_png(path, sheet)
+        written.append(path)
+    return written
+
+
+SCENE_KINDS = ("background", "mask", "layers", "depth")
+
+
+def _scene_tile(path: str, kind: str, size: int) -> np.ndarray:
+    """One written scene file as an RGB thumbnail: layers coloured by paste, depth scaled to 8 bits."""
+    plane = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if plane is None:
+        return np.full((size, size, 3), 32, np.uint8)
+    if kind == "layers":
+        plane = np.array([(0, 0, 0)] + _COLOURS, np.uint8)[np.where(plane > 0, (plane - 1) % len(_COLOURS) + 1, 0)]
+    elif kind == "depth":
+        plane = cv2.cvtColor((plane // 257).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    elif plane.ndim == 2:
+        plane = cv2.cvtColor(plane, cv2.COLOR_GRAY2RGB)
+    else:
+        plane = cv2.cvtColor(plane, cv2.COLOR_BGR2RGB)
+    return cv2.resize(plane, (size, size), interpolation=cv2.INTER_NEAREST if kind == "layers" else cv2.INTER_AREA)
+
+
+def scene_sheet(output_dir: str, split: str, kinds: Iterable[str], count: int = 8,
+                size: int = 160) -> np.ndarray | None:
+    """The first ``count`` images of ``split``, one row per kind: the image, then each scene
+    output of ``kinds`` (labelled at the left); None if the split has no images."""
+    folder = os.path.join(output_dir, "images", split)
+    if not os.path.isdir(folder):
+        return None
+    with os.scandir(folder) as entries:
+        names = heapq.nsmallest(count, (e.name[:-4] for e in entries if e.name.endswith(".jpg")))
+    if not names:
+        return None
+    rows = []
+    for kind in ("image", *[k for k in SCENE_KINDS if k in kinds]):
+        label = np.full((size, 110, 3), 32, np.uint8)
+        cv2.putText(label, kind, (6, size // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        if kind == "image":
+            tiles = [cv2.resize(read_image(os.path.join(folder, f"{name}.jpg")).pixels, (size, size),
+                                interpolation=cv2.INTER_AREA) for name in names]
+        else:
+            tiles = [_scene_tile(os.path.join(output_dir, kind, split, f"{name}.png"), kind, size)
+                     for name in names]
+        tiles += [np.full((size, size, 3), 32, np.uint8)] * (count - len(tiles))
+        rows.append(np.hstack([label, *tiles]))
+    return np.vstack(rows)
+
+
+def write_scene_galleries(output_dir: str, kinds: Iterable[str],
+                          splits: tuple[str, ...] = ("train", "eval")) -> list[str]:
+    """Write ``OUT/report/scenes_SPLIT.png`` (see `scene_sheet`) for every split with images."""
+    written = []
+    for split in splits:
+        sheet = scene_sheet(output_dir, split, tuple(kinds))
+        if sheet is None:
+            continue
+        path = os.path.join(output_dir, "report", f"scenes_{split}.png")
         _write_png(path, sheet)
         written.append(path)
     return written

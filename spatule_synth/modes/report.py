@@ -13,6 +13,9 @@ generation run unless ``--noreport``).
   1/4, 1/2, 1, 2, 4).
 * ``OUT/report/gallery_{train,eval}.png``: contact sheets (`spatule_synth.modes.gallery`);
   with rendered tags or --gan_model instances, ``instances_{photographed,rendered,generated}.png``: the pasted objects of each origin.
+* ``OUT/report/scenes_{train,eval}.png`` with ``--scene_outputs``: a row per kind (gallery module);
+  index.html gives each kind's exact per-channel pixel mean and std over every image of the split
+  (the manifest's ``pixel_stats``, summed while the run wrote them).
 * ``OUT/report/index.html``: one page with all of it: the numbers in HTML tables (counts per class,
   blend mode, ... as ``name | count`` tables; box size summaries per split; inputs skipped or noted
   with their files, as the end-of-run summary names them), then the pictures.
@@ -36,7 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
-from spatule_synth.modes.gallery import write_galleries, write_instance_galleries
+from spatule_synth.modes.gallery import write_galleries, write_instance_galleries, write_scene_galleries
 from spatule_synth.formats.manifest import MANIFEST_NAME
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.core.problems import KINDS, listed_files
@@ -440,9 +443,24 @@ def _domain_html(comparisons) -> str:
             + '</table><img src="domain.png">')
 
 
-def _html(stats: dict, galleries: list[str], problems: Sequence[dict] = (), comparisons=()) -> str:
+def _scene_stats_html(scene_stats: Mapping[str, dict]) -> str:
+    """Per split and kind, the exact pixel mean and std of every image (manifest ``pixel_stats``)."""
+    if not scene_stats:
+        return ""
+    rows = "".join(
+        "<tr>" + _cell(html.escape(split)) + _cell(html.escape(kind))
+        + _cell(", ".join(f"{v:.4f}" for v in values["mean"])) + _cell(", ".join(f"{v:.4f}" for v in values["std"]))
+        + "</tr>" for split, kinds in scene_stats.items() for kind, values in kinds.items())
+    return ('<h2>scene outputs: pixel mean and std</h2><p>Every image of the split, per channel, as '
+            'fractions of full scale (255; 65535 for depth).</p><table class="scene-stats"><tr>'
+            "<th>split</th><th>kind</th><th>mean</th><th>std</th></tr>" + rows + "</table>")
+
+
+def _html(stats: dict, galleries: list[str], problems: Sequence[dict] = (), comparisons=(),
+          scene_stats: Mapping[str, dict] | None = None) -> str:
     """``index.html``: a table of the splits, the box sizes per split, the inputs skipped or noted
-    (``problems``: the manifest's, for their files), the plots and the galleries."""
+    (``problems``: the manifest's, for their files), the per-kind pixel statistics of the scene
+    outputs, the plots and the galleries."""
     rows = []
     for split, data in stats["splits"].items():
         pixels = data["pixels"]
@@ -471,7 +489,7 @@ def _html(stats: dict, galleries: list[str], problems: Sequence[dict] = (), comp
             "<h2>box sizes</h2>" + boxes
             + "<h2>inputs skipped or noted</h2>"
             + _problems_table(stats["inputs_skipped_or_noted"], problems)
-            + _domain_html(comparisons)
+            + _domain_html(comparisons) + _scene_stats_html(scene_stats or {})
             + '<h2>distributions</h2><img src="stats.png">' + pictures)
 
 
@@ -497,6 +515,9 @@ def write_report(output_dir: str, manifest: dict | None = None,
     if manifest.get("mode") == "generate":
         pictures = write_galleries(output_dir)
         pictures += write_instance_galleries(output_dir, manifest.get("images", {}).get("train", ()))
+        scene_kinds = manifest.get("config", {}).get("scene_outputs") or ()
+        if scene_kinds:
+            pictures += write_scene_galleries(output_dir, scene_kinds)
     written += pictures
     comparisons = []
     if compare_to:
@@ -506,5 +527,8 @@ def write_report(output_dir: str, manifest: dict | None = None,
         if warnings is not None:
             warnings += [c.warning for c in comparisons if c.warning]
     written.append(os.path.join(folder, "index.html"))
-    atomic_write_bytes(written[-1], _html(stats, pictures, manifest.get("problems", []), comparisons).encode("utf-8"))
+    scene_stats = {split: data["pixel_stats"] for split, data in manifest.get("splits", {}).items()
+                   if data.get("pixel_stats")}
+    atomic_write_bytes(written[-1], _html(stats, pictures, manifest.get("problems", []), comparisons,
+                                          scene_stats).encode("utf-8"))
     return written
