@@ -150,9 +150,11 @@ def _write_scene(sample: Sample, background: np.ndarray | None, folders: dict) -
 def pixel_sums(plane: np.ndarray) -> PixelSums:
     """Pixel count, and per channel the sum and the sum of squares of the values, as exact
     integers (so totals are the same in any order: the same bytes for any number of workers)."""
-    values = plane.reshape(plane.shape[0] * plane.shape[1], -1).astype(np.int64)
-    return (int(values.shape[0]), tuple(int(v) for v in values.sum(axis=0)),
-            tuple(int(v) for v in (values * values).sum(axis=0)))
+    channels = plane.reshape(plane.shape[0] * plane.shape[1], -1)
+    levels = np.arange(1 << (8 * plane.dtype.itemsize), dtype=np.int64)  # uint8 or uint16 values
+    counts = [np.bincount(channels[:, c], minlength=len(levels)) for c in range(channels.shape[1])]
+    return (int(channels.shape[0]), tuple(int(n @ levels) for n in counts),
+            tuple(int(n @ (levels * levels)) for n in counts))
 
 
 def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) -> list[dict]:
