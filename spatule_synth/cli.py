@@ -25,7 +25,7 @@ from spatule_synth.core.problems import ON_ERROR_CHOICES
 from spatule_synth.tags.render import COLOURS, DEFAULT_ALPHABET, DEFAULT_COLOURS, parse_tag_style
 from spatule_synth.core.validation import UNLABELLED_CHOICES
 
-MODES = ("generate", "convert", "verify", "report")
+MODES = ("generate", "convert", "verify", "report", "evaluate")
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +33,9 @@ flags.DEFINE_enum("mode", "generate", MODES,
                   "What to run. generate: synthetic images from labelled cutouts and object-free "
                   "photos. convert: labelImg folders -> TFRecords + label_map.pbtxt. verify: re-read "
                   "--output_dir and check every image, XML, example, mask and the split. report: "
-                  "write --output_dir/report/ (statistics, figures, galleries) for a finished run.")
+                  "write --output_dir/report/ (statistics, figures, galleries) for a finished run. "
+                  "evaluate: score an exported detector (--detector) on a convert run's records "
+                  "(--records): COCO metrics, recall per size, plots, contact sheets in --output_dir.")
 flags.DEFINE_list("input_dirs", [], "labelImg folders (images, with their XML beside them unless "
                   "--annotation_dirs is given). Not searched recursively. generate: their objects "
                   "become cutouts; their images whose XML has no object become backgrounds (photos "
@@ -242,6 +244,16 @@ flags.DEFINE_boolean("gan_in_eval", False, "generate: also paste --gan_model ins
 flags.DEFINE_boolean("tag_crops", False, "generate: the reading dataset: an upright crop of every "
                      "placed tag whose code is known (rendered tags; real ones named by "
                      "--identity=regex) in OUT/tag_crops/SPLIT/, listed in OUT/tag_crops/labels.csv.")
+# evaluate
+flags.DEFINE_string("detector", "", "evaluate: the detector, a SavedModel exported by the OD API's "
+                    "exporter_main_v2.py --input_type=image_tensor (its --output_directory or the "
+                    "saved_model/ folder in it).")
+flags.DEFINE_string("records", "", "evaluate: the output folder of a --mode=convert run (whole "
+                    "photos or --tile_size tiles, scored per photo); every record it lists is read.")
+flags.DEFINE_float("score_threshold", 0.5, "evaluate: the score at which the detector is used: "
+                   "recall per object size, precision, and the contact sheets of misses and false "
+                   "positives (COCO AP uses every score).", lower_bound=0, upper_bound=1)
+
 
 # Which flags each mode reads (besides absl's own, e.g. --flagfile, --help). A flag given
 # explicitly that the chosen mode does not read is a usage error (a warning when it comes from a
@@ -271,6 +283,7 @@ MODE_FLAGS: dict[str, frozenset[str]] = {
         "tile_min_visible", "tile_negative_fraction")),
     "verify": frozenset(COMMON_FLAGS),
     "report": frozenset(COMMON_FLAGS + ("compare_to",)),
+    "evaluate": frozenset(COMMON_FLAGS + ("detector", "records", "score_threshold", "overwrite")),
 }
 ALL_FLAGS = frozenset().union(*MODE_FLAGS.values())
 
@@ -354,7 +367,8 @@ def unused_flags(mode: str, given: Mapping[str, object]) -> list[tuple[str, str]
                 owner = "it goes with --mode=generate, or --mode=convert --split_from=RUN"
             else:
                 readers = [m for m in MODES if name in MODE_FLAGS[m]]
-                owner = f"it is a {' and '.join(readers)} flag"
+                article = "an" if readers[0][0] in "aeiou" else "a"  # an evaluate flag
+                owner = f"it is {article} {' and '.join(readers)} flag"
             found.append((name, f"--{name} is not used by --mode={mode}; {owner}"))
         elif name == "pipeline_config" and mode == "convert" and not given.get("split_from"):
             found.append((name, "--pipeline_config goes with --mode=generate, or with --mode=convert "
@@ -495,6 +509,8 @@ def main(argv: list[str]) -> int:
         report = verify_output(FLAGS.output_dir)
         print(report.table())
         return 1 if report.failed else 0
+    if FLAGS.mode == "evaluate":
+        return _evaluate()
     config = generate_config() if FLAGS.mode == "generate" else convert_config()
     # Imported here so that --help and flag errors answer without loading TensorFlow.
     from spatule_synth.modes.convert import run_convert
@@ -535,6 +551,27 @@ def main(argv: list[str]) -> int:
             else ""), file=sys.stderr)
         return 130
     print("\n".join([result.summary(), *result_lines]))
+    return 0
+
+
+def _evaluate() -> int:
+    """--mode=evaluate: score --detector on --records into --output_dir (see modes/evaluate.py)."""
+    for name in ("detector", "records", "output_dir"):
+        _require(name)
+    from spatule_synth.core.output_dir import OutputDirError, OutputWriteError
+    from spatule_synth.modes.detector import DetectorError
+    from spatule_synth.modes.evaluate import EvaluateConfig, EvaluateError, run_evaluate
+    config = EvaluateConfig(detector=FLAGS.detector, records=FLAGS.records, output_dir=FLAGS.output_dir,
+                            score_threshold=FLAGS.score_threshold, overwrite=FLAGS.overwrite)
+    try:
+        result = run_evaluate(config)
+    except (EvaluateError, DetectorError, OutputDirError, OutputWriteError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: {error.filename or FLAGS.output_dir}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    print(result.summary())
     return 0
 
 

@@ -85,6 +85,11 @@ def assert_usage_error(done, message):
     (lambda d: [f"--flagfile={d / 'missing.flags'}"],
      "Unable to open flagfile: [Errno 2] No such file or directory: '{d}/missing.flags'"),
     (lambda d: ["--mode=verify", f"--output_dir={d / 'out'}", "stray"], "unexpected arguments: stray"),
+    (lambda d: ["--mode=evaluate", f"--records={d}", f"--output_dir={d / 'out'}"],
+     "--detector is required for --mode=evaluate"),
+    (lambda d: ["--mode=evaluate", f"--detector={d}", f"--records={d}", f"--output_dir={d / 'out'}",
+                "--score_threshold=1.5"],
+     "flag --score_threshold=1.5: 1.5 is not a number in the range [0, 1]"),
 ])
 def test_usage_errors_are_one_line_and_exit_status_2(tmp_path, make_flags, message):
     done = run(*make_flags(tmp_path))
@@ -134,6 +139,10 @@ def test_help_still_prints_the_flags():
     (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--noreport", "--seed", "3"],
      "--seed is not used by --mode=convert; it is a generate flag; "  # in the order of --help
      "--report is not used by --mode=convert; it is a generate flag"),
+    (["--mode=convert", "--input_dirs=spatule_synth/demo_data/labelled", "--score_threshold=0.3"],
+     "--score_threshold is not used by --mode=convert; it is an evaluate flag"),
+    (["--mode=evaluate", "--detector=d", "--records=r", "--seed=3"],
+     "--seed is not used by --mode=evaluate; it is a generate flag"),
 ])
 def test_a_typed_flag_the_mode_does_not_read_is_a_usage_error(tmp_path, flags, message):
     done = run(*flags, f"--output_dir={tmp_path / 'out'}")

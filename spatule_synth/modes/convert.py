@@ -58,6 +58,7 @@ class ConvertResult:
     problems: ProblemLog = dataclasses.field(default_factory=ProblemLog)
     split_from: RunSplit | None = None
     split_decisions: list[tuple[str, Decision]] = dataclasses.field(default_factory=list)
+    photos: list[dict] = dataclasses.field(default_factory=list)  # with tiles: each photo, whole
 
     @property
     def negatives_written(self) -> int:
@@ -179,6 +180,7 @@ def _write_tiles(photo: ValidPhoto, config: ConvertConfig, writer: ShardedRecord
                                              f"--tile_min_visible={config.tile_min_visible} in every "
                                              f"{config.tile_size} px tile; it is in no tile's labels "
                                              "(raise --tile_overlap)", obj))
+    result.photos.append(_photo_entry(photo))  # its whole boxes: --mode=evaluate scores photos
     seed = zlib.crc32(os.path.basename(path).encode("utf-8", "surrogateescape"))
     negatives = {id(tile) for tile in choose_negatives(tiles, config.tile_negative_fraction, seed)}
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -208,8 +210,13 @@ def _write_tiles(photo: ValidPhoto, config: ConvertConfig, writer: ShardedRecord
 
 
 def _example_entry(photo: ValidPhoto, record: RecordImage) -> dict:
-    return {"source_id": record.source_id, "image": photo.image_path,
-            "xml": photo.annotation_path, "width": record.width, "height": record.height,
+    return {"source_id": record.source_id, **_photo_entry(photo)}
+
+
+def _photo_entry(photo: ValidPhoto) -> dict:
+    """A photo, its size and its labelled objects (boxes in its pixels)."""
+    return {"image": photo.image_path,
+            "xml": photo.annotation_path, "width": photo.image.width, "height": photo.image.height,
             "objects": [{"name": obj.class_name, "object_index": obj.object_index,
                          "box": [obj.box.xmin, obj.box.ymin, obj.box.xmax, obj.box.ymax],
                          "truncated": obj.truncated, "difficult": obj.difficult}
@@ -233,5 +240,6 @@ def _manifest(config: ConvertConfig, label_map: LabelMap, result: ConvertResult)
                            "photos": [{"image": path, "kept": d.keep, "kind": d.kind, "reason": d.reason}
                                       for path, d in result.split_decisions]}}
            if result.split_from is not None else {}),
+        **({"photos": result.photos} if config.tile_size else {}),
         "examples": result.examples,
     }
