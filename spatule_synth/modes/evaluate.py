@@ -19,11 +19,11 @@ are shifted back to its photo (the manifest gives each example's photo and tile 
 the manifest (``photos``). The union of the tiles' boxes would count an object cut by a tile border
 twice and would miss the slivers under ``--tile_min_visible``; a manifest written before ``photos``
 existed falls back to it, joining the pieces of each object (same photo, same XML object) into
-their bounding box, with a note. Tiles that convert left out (object-free tiles beyond
-``--tile_negative_fraction``) were never seen by the detector: its false positives there are not
-counted; the summary says how many. Convert leaves out tiles without labels: object-free ones
-beyond ``--tile_negative_fraction`` and those that show only slivers under ``--tile_min_visible``;
-``--tile_negative_fraction=1 --tile_min_visible=0`` keeps every tile, so whole photos are scored.
+their bounding box, with a note. Convert leaves out tiles without labels (object-free ones beyond
+``--tile_negative_fraction``, and those that show only slivers under ``--tile_min_visible``): the
+detector never sees them, so its false positives there are not counted; the summary says how many
+tiles are missing. ``--tile_negative_fraction=1 --tile_min_visible=0`` keeps every tile, so whole
+photos are scored.
 """
 
 from __future__ import annotations
