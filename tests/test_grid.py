@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -197,3 +198,20 @@ def test_the_command_line_refuses_random_layout_flags_with_the_grid(tmp_path):
     assert done.returncode == 2
     assert "--num_images is not used with --layout=grid (one object per image, every cutout on every " \
            "background)" in done.stderr
+
+
+def test_the_report_shows_a_row_per_kind_and_the_pixel_statistics(grid_inputs):
+    out = grid_inputs / "out"
+    run_generate(grid_config(grid_inputs, out, report=True))
+    sheet = np.asarray(Image.open(out / "report" / "scenes_train.png"))
+    assert sheet.shape[0] == 4 * 160  # image, background, mask, layers
+    first = sorted(n for n in os.listdir(out / "images" / "train") if n.endswith(".jpg"))[0][:-4]
+    mask = np.asarray(Image.open(out / "mask" / "train" / f"{first}.png"))
+    thumb = cv2.resize(mask, (160, 160), interpolation=cv2.INTER_AREA)
+    assert np.abs(sheet[2 * 160:3 * 160, 110:270, 0].astype(int) - thumb).max() <= 1  # row 3, column 1
+    page = (out / "report" / "index.html").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    stats = manifest["splits"]["train"]["pixel_stats"]
+    assert "<h2>scene outputs: pixel mean and std</h2>" in page
+    assert "<td>" + ", ".join(f"{v:.4f}" for v in stats["background"]["mean"]) + "</td>" in page
+    assert '<img src="scenes_train.png">' in page
