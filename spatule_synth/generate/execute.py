@@ -28,7 +28,8 @@ from typing import Iterator, Sequence
 
 from spatule_synth.generate.background_cache import BackgroundCache
 from spatule_synth.core.config import GenerateConfig, PlacementConfig
-from spatule_synth.generate.plan import SplitPool, plan_sample, redraw_placement
+from spatule_synth.generate.grid import plan_image
+from spatule_synth.generate.plan import SplitPool, redraw_placement
 from spatule_synth.generate.progress import Chunk, Progress
 from spatule_synth.generate.render import render
 from spatule_synth.generate.sample_files import SampleOutputs, WrittenSample, write_sample
@@ -81,7 +82,7 @@ class ChunkWriter:
 
     def image(self, split: str, index: int) -> WrittenSample:
         job, placement, seed = self.jobs[split], self.settings.placement, self.settings.seed
-        spec = plan_sample(placement, seed, job.pool, index)
+        spec = plan_image(placement, seed, job.pool, index)
         canvas = self.cache.window(job.pool.backgrounds[spec.background], *spec.window)
         background = canvas.copy() if job.outputs.scene_folders.get("background") else None
         sample = render(spec, job.pool, canvas, placement.min_visible, placement.min_visibility,

@@ -29,7 +29,8 @@ import dataclasses
 from spatule_synth.core.augment import draw_image, draw_object
 from spatule_synth.core.config import PlacementConfig
 from spatule_synth.core.transform import CUTOUT_MARGIN, placement_geometry
-from spatule_synth.generate.plan import MAX_PLACEMENT_ATTEMPTS, Placement, SampleSpec, SplitPool, covering_size
+from spatule_synth.generate.plan import MAX_PLACEMENT_ATTEMPTS, Placement, SampleSpec, SplitPool, covering_size, \
+    plan_sample
 from spatule_synth.generate.random_streams import stream
 from spatule_synth.generate.split import SPLIT_IDS
 
@@ -74,6 +75,13 @@ def grid_shape(config: PlacementConfig, pool: SplitPool) -> GridShape:
         if not cutout.class_names & no_flip:
             variants.append((index, 1))
     return GridShape(tuple(variants), len(pool.backgrounds), config.grid_positions)
+
+
+def plan_image(config: PlacementConfig, seed: int, pool: SplitPool, index: int) -> SampleSpec:
+    """The spec of image ``index`` of ``pool.split`` in the run's layout: grid or random."""
+    if config.layout == "grid":
+        return plan_grid_sample(config, seed, pool, index)
+    return plan_sample(config, seed, pool, index)
 
 
 def plan_grid_sample(config: PlacementConfig, seed: int, pool: SplitPool, index: int) -> SampleSpec:

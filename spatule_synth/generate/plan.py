@@ -119,11 +119,8 @@ def is_negative(index: int, negative_fraction: float) -> bool:
 
 
 def plan_sample(config: PlacementConfig, seed: int, pool: SplitPool, index: int) -> SampleSpec:
-    """Draw the spec of image ``index`` of ``pool.split`` (``--layout=grid``: see
-    `spatule_synth.generate.grid`)."""
-    if config.layout == "grid":
-        from spatule_synth.generate.grid import plan_grid_sample  # it imports this module
-        return plan_grid_sample(config, seed, pool, index)
+    """Draw the spec of image ``index`` of ``pool.split`` in the random layout (``--layout=grid``:
+    `spatule_synth.generate.grid.plan_image` chooses)."""
     rng = stream(seed, "image", SPLIT_IDS[pool.split], index)
     size = config.canvas_size
     background = background_for(index, pool, seed)
