@@ -716,3 +716,33 @@ def run() -> None:
     """Entry point used by ``generate.py``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's CUDA/CPU start-up chatter
     app.run(_main_with_usage_errors, flags_parser=parse_flags)
+
+
+def check_command_flags(read_flags: set[str] | frozenset[str], command: str) -> None:
+    """For ``python -m spatule_synth.NAME``: a generate/convert flag given that ``command`` (e.g.
+    "gan train") does not read is a usage error when typed, and one warning line when it comes
+    from a ``--flagfile`` (which may hold other modes' settings)."""
+    unused = sorted(name for name in ALL_FLAGS if FLAGS[name].present and name not in read_flags)
+    typed = [name for name in unused if typed_on_command_line(name)]
+    if typed:
+        raise app.UsageError(", ".join(f"--{name}" for name in typed) + f" not used by {command}")
+    if unused:
+        print(f"warning: {command} ignores these flags of the --flagfile: "
+              + ", ".join(f"--{name}" for name in unused), file=sys.stderr)
+
+
+def run_module(main_function: Callable[[list[str]], int], usage: str) -> NoReturn:
+    """Run ``main_function`` as the command ``python -m spatule_synth.NAME`` (``usage`` names it):
+    flags parsed as for ``generate.py`` (`parse_flags`), a usage error as one line and status 2,
+    TensorFlow's C++ start-up chatter off."""
+    def main_with_usage_errors(argv: list[str]) -> NoReturn:
+        try:
+            status = main_function(argv)
+        except app.UsageError as error:
+            print(f"error: {error} (see {usage} --help)", file=sys.stderr)
+            sys.exit(USAGE_EXIT_STATUS)
+        sys.exit(status)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    app.run(main_with_usage_errors, flags_parser=parse_flags)
+

@@ -55,6 +55,6 @@ def test_no_module_imports_itself_through_others():
 def test_modules_live_in_sub_packages_by_role():
     top = sorted(n for n in os.listdir(PACKAGE) if n.endswith(".py"))
     assert top == ["__init__.py", "cli.py"]
-    for package in ("core", "formats", "generate", "modes", "tags", "gan"):
+    for package in ("core", "formats", "generate", "modes", "tags", "gan", "segmenter"):
         init = os.path.join(PACKAGE, package, "__init__.py")
         assert open(init, encoding="utf-8").read().startswith('"""'), f"{package} has no docstring"

@@ -37,13 +37,7 @@ def main(argv: list[str]) -> int:
     if argv[1:] != ["train"]:
         raise app.UsageError("usage: python -m spatule_synth.gan train --output=MODEL_DIR [inputs as "
                              "generate: --input_dirs, --coco_json, --cutout_dirs, ...]")
-    unused = sorted(name for name in cli.ALL_FLAGS if FLAGS[name].present and name not in READ_FLAGS)
-    typed = [name for name in unused if cli.typed_on_command_line(name)]
-    if typed:
-        raise app.UsageError(", ".join(f"--{name}" for name in typed) + " not used by gan train")
-    if unused:
-        print("warning: gan train ignores these flags of the --flagfile: "
-              + ", ".join(f"--{name}" for name in unused), file=sys.stderr)
+    cli.check_command_flags(READ_FLAGS, "gan train")
     if not FLAGS.output:
         raise app.UsageError("--output (the model folder) is required")
     try:
@@ -82,15 +76,5 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _main(argv: list[str]):
-    try:
-        status = main(argv)
-    except app.UsageError as error:
-        print(f"error: {error} (see python -m spatule_synth.gan --help)", file=sys.stderr)
-        sys.exit(cli.USAGE_EXIT_STATUS)
-    sys.exit(status)
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    app.run(_main, flags_parser=cli.parse_flags)
+    cli.run_module(main, "python -m spatule_synth.gan")

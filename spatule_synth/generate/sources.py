@@ -180,13 +180,13 @@ def _validated_photos(inputs: InputsConfig, split: SplitConfig, label_map: Label
     them in the order of reading the inputs one at a time, between the problems the caller
     reports while cutting the inputs before it."""
     held = _HeldProblems()
-    annotated_images = _annotated_images(inputs, held)
+    reading = annotated_images(inputs, held)
     ahead: collections.deque = collections.deque()  # (held problems, item or None, error or None)
     held_bytes, finished = 0, False
     while True:
         while not finished and jobs.may_read_ahead(len(ahead), held_bytes):
             try:
-                annotated = next(annotated_images)
+                annotated = next(reading)
                 photo = load_photo(annotated, label_map, inputs.input_rules, held)
                 boxes = (_mask_boxes(photo, inputs, split, not annotated.is_cutout_file)
                          if photo else [])
@@ -269,7 +269,7 @@ def _photo_keys(path: str) -> list[str]:
     return keys
 
 
-def _annotated_images(inputs: InputsConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:
+def annotated_images(inputs: InputsConfig, problems: ProblemLog) -> Iterator[AnnotatedImage]:
     """Labelled photos of every format, in flag order: labelImg folders first."""
     if inputs.input_dirs:
         for pair in find_pairs(inputs.input_dirs, inputs.annotation_dirs, problems):
