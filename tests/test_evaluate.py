@@ -53,6 +53,9 @@ def test_a_part_of_an_object_seen_by_another_tile_is_merged_into_the_whole():
     part = Detections([box(100, 100, 128, 160)], [0.8], [1], [2])  # same score, cut by a tile edge
     merged = merge_tiles(Detections.concatenate([part, whole]))
     assert merged.boxes.tolist() == [box(100, 100, 160, 160)]
+    sharper = Detections([box(100, 100, 128, 160)], [0.85], [1], [2])  # the part scores higher
+    merged = merge_tiles(Detections.concatenate([sharper, whole]))
+    assert merged.boxes.tolist() == [box(100, 100, 160, 160)] and merged.scores.tolist() == [0.85]
 
 
 def test_merging_keeps_the_higher_score_and_other_classes_and_what_one_tile_said_twice():
@@ -60,9 +63,10 @@ def test_merging_keeps_the_higher_score_and_other_classes_and_what_one_tile_said
                        [1, 1, 2], [1, 1, 1])
     second = Detections([box(2, 2, 52, 52)], [0.9], [1], [2])
     merged = merge_tiles(Detections.concatenate([first, second]))
-    # the 0.6 and 0.5 boxes of class 1 lose to the 0.9 of another tile; class 2 is kept
+    # the 0.6 and 0.5 boxes of class 1 merge into the 0.9 of another tile; class 2 is kept
     assert merged.scores.tolist() == [0.9, 0.4]
     assert merged.classes.tolist() == [1, 2]
+    assert merged.boxes.tolist() == [box(0, 0, 52, 52), box(0, 0, 50, 50)]
     alone = merge_tiles(first)  # one tile: the detector's own output, untouched
     assert sorted(alone.scores.tolist()) == [0.4, 0.5, 0.6]
 
@@ -372,3 +376,16 @@ def test_runs_converted_before_photos_were_recorded_join_the_pieces_of_each_obje
     [photo] = _photos_from_tiles(examples)
     assert (photo["width"], photo["height"]) == (160, 100)
     assert [o["box"] for o in photo["objects"]] == [[80, 10, 110, 30]]
+
+
+def test_the_numbers_at_the_threshold_count_every_detection_of_a_crowded_photo():
+    objects = [box(x * 10, y * 10, x * 10 + 8, y * 10 + 8) for x in range(15) for y in range(10)]  # 150
+    truth = Truth(np.array(objects), np.ones(150, np.int64), np.zeros(150, bool))
+    found = Detections(objects, np.linspace(0.99, 0.6, 150), np.ones(150, np.int64))
+    evaluation = coco_metrics.coco_evaluation({1: truth}, {1: found}, [1])
+    counts = coco_metrics.at_threshold(evaluation, 0.5)
+    assert (counts["objects"], counts["found"], counts["detections"], counts["false_positives"]) == (150, 150, 150, 0)
+    stats = coco_metrics.summary_stats(evaluation)
+    assert stats["AR100"] == pytest.approx(100 / 150)  # COCO's own numbers keep their 100 per image
+    misses, false = coco_metrics.findings(evaluation, 0.5)
+    assert not misses and not false

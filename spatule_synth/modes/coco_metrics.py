@@ -30,6 +30,7 @@ from spatule_synth.modes.stitch import Detections
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
               "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+COCO_MAX_DETECTIONS = 100  # per image, in COCO's AP and AR
 # COCO's area ranges, in the order of COCOeval.params.areaRng
 SIZE_BUCKETS = ("all", "small", "medium", "large")
 
@@ -91,6 +92,11 @@ def coco_evaluation(truths: Mapping[int, Truth], detections: Mapping[int, Detect
                           "bbox")
     evaluation.params.imgIds = sorted(int(i) for i in truths)
     evaluation.params.catIds = sorted(int(c) for c in class_ids)
+    # COCO's numbers use at most 100 detections per image; the counts at a score threshold use
+    # them all (a photo stitched from tiles may carry more): a last, larger maxDets entry
+    most = max((len(dets) for dets in detections.values()), default=0)
+    if most > COCO_MAX_DETECTIONS:
+        evaluation.params.maxDets = [1, 10, COCO_MAX_DETECTIONS, most]
     with contextlib.redirect_stdout(io.StringIO()):
         evaluation.evaluate()
         evaluation.accumulate()
@@ -108,7 +114,7 @@ def summary_stats(evaluation: COCOeval, class_index: int | None = None) -> dict[
     params, precision, recall = evaluation.params, evaluation.eval["precision"], evaluation.eval["recall"]
     k = slice(None) if class_index is None else [class_index]
     thresholds = list(np.round(params.iouThrs, 2))
-    m_last = len(params.maxDets) - 1
+    m_last = list(params.maxDets).index(COCO_MAX_DETECTIONS)
 
     def ap(iou=None, area=0):
         t = slice(None) if iou is None else [thresholds.index(iou)]
@@ -123,8 +129,8 @@ def summary_stats(evaluation: COCOeval, class_index: int | None = None) -> dict[
 
 
 def _results(evaluation: COCOeval, class_index: int | None, area_index: int):
-    """The per-image results (evalImgs) of one class (or all) and one area range, at most
-    ``maxDets[-1]`` detections each, skipping images with neither objects nor detections."""
+    """The per-image results (evalImgs) of one class (or all) and one area range, with every
+    detection (``maxDets[-1]``), skipping images with neither objects nor detections."""
     params = evaluation.params
     images, ranges = len(params.imgIds), len(params.areaRng)
     classes = range(len(params.catIds)) if class_index is None else [class_index]
@@ -167,7 +173,8 @@ def precision_recall(evaluation: COCOeval, class_index: int, iou: float = 0.5) -
     ``iou``, all sizes, at most 100 detections per image; None where that recall is never reached
     (or the class has no object)."""
     t = list(np.round(evaluation.params.iouThrs, 2)).index(iou)
-    curve = evaluation.eval["precision"][t, :, class_index, 0, -1]
+    m = list(evaluation.params.maxDets).index(COCO_MAX_DETECTIONS)
+    curve = evaluation.eval["precision"][t, :, class_index, 0, m]
     if (curve <= -1).all():
         return [None] * len(curve)
     return [float(p) for p in curve]

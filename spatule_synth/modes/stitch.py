@@ -4,15 +4,17 @@ duplicates that overlapping tiles make of one object.
 
 Boxes follow `spatule_synth.core.boxes`: float pixel edges ``xmin, ymin, xmax, ymax``.
 
-**Merging (`merge_tiles`).** Greedy non-maximum suppression per class, highest score first (ties:
-the larger box first, so a whole object wins over the part of it that the next tile shows). A box
-is suppressed by a kept box of the same class *from another tile* when their intersection covers at
-least ``threshold`` of the smaller box (IoS, "intersection over smaller", as SAHI merges sliced
-predictions). Why not IoU: an object cut by a tile edge is detected twice, whole in one tile and in
-part in the next; the part lies inside the whole box (IoS 1) while its IoU is its visible share,
-which may be anything. Why only across tiles: inside one tile the detector has already run its own
-NMS, so two boxes it kept there are two objects; re-suppressing them would change what it said. The
-result is that a photo made of a single tile gets exactly the detector's own output.
+**Merging (`merge_tiles`).** Greedy non-maximum *merging* per class, highest score first (ties: the
+larger box first), as SAHI merges sliced predictions: a box that duplicates a kept box of the same
+class *from another tile* (their intersection covers at least ``threshold`` of the smaller box:
+IoS, "intersection over smaller") is not kept, and the kept box grows to the union of the two (its
+score stays the highest). Why IoS: an object cut by a tile edge is detected twice, whole in one
+tile and in part in the next; the part lies inside the whole box (IoS 1) while its IoU is its
+visible share, which may be anything. Why the union: the part may score higher than the whole;
+suppressing the whole would leave the part, a box of the wrong size (a miss and a false positive).
+Why only across tiles: inside one tile the detector has already run its own NMS, so two boxes it
+kept there are two objects; re-suppressing them would change what it said. The result is that a
+photo made of a single tile gets exactly the detector's own output.
 """
 
 from __future__ import annotations
@@ -88,11 +90,12 @@ def on_photo(detections: Detections, x: int, y: int, width: int, height: int, ti
 
 
 def merge_tiles(detections: Detections, threshold: float = MERGE_THRESHOLD) -> Detections:
-    """`Detections` of several tiles of one photo with cross-tile duplicates suppressed (see the
-    module docstring); the kept ones sorted by score, highest first."""
+    """`Detections` of several tiles of one photo with cross-tile duplicates merged into the
+    highest-scoring one (see the module docstring); sorted by score, highest first."""
     area = areas(detections.boxes)
     order = np.lexsort((-area, -detections.scores))  # score descending, then area descending
     kept: list[int] = []
+    merged: dict[int, np.ndarray] = {}  # kept index -> its box grown by the duplicates it absorbed
     for index in order:
         same = [k for k in kept if detections.classes[k] == detections.classes[index]
                 and detections.tiles[k] != detections.tiles[index]]
@@ -100,7 +103,14 @@ def merge_tiles(detections: Detections, threshold: float = MERGE_THRESHOLD) -> D
             inter = intersections(detections.boxes[index], detections.boxes[same])
             smaller = np.minimum(area[index], area[same])
             ios = np.divide(inter, smaller, out=np.ones_like(inter), where=smaller > 0)
-            if (ios >= threshold).any():
+            duplicated = [k for k, hit in zip(same, ios >= threshold) if hit]
+            if duplicated:
+                box, other = merged[duplicated[0]], detections.boxes[index]
+                merged[duplicated[0]] = np.concatenate([np.minimum(box[:2], other[:2]), np.maximum(box[2:], other[2:])])
                 continue
         kept.append(int(index))
-    return detections.take(np.asarray(kept, np.int64))
+        merged[int(index)] = detections.boxes[index].copy()
+    result = detections.take(np.asarray(kept, np.int64))
+    if kept:
+        result = dataclasses.replace(result, boxes=np.stack([merged[k] for k in kept]))
+    return result
