@@ -88,3 +88,22 @@ def test_a_fixed_size_depth_model_sees_the_image_resized_and_answers_at_its_size
     run_generate(depth_config(tmp_path, out, model, num_images=4, eval_fraction=0.25))
     names = sorted(os.listdir(out / "depth" / "train"))
     assert names and all(np.asarray(Image.open(out / "depth" / "train" / n)).shape == (64, 64) for n in names)
+
+
+@pytest.mark.slow
+def test_a_depth_model_that_fails_on_the_canvas_stops_the_run_before_any_image(tmp_path):
+    import tensorflow as tf
+
+    class NeedsMultiplesOf32(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        def __call__(self, image):
+            tf.debugging.assert_equal(tf.shape(image)[1] % 32, 0, message="height must be a multiple of 32")
+            return {"depth": image[..., :1]}
+
+    module = NeedsMultiplesOf32()
+    tf.saved_model.save(module, str(tmp_path / "m32"), signatures={"serving_default": module.__call__})
+    tag_photos(tmp_path / "labelled", 3)
+    background_photos(tmp_path / "backgrounds", 2)
+    with pytest.raises(DepthModelError, match=f"^{tmp_path}/m32: the model failed on a 72x72 image: "):
+        run_generate(depth_config(tmp_path, tmp_path / "out", tmp_path / "m32", canvas_size=72))
+    assert not (tmp_path / "out").exists()

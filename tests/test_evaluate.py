@@ -9,6 +9,7 @@ that JPEG tiles keep the edges exact; so what it detects, and hence every AP, is
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -317,6 +318,10 @@ def test_errors_are_one_line_with_the_path_and_status_1(workspace, tmp_path):
     broken = export_colour_detector(tmp_path / "broken", outputs=("detection_boxes", "detection_scores"))
     paint_photo(tmp_path / "white", "w.png", [("tag", WHITE, (0, 0, 32, 32))])
     white = convert(tmp_path / "white", tmp_path / "white_run", workspace["label_map"])
+    damaged = tmp_path / "damaged_run"
+    shutil.copytree(workspace["whole"], damaged)
+    record = damaged / "annotations" / "real.record"
+    record.write_bytes(record.read_bytes()[:-100])  # the second photo cut short
     cases = [
         ([f"--detector={root / 'nowhere'}", f"--records={workspace['whole']}"],
          f"error: {root / 'nowhere'}: no such folder"),
@@ -325,6 +330,8 @@ def test_errors_are_one_line_with_the_path_and_status_1(workspace, tmp_path):
          "num_detections"),
         ([f"--detector={workspace['detector']}", f"--records={empty}"],
          f"error: {empty}: no manifest.json: not the output folder of a finished --mode=convert run"),
+        ([f"--detector={workspace['detector']}", f"--records={damaged}"],
+         f"error: {record}: entry #1: damaged data (cut short?)"),
         ([f"--detector={workspace['detector']}", f"--records={white}"],
          f"error: {workspace['detector']}: detected class id 7 on w.png, which is not in the label map"),
     ]

@@ -107,8 +107,11 @@ def test_grid_pixel_statistics_are_those_of_the_written_files(grid_run):
     names = [e["name"] for e in manifest["images"]["train"]]
     background = np.stack([np.asarray(Image.open(out / "background" / "train" / f"{n}.png")) for n in names])
     mask = np.stack([np.asarray(Image.open(out / "mask" / "train" / f"{n}.png")) for n in names])
+    image = np.stack([np.asarray(Image.open(out / "images" / "train" / f"{n}.jpg")) for n in names])
     stats = manifest["splits"]["train"]["pixel_stats"]
     assert set(stats) == {"image", "background", "mask"}
+    assert np.allclose(stats["image"]["mean"], image.reshape(-1, 3).mean(axis=0) / 255, atol=1e-6)
+    assert np.allclose(stats["image"]["std"], image.reshape(-1, 3).std(axis=0) / 255, atol=1e-6)
     assert np.allclose(stats["background"]["mean"], background.reshape(-1, 3).mean(axis=0) / 255, atol=1e-6)
     assert np.allclose(stats["background"]["std"], background.reshape(-1, 3).std(axis=0) / 255, atol=1e-6)
     assert np.allclose(stats["mask"]["mean"], [mask.mean() / 255], atol=1e-6)

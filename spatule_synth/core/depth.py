@@ -5,7 +5,11 @@ Model contract (files and loading as `spatule_synth.core.image_models` says):
 
 * Input: one ``float32`` batch ``(1, S_h, S_w, 3)``, **RGB** in **[0, 1]** (pixel / 255): the
   image as written (its JPEG decoded), resized (bilinear, or area when shrinking) to the model's
-  input size; a model whose input size is dynamic gets the image at its own size.
+  input size; a model whose height and width are both dynamic gets the image at its own size (the
+  canvas), and one with a single dynamic side gets a square of its fixed side. A model that needs
+  sides of a certain multiple (32, 14, ...) must be given a fixed input size or a fitting
+  ``--canvas_size``. The model is run once on a grey canvas when it is loaded: an error or an
+  output that breaks the contract stops the run before any image is made.
 * Output: one tensor ``(1, H, W, 1)`` or ``(1, H, W)`` of finite floats, in the model's own units
   and direction (metres, inverse depth, relative depth: whatever it was trained for); ``H, W`` need
   not equal the input's. The map is resized (bilinear) to the image.
@@ -16,6 +20,8 @@ Model contract (files and loading as `spatule_synth.core.image_models` says):
 The depth model runs in the parent process, on each image as its chunk is assembled, one image at a
 time and in image order, so the maps are the same for any number of workers and either runner;
 image workers never import TensorFlow. ``--resume`` computes the maps of the finished chunks again.
+The report's depth statistics (manifest ``pixel_stats``) are those of the written PNG values, each
+map stretched to its own range: what a pipeline that reads the PNGs normalises, not depth itself.
 """
 
 from __future__ import annotations
@@ -47,7 +53,11 @@ class DepthModel:
             shrinking = in_height * in_width < height * width
             rgb = cv2.resize(rgb, (in_width, in_height),
                              interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        output = np.asarray(self.model.call((rgb.astype(np.float32) / 255.0)[np.newaxis]), np.float32)
+        try:
+            output = np.asarray(self.model.call((rgb.astype(np.float32) / 255.0)[np.newaxis]), np.float32)
+        except Exception as error:  # pylint: disable=broad-except  (TensorFlow and Keras raise anything)
+            raise DepthModelError(f"{self.model.path}: the model failed on a {in_width}x{in_height} "
+                                  f"image: {_first_line(error)}") from error
         if output.ndim == 4 and output.shape[0] == 1 and output.shape[3] == 1:
             output = output[0, :, :, 0]
         elif output.ndim == 3 and output.shape[0] == 1:
@@ -62,9 +72,18 @@ class DepthModel:
         return np.ascontiguousarray(output)
 
 
-def load_depth_model(path: str) -> DepthModel:
-    """Load a SavedModel folder or a Keras file (contract in the module docstring)."""
-    return DepthModel(load_image_model(path, "depth model", 0, DepthModelError))
+def load_depth_model(path: str, canvas_size: int) -> DepthModel:
+    """Load a SavedModel folder or a Keras file (contract in the module docstring) and run it once
+    on a grey ``canvas_size`` image, so that a model that breaks the contract stops the run before
+    any image is made."""
+    model = DepthModel(load_image_model(path, "depth model", 0, DepthModelError))
+    model.depth(np.full((canvas_size, canvas_size, 3), 128, np.uint8))
+    return model
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def depth_png_plane(depth: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -19,6 +19,13 @@ largest scale that fits. The canvas is the centre window of the background photo
 if it is smaller than the canvas), the same for every image of that photo, so ``OUT/background``
 holds one picture per photo. Image augmentation is drawn per image, from the ``image`` stream as
 in the random layout.
+
+Labels come first: a paste that the visibility check (``--min_visibility``) finds no longer
+recognisable after blending is re-drawn at another corner with another blend mode, as in the random
+layout (the manifest entry gives where it really went, and ``redrawn``), and after 4 tries dropped,
+leaving the image without a label. So with blends that can wash an object out, a few images leave
+their planned corner; ``--blend=paste`` or ``alpha`` (which never wash out) or
+``--min_visibility=0`` keep every planned corner.
 """
 
 from __future__ import annotations

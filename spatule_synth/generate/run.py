@@ -237,7 +237,7 @@ def _read_and_generate(config: GenerateConfig, workers: ImageWorkers, resuming: 
     depth_model = None
     if "depth" in config.output.scene_outputs:  # loaded first: a bad model stops the run at once
         from spatule_synth.core.depth import load_depth_model  # TensorFlow loads only when asked for
-        depth_model = load_depth_model(config.output.depth_model)
+        depth_model = load_depth_model(config.output.depth_model, config.placement.canvas_size)
     problems = ProblemLog(config.inputs.on_error)
     sources = read_sources(config.inputs, config.split, config.placement, label_map, problems,
                            config.execution.worker_count, config.seed)
@@ -495,9 +495,10 @@ class SplitAssembly(contextlib.AbstractContextManager):
 
 
 class PixelTotals:
-    """Exact per-kind pixel sums of a split's images (``--scene_outputs``), and from them each
-    kind's per-channel mean and standard deviation as fractions of full scale (255, or 65535 for
-    depth): the numbers a training pipeline normalises with."""
+    """Exact per-kind pixel sums of a split's written files (``--scene_outputs``: the decoded
+    JPEG, the PNGs), and from them each kind's per-channel mean and standard deviation as
+    fractions of full scale (255, or 65535 for depth, whose PNG values are each map stretched to
+    its own range): the numbers a training pipeline that reads these files normalises with."""
 
     def __init__(self) -> None:
         self.totals: dict[str, list] = {}  # kind -> [pixels, sums, sums of squares]

@@ -113,8 +113,9 @@ def write_sample(sample: Sample, pool: SplitPool, source_id: str, outputs: Sampl
     if crops:
         entry["tag_crops"] = crops
     sums = {}
-    if outputs.scene_folders:  # per-kind pixel statistics (the report's mean and std)
-        sums = {kind: pixel_sums(plane) for kind, plane in [("image", sample.pixels), *planes.items()]
+    if outputs.scene_folders:  # per-kind pixel statistics (the report's mean and std), of the files
+        written = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]  # RGB
+        sums = {kind: pixel_sums(plane) for kind, plane in [("image", written), *planes.items()]
                 if kind in STATISTICS_KINDS}
     return WrittenSample(name, record, entry, coco, sums)
 

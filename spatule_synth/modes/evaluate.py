@@ -156,17 +156,24 @@ def detect_all(run: EvaluationRun, detector, notes: list[str]) -> list[Evaluated
     total = int(run.manifest.get("counts", {}).get("examples", 0)) or None
     with tqdm(total=total, desc="evaluate", unit="img", disable=None) as progress:
         for path in run.record_paths:
-            for number, serialized in enumerate(iter_record_file(path)):
-                record = parse_example(serialized)
-                detections = detector(decode_image(record.encoded))
+            for number, serialized in _examples(path):
+                record, pixels = _read_example(path, number, serialized, decode_image)
+                detections = detector(pixels)
                 _check_classes(detections, run, detector, record.filename)
                 if run.tile_size:
+                    if record.source_id not in tiles:
+                        raise EvaluateError(f"{path}: entry #{number}: source id {record.source_id!r} is "
+                                            f"no tile that {os.path.join(run.path, MANIFEST_NAME)} lists: "
+                                            "the run's records and manifest disagree")
                     photo, x, y = tiles[record.source_id]
                     image = images.setdefault(photo, photos[photo])
                     image.parts.append((path, number, x, y))
                     image.detections.append(on_photo(detections, x, y, image.width, image.height,
                                                      tile=len(image.parts)))
                 else:
+                    if not record.source_id.isdigit() or record.source_id in images:
+                        raise EvaluateError(f"{path}: entry #{number}: source id {record.source_id!r} is not "
+                                            "a convert run's (a number, once per example)")
                     images[record.source_id] = EvaluatedImage(
                         int(record.source_id), record.filename, record.width, record.height,
                         _record_truth(record), [(path, number, 0, 0)], [detections])
@@ -176,6 +183,25 @@ def detect_all(run: EvaluationRun, detector, notes: list[str]) -> list[Evaluated
     if run.tile_size:
         _note_tiling(run, photos, images, notes)
     return list(images.values())
+
+
+def _examples(path: str):
+    """``(entry number, serialized example)`` of one record file; a damaged file is an EvaluateError."""
+    try:
+        yield from enumerate(iter_record_file(path))
+    except ValueError as error:  # damaged length or data: the message names the file and entry
+        raise EvaluateError(str(error)) from None
+
+
+def _read_example(path: str, number: int, serialized: bytes, decode_image):
+    """The parsed example and its decoded RGB pixels; anything unreadable is an EvaluateError."""
+    try:
+        record = parse_example(serialized)
+        return record, decode_image(record.encoded)
+    except Exception as error:  # pylint: disable=broad-except  (protobuf and TensorFlow raise anything)
+        lines = str(error).strip().splitlines()
+        raise EvaluateError(f"{path}: entry #{number}: cannot read its example or image: "
+                            f"{lines[0] if lines else type(error).__name__}") from None
 
 
 def _record_truth(record) -> Truth:
