@@ -26,16 +26,14 @@ tens of minutes on 2 cores; the machine is shared, so compare the rates within o
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_scale import TreeMemory, git_revision  # noqa: E402
+from bench_scale import git_revision, measured_subprocess  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_PHOTOS = os.path.join(ROOT, "spatule_synth", "demo_data", "backgrounds")
@@ -91,18 +89,7 @@ def run_grid(tmp: str, backgrounds: int, positions: int, workers: int, keep: boo
                "--blend=alpha", "--no_flip_classes=tag", "--scene_outputs=mask",
                f"--num_workers={workers}", "--num_shards=16", "--seed=0"]
     print(f"  {backgrounds} backgrounds ...", end="", file=sys.stderr, flush=True)
-    log = output + ".log"
-    with open(log, "wb") as handle:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
-        memory = TreeMemory(process.pid)
-        memory.start()
-        status = process.wait()
-        seconds = time.perf_counter() - start
-        memory.stop()
-    if status:
-        with open(log, encoding="utf-8", errors="replace") as handle:
-            sys.exit(f"\nrun failed with status {status}:\n{''.join(handle.readlines()[-20:])}")
+    seconds, memory = measured_subprocess(command, output + ".log", f"{backgrounds} backgrounds")
     images = sum(1 for name in os.listdir(os.path.join(output, "images", "train")) if name.endswith(".jpg"))
     written = disk_mb(output)
     print(f" {images} images in {seconds:.1f} s", file=sys.stderr, flush=True)

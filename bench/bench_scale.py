@@ -7,7 +7,7 @@ Every measured run is its own subprocess, started from the repository root on th
 photos (``configs/demo.flags``: the few camera photos of ``spatule_synth/demo_data``)::
 
     python generate.py --flagfile=configs/demo.flags --output_dir=TMP/RUN --overwrite --noreport \\
-        --num_images=N --num_workers=W --seed=0 --num_shards=4 \\
+        --num_images=N --num_workers=W --seed=13 --num_shards=4 \\
         [--runner=beam --beam_pipeline_options="--runner=DirectRunner \\
             --direct_running_mode=multi_processing --direct_num_workers=W"]
 
@@ -174,23 +174,18 @@ class TreeMemory(Poller):
 def generate_command(output: str, images: int, workers: int, runner: str) -> list[str]:
     command = [sys.executable, "generate.py", f"--flagfile={FLAGFILE}", f"--output_dir={output}",
                "--overwrite", "--noreport", f"--num_images={images}", f"--num_workers={workers}",
-               "--seed=0", f"--num_shards={SHARDS}"]
+               "--seed=13", f"--num_shards={SHARDS}"]  # the preset's seed: both sides get identities
     if runner == "beam":
         command += ["--runner=beam", f"--beam_pipeline_options={BEAM_OPTIONS.format(workers)}"]
     return command
 
 
-def measure(tmp: str, runner: str, images: int, workers: int,
-            keep: bool = False) -> tuple[Run, str]:
-    """Run one ``generate`` subprocess; returns its measures and its output folder (deleted
-    unless ``keep``)."""
-    name = f"{runner}-w{workers}-n{images}"
-    output, log = os.path.join(tmp, name), os.path.join(tmp, name + ".log")
-    print(f"  {name} ...", end="", file=sys.stderr, flush=True)
+def measured_subprocess(command: list[str], log: str, name: str) -> tuple[float, "TreeMemory"]:
+    """Run ``command`` from the repository root, its output to ``log``, sampling the memory of its
+    process tree; (wall seconds, the sampler). A failure ends the bench with the log's tail."""
     with open(log, "wb") as log_handle:
         start = time.perf_counter()
-        process = subprocess.Popen(generate_command(output, images, workers, runner), cwd=ROOT,
-                                   stdout=log_handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log_handle, stderr=subprocess.STDOUT)
         memory = TreeMemory(process.pid)
         memory.start()
         status = process.wait()
@@ -200,6 +195,17 @@ def measure(tmp: str, runner: str, images: int, workers: int,
         with open(log, encoding="utf-8", errors="replace") as handle:
             tail = handle.readlines()[-20:]
         sys.exit(f"\n{name} failed with status {status}:\n{''.join(tail)}")
+    return seconds, memory
+
+
+def measure(tmp: str, runner: str, images: int, workers: int,
+            keep: bool = False) -> tuple[Run, str]:
+    """Run one ``generate`` subprocess; returns its measures and its output folder (deleted
+    unless ``keep``)."""
+    name = f"{runner}-w{workers}-n{images}"
+    output, log = os.path.join(tmp, name), os.path.join(tmp, name + ".log")
+    print(f"  {name} ...", end="", file=sys.stderr, flush=True)
+    seconds, memory = measured_subprocess(generate_command(output, images, workers, runner), log, name)
     os.remove(log)
     print(f" {seconds:.1f} s", file=sys.stderr, flush=True)
     if not keep:

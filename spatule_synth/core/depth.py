@@ -31,7 +31,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from spatule_synth.core.image_models import ImageModel, load_image_model
+from spatule_synth.core.image_models import ImageModel, load_image_model, one_plane
 
 DEPTH_LEVELS = 65535
 
@@ -54,19 +54,11 @@ class DepthModel:
             rgb = cv2.resize(rgb, (in_width, in_height),
                              interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         try:
-            output = np.asarray(self.model.call((rgb.astype(np.float32) / 255.0)[np.newaxis]), np.float32)
+            answer = self.model.call((rgb.astype(np.float32) / 255.0)[np.newaxis])
         except Exception as error:  # pylint: disable=broad-except  (TensorFlow and Keras raise anything)
             raise DepthModelError(f"{self.model.path}: the model failed on a {in_width}x{in_height} "
                                   f"image: {_first_line(error)}") from error
-        if output.ndim == 4 and output.shape[0] == 1 and output.shape[3] == 1:
-            output = output[0, :, :, 0]
-        elif output.ndim == 3 and output.shape[0] == 1:
-            output = output[0]
-        else:
-            raise DepthModelError(f"{self.model.path}: model output has shape {output.shape}; "
-                                  "expected (1, H, W, 1) or (1, H, W) depth")
-        if not np.isfinite(output).all():
-            raise DepthModelError(f"{self.model.path}: model output contains NaN or infinite values")
+        output = one_plane(answer, self.model.path, "depth", DepthModelError)
         if output.shape != (height, width):
             output = cv2.resize(output, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(output)

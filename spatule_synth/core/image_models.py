@@ -123,3 +123,20 @@ def _input_size(path: str, shape: list | None, default_size: int, error: type[Ex
                     "(batch, height, width, 3) RGB")
     height, width = (int(v) if v is not None else None for v in shape[1:3])
     return height or width or default_size, width or height or default_size
+
+
+def one_plane(output: Any, path: str, what: str, error: type[Exception]) -> np.ndarray:
+    """A model's output ``(1, H, W, 1)`` or ``(1, H, W)`` as a float32 ``(H, W)`` plane of finite
+    values; ``what`` says what the plane holds (e.g. "depth") in the message of ``error``."""
+    plane = np.asarray(output, dtype=np.float32)
+    if plane.ndim == 4 and plane.shape[0] == 1 and plane.shape[3] == 1:
+        plane = plane[0, :, :, 0]
+    elif plane.ndim == 3 and plane.shape[0] == 1:
+        plane = plane[0]
+    else:
+        raise error(f"{path}: model output has shape {plane.shape}; expected (1, H, W, 1) or "
+                    f"(1, H, W) {what}")
+    if not np.isfinite(plane).all():
+        raise error(f"{path}: model output contains NaN or infinite values")
+    return plane
+

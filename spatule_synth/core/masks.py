@@ -79,7 +79,7 @@ import cv2
 import numpy as np
 
 from spatule_synth.core.boxes import Box
-from spatule_synth.core.image_models import load_image_model
+from spatule_synth.core.image_models import load_image_model, one_plane
 
 MASK_METHODS = ("box", "grabcut", "model")
 CONTEXT_FRACTION = 0.15  # context margin, as a fraction of the box's longer side
@@ -136,16 +136,7 @@ class MaskModel:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Foreground probabilities ``(H, W)`` float32 in [0, 1] for a ``(1, S_h, S_w, 3)`` batch."""
-        output = np.asarray(self._call(batch), dtype=np.float32)
-        if output.ndim == 4 and output.shape[0] == 1 and output.shape[3] == 1:
-            output = output[0, :, :, 0]
-        elif output.ndim == 3 and output.shape[0] == 1:
-            output = output[0]
-        else:
-            raise MaskModelError(f"{self.path}: model output has shape {output.shape}; expected "
-                                 "(1, H, W, 1) or (1, H, W) foreground probabilities")
-        if not np.isfinite(output).all():
-            raise MaskModelError(f"{self.path}: model output contains NaN or infinite values")
+        output = one_plane(self._call(batch), self.path, "foreground probabilities", MaskModelError)
         if output.size and (output.min() < -LOGIT_TOLERANCE or output.max() > 1 + LOGIT_TOLERANCE):
             output = 1.0 / (1.0 + np.exp(-np.clip(output, -80.0, 80.0)))  # logits
         return np.ascontiguousarray(output)

@@ -132,17 +132,22 @@ def write_instance_galleries(output_dir: str, entries: Iterable[dict], split: st
     return written
 
 
-def write_galleries(output_dir: str, splits: tuple[str, ...] = ("train", "eval")) -> list[str]:
-    """Write ``OUT/report/gallery_SPLIT.png`` for every split that has images; their paths."""
+def _write_split_sheets(output_dir: str, prefix: str, sheet_of, splits: tuple[str, ...]) -> list[str]:
+    """Write ``OUT/report/PREFIX_SPLIT.png`` = ``sheet_of(split)`` for every split that has one."""
     written = []
     for split in splits:
-        sheet = contact_sheet(output_dir, split)
+        sheet = sheet_of(split)
         if sheet is None:
             continue
-        path = os.path.join(output_dir, "report", f"gallery_{split}.png")
+        path = os.path.join(output_dir, "report", f"{prefix}_{split}.png")
         _write_png(path, sheet)
         written.append(path)
     return written
+
+
+def write_galleries(output_dir: str, splits: tuple[str, ...] = ("train", "eval")) -> list[str]:
+    """Write ``OUT/report/gallery_SPLIT.png`` for every split that has images; their paths."""
+    return _write_split_sheets(output_dir, "gallery", lambda split: contact_sheet(output_dir, split), splits)
 
 
 SCENE_KINDS = ("background", "mask", "layers", "depth")
@@ -193,12 +198,5 @@ def scene_sheet(output_dir: str, split: str, kinds: Iterable[str], count: int = 
 def write_scene_galleries(output_dir: str, kinds: Iterable[str],
                           splits: tuple[str, ...] = ("train", "eval")) -> list[str]:
     """Write ``OUT/report/scenes_SPLIT.png`` (see `scene_sheet`) for every split with images."""
-    written = []
-    for split in splits:
-        sheet = scene_sheet(output_dir, split, tuple(kinds))
-        if sheet is None:
-            continue
-        path = os.path.join(output_dir, "report", f"scenes_{split}.png")
-        _write_png(path, sheet)
-        written.append(path)
-    return written
+    kinds = tuple(kinds)
+    return _write_split_sheets(output_dir, "scenes", lambda split: scene_sheet(output_dir, split, kinds), splits)
