@@ -4,11 +4,7 @@
 ``python generate.py --help`` lists spatule_synth's flags; README.md documents modes and presets.
 """
 
-from absl import flags
-
 from spatule_synth import cli
-
-flags.adopt_module_key_flags(cli)
 
 if __name__ == "__main__":
     cli.run()

@@ -713,8 +713,12 @@ def _main_with_usage_errors(argv: list[str]) -> NoReturn:
 
 
 def run() -> None:
-    """Entry point used by ``generate.py``."""
+    """Entry point of ``generate.py`` and of the installed ``spatule-synth`` command."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's CUDA/CPU start-up chatter
+    # --help lists the flags that are key to the program being run (sys.argv[0]): make this
+    # module's flags key to it, whatever the program's file (generate.py, bin/spatule-synth).
+    for flag in FLAGS.get_key_flags_for_module(sys.modules[__name__]):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(_main_with_usage_errors, flags_parser=parse_flags)
 
 

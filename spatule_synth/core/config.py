@@ -17,8 +17,13 @@ from spatule_synth.core.masks import MASK_METHODS
 from spatule_synth.tags.render import DEFAULT_ALPHABET, DEFAULT_COLOURS, TagStyle, parse_colours
 from spatule_synth.core.validation import InputRules
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_LABEL_MAP = os.path.join(REPO_ROOT, "annotations", "label_map.pbtxt")
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(PACKAGE_DIR)
+# The tag label map: annotations/label_map.pbtxt in a checkout; once installed (pip install .), the
+# package's copy of it (tests/test_packaging.py checks that the two are the same bytes).
+CHECKOUT_LABEL_MAP = os.path.join(REPO_ROOT, "annotations", "label_map.pbtxt")
+PACKAGED_LABEL_MAP = os.path.join(PACKAGE_DIR, "default_label_map.pbtxt")
+DEFAULT_LABEL_MAP = CHECKOUT_LABEL_MAP if os.path.isfile(CHECKOUT_LABEL_MAP) else PACKAGED_LABEL_MAP
 
 
 @dataclasses.dataclass(frozen=True)
