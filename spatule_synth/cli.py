@@ -14,7 +14,7 @@ import difflib
 import os
 import re
 import sys
-from typing import Callable, Mapping, NoReturn
+from typing import Callable, Iterable, Mapping, NoReturn
 
 from absl import app, flags
 
@@ -712,13 +712,18 @@ def _main_with_usage_errors(argv: list[str]) -> NoReturn:
     sys.exit(status)
 
 
+def _make_key_flags(key_flags) -> None:
+    """--help lists the flags that are key to the program being run (``sys.argv[0]``): make
+    ``key_flags`` key to it, whatever the program's file (generate.py, bin/spatule-synth, a
+    ``python -m`` module)."""
+    for flag in key_flags:
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run() -> None:
     """Entry point of ``generate.py`` and of the installed ``spatule-synth`` command."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's CUDA/CPU start-up chatter
-    # --help lists the flags that are key to the program being run (sys.argv[0]): make this
-    # module's flags key to it, whatever the program's file (generate.py, bin/spatule-synth).
-    for flag in FLAGS.get_key_flags_for_module(sys.modules[__name__]):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    _make_key_flags(FLAGS.get_key_flags_for_module(sys.modules[__name__]))
     app.run(_main_with_usage_errors, flags_parser=parse_flags)
 
 
@@ -735,10 +740,13 @@ def check_command_flags(read_flags: set[str] | frozenset[str], command: str) -> 
               + ", ".join(f"--{name}" for name in unused), file=sys.stderr)
 
 
-def run_module(main_function: Callable[[list[str]], int], usage: str) -> NoReturn:
+def run_module(main_function: Callable[[list[str]], int], usage: str,
+               read_flags: Iterable[str] = ()) -> NoReturn:
     """Run ``main_function`` as the command ``python -m spatule_synth.NAME`` (``usage`` names it):
     flags parsed as for ``generate.py`` (`parse_flags`), a usage error as one line and status 2,
-    TensorFlow's C++ start-up chatter off."""
+    TensorFlow's C++ start-up chatter off; ``--help`` lists the command's own flags and the
+    ``read_flags`` of this module it reads."""
+    _make_key_flags(FLAGS[name] for name in sorted(read_flags))
     def main_with_usage_errors(argv: list[str]) -> NoReturn:
         try:
             status = main_function(argv)

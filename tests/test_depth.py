@@ -104,6 +104,7 @@ def test_a_depth_model_that_fails_on_the_canvas_stops_the_run_before_any_image(t
     tf.saved_model.save(module, str(tmp_path / "m32"), signatures={"serving_default": module.__call__})
     tag_photos(tmp_path / "labelled", 3)
     background_photos(tmp_path / "backgrounds", 2)
-    with pytest.raises(DepthModelError, match=f"^{tmp_path}/m32: the model failed on a 72x72 image: "):
+    with pytest.raises(DepthModelError, match=rf"^{tmp_path}/m32: the model failed on a 72x72 image: "
+                                              r"assertion failed: \[height must be a multiple of 32\]"):
         run_generate(depth_config(tmp_path, tmp_path / "out", tmp_path / "m32", canvas_size=72))
     assert not (tmp_path / "out").exists()

@@ -44,23 +44,38 @@ def installed(tmp_path_factory):
     return root / "venv" / "bin"
 
 
+def demo_flagfile(path, demo_data, output_dir):
+    """configs/demo.flags with its demo data at ``demo_data`` and its output at ``output_dir``."""
+    with open(os.path.join(REPO, "configs", "demo.flags"), encoding="utf-8") as handle:
+        text = handle.read().replace("spatule_synth/demo_data", str(demo_data))
+    path.write_text(text.replace("object_detection_workspace/runs/demo", str(output_dir)))
+    return f"--flagfile={path}"
+
+
 @pytest.mark.slow
-def test_the_installed_command_makes_the_demo_run_of_generate_py(installed, tmp_path):
-    flags = ["--flagfile=configs/demo.flags", "--num_images=24", "--noreport"]
-    checkout = subprocess.run([sys.executable, "generate.py", *flags, f"--output_dir={tmp_path / 'run'}"],
-                              cwd=REPO, capture_output=True, text=True)
+def test_the_installed_command_makes_the_demo_run_of_generate_py_from_its_own_files(installed, tmp_path):
+    elsewhere = tmp_path / "elsewhere"  # no checkout here: the package's own demo photos and label map
+    elsewhere.mkdir()
+    demo_data = subprocess.run([str(installed / "python"), "-c", "import os, spatule_synth.demo_data as d; "
+                                "print(os.path.dirname(d.__file__))"], cwd=elsewhere, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    assert demo_data.startswith(str(installed.parent)), demo_data  # the installed copy, not the checkout
+    extra = ["--num_images=24", "--noreport"]
+    checkout = subprocess.run([sys.executable, "generate.py", demo_flagfile(
+        tmp_path / "checkout.flags", os.path.join(REPO, "spatule_synth", "demo_data"), tmp_path / "run"), *extra],
+        cwd=REPO, capture_output=True, text=True)
     assert checkout.returncode == 0, checkout.stderr
     os.rename(tmp_path / "run", tmp_path / "checkout")
-    command = subprocess.run([str(installed / "spatule-synth"), *flags, f"--output_dir={tmp_path / 'run'}"],
-                             cwd=REPO, capture_output=True, text=True)
+    command = subprocess.run([str(installed / "spatule-synth"), demo_flagfile(
+        tmp_path / "installed.flags", demo_data, tmp_path / "run"), *extra], cwd=elsewhere, capture_output=True,
+        text=True)
     assert command.returncode == 0, command.stderr
-    assert command.stdout == checkout.stdout  # the same summary
-    where = subprocess.run([str(installed / "python"), "-c", "import spatule_synth; print(spatule_synth.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
-    assert where.startswith(str(installed.parent)), where  # the installed package ran, not the checkout
+    assert command.stdout.replace(demo_data, "DEMO") == checkout.stdout.replace(
+        os.path.join(REPO, "spatule_synth", "demo_data"), "DEMO")  # the same summary
     written, expected = tree(tmp_path / "run"), tree(tmp_path / "checkout")
     assert {k: v for k, v in written.items() if k != "manifest.json"} == \
         {k: v for k, v in expected.items() if k != "manifest.json"}
+    assert len(written) > 50
 
 
 @pytest.mark.slow

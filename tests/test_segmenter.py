@@ -24,7 +24,7 @@ from spatule_synth.segmenter.evaluation import iou, method_masks, score_pair, su
 from spatule_synth.segmenter.masked_objects import BOX_ONLY, LooseObject, PhotoObject, Tally, masked_objects
 from spatule_synth.segmenter.pairs import NO_BACKGROUND, Pair, PairError, build_pairs, pasted_pair, \
     photo_pair, split_pairs
-from conftest import background_photos, noise_photo, tag_photos
+from conftest import background_photos, labelimg_xml, noise_photo, tag_photos
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEGMENTER = [sys.executable, "-m", "spatule_synth.segmenter", "train"]
@@ -53,6 +53,26 @@ def write_cutouts(root, class_name, count, seed=0, size=(40, 28)):
         Image.fromarray(np.dstack([rgb.astype(np.uint8), alpha])).save(path)
         alphas[str(path)] = alpha
     return alphas
+
+
+def ellipse_photos(folder, count):
+    """Dark noise photos, each with two yellow ellipses like the training tags, labelled as boxes."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(3)
+    for index in range(count):
+        photo = rng.integers(0, 60, (120, 160, 3), dtype=np.uint8)
+        objects = []
+        for k in range(2):
+            width, height = 40 + 3 * k, 28 + 2 * (index % 3)
+            alpha = ellipse_alpha(width, height)[3:-3, 3:-3, np.newaxis] / 255.0
+            x0, y0 = 15 + 75 * k, 20 + 10 * index
+            rgb = np.clip(np.array((230, 200, 40)) + noise_photo(width, height, 100 + 2 * index + k) // 8, 0, 255)
+            region = photo[y0:y0 + height, x0:x0 + width]
+            photo[y0:y0 + height, x0:x0 + width] = (rgb * alpha + region * (1 - alpha)).astype(np.uint8)
+            objects.append(("tag", x0, y0, x0 + width, y0 + height))
+        Image.fromarray(photo).save(os.path.join(folder, f"P{index}.png"))
+        with open(os.path.join(folder, f"P{index}.xml"), "w", encoding="utf-8") as handle:
+            handle.write(labelimg_xml(f"P{index}.png", 160, 120, objects))
 
 
 def label_map_file(path, names=("tag", "dog")):
@@ -273,6 +293,7 @@ def test_training_writes_the_model_its_evaluation_and_says_which_path_to_use(tra
 
 @pytest.mark.slow
 def test_the_exported_model_follows_the_mask_model_contract(trained):
+    from spatule_synth.core import masks
     from spatule_synth.core.masks import load_mask_model, refine_mask
     from spatule_synth.segmenter.evaluation import model_foreground
     root, _ = trained
@@ -284,8 +305,11 @@ def test_the_exported_model_follows_the_mask_model_contract(trained):
     box = Box(30, 20, 80, 60)
     refined = refine_mask(photo, box, "model", model)
     x0, y0, x1, y1 = context_window(box.voc_ints(), 120, 90)
-    own = model_foreground(model, photo[y0:y1, x0:x1])[20 - y0:60 - y0, 30 - x0:80 - x0]
-    if not refined.used_fallback:  # what the evaluation scores is what generate pastes
+    crop = photo[y0:y1, x0:x1]
+    # the evaluation asks the model exactly what generate asks it (same crop, resize and threshold)
+    assert np.array_equal(model_foreground(model, crop), masks._model_foreground(model, crop))
+    own = model_foreground(model, crop)[20 - y0:60 - y0, 30 - x0:80 - x0]
+    if not refined.used_fallback:  # and when generate keeps the model's mask, that is what it pastes
         assert np.array_equal(refined.mask >= 128, own)
 
 
@@ -295,7 +319,7 @@ def test_generate_with_the_trained_model_gives_the_same_bytes_for_any_workers(tr
     from spatule_synth.generate.run import run_generate
     root, _ = trained
     monkeypatch.setenv("SPATULE_SYNTH_MASK_CACHE", "off")  # each run calls the model itself
-    tag_photos(tmp_path / "labelled", 4)
+    ellipse_photos(tmp_path / "labelled", 4)  # labelled as boxes; masks from the model
     outputs = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
@@ -315,6 +339,16 @@ def test_generate_with_the_trained_model_gives_the_same_bytes_for_any_workers(tr
     assert compared > 20
     manifest = json.loads((outputs[0] / "manifest.json").read_text())
     assert sum(len(entry["objects"]) for entry in manifest["images"]["train"]) >= 6
+    # the model's masks, not the whole-box fallback, reached the images: 8 boxes, few fallbacks,
+    # and pasted objects whose instance masks are not rectangles
+    assert manifest["problem_counts"].get("mask_fallback", 0) < 4
+    shaped = 0
+    for entry in manifest["images"]["train"]:
+        plane = np.asarray(Image.open(outputs[0] / "masks" / "train" / f"{entry['name']}.png"))
+        for index, obj in enumerate(entry["objects"], start=1):
+            x0, y0, x1, y1 = (int(round(v)) for v in obj["box"])
+            shaped += not (plane[y0:y1, x0:x1] == index).all()
+    assert shaped >= 3
     # a finished run's instance masks are true masks for the next training: its COCO file
     pairs, left_out = read_pairs(InputsConfig(coco_json=(str(outputs[0] / "annotations" / "train_coco.json"),),
                                               coco_image_dirs=(str(outputs[0] / "images" / "train"),)), names=("tag",))
@@ -339,3 +373,29 @@ def test_resume_continues_and_a_finished_folder_is_not_trained_over(trained, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((tmp_path / "model" / "segmenter.json").read_text())
     assert [entry["epoch"] for entry in info["history"]] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_resume_with_fewer_epochs_than_trained_is_refused(trained, tmp_path):
+    root, _ = trained
+    shutil.copytree(root / "model", tmp_path / "model")
+    done = run_segmenter(f"--output={tmp_path / 'model'}", f"--cutout_dirs={root / 'cutouts'}",
+                         f"--background_dirs={root / 'backgrounds'}", f"--label_map={root / 'map.pbtxt'}",
+                         "--seg_size=32", "--seg_epochs=1", "--seg_batch_size=4", "--seg_unseen_classes=dog",
+                         "--seg_holdout_fraction=0.25", "--seed=1", "--resume")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'model'}: 2 epochs are already trained, more than --seg_epochs=1; pass "
+        "--seg_epochs=2 or more to go on, or --overwrite to start again")
+
+
+def test_a_negative_seed_and_a_background_photo_with_objects_are_named(tmp_path):
+    done = run_segmenter(f"--output={tmp_path / 'model'}", f"--cutout_dirs={tmp_path}", "--seed=-1")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --seed must be >= 0 for segmenter train, got -1")
+    tag_photos(tmp_path / "backgrounds", 1)  # photos whose XML lists objects: no background
+    background_photos(tmp_path / "backgrounds", 1)
+    tally = Tally()
+    list(masked_objects(InputsConfig(background_dirs=(str(tmp_path / "backgrounds"),), rendered_tags=1),
+                        LabelMap.from_names(["tag"]), ProblemLog(), tally, 0))
+    assert [os.path.basename(p) for p in tally.backgrounds] == ["BG00.jpg"]

@@ -31,7 +31,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from spatule_synth.core.image_models import ImageModel, load_image_model, one_plane
+from spatule_synth.core.image_models import ImageModel, error_reason, load_image_model, one_plane
 
 DEPTH_LEVELS = 65535
 
@@ -57,7 +57,7 @@ class DepthModel:
             answer = self.model.call((rgb.astype(np.float32) / 255.0)[np.newaxis])
         except Exception as error:  # pylint: disable=broad-except  (TensorFlow and Keras raise anything)
             raise DepthModelError(f"{self.model.path}: the model failed on a {in_width}x{in_height} "
-                                  f"image: {_first_line(error)}") from error
+                                  f"image: {error_reason(error)}") from error
         output = one_plane(answer, self.model.path, "depth", DepthModelError)
         if output.shape != (height, width):
             output = cv2.resize(output, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -71,11 +71,6 @@ def load_depth_model(path: str, canvas_size: int) -> DepthModel:
     model = DepthModel(load_image_model(path, "depth model", 0, DepthModelError))
     model.depth(np.full((canvas_size, canvas_size, 3), 128, np.uint8))
     return model
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def depth_png_plane(depth: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -140,3 +140,15 @@ def one_plane(output: Any, path: str, what: str, error: type[Exception]) -> np.n
         raise error(f"{path}: model output contains NaN or infinite values")
     return plane
 
+
+_TENSORFLOW_PREAMBLE = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
+
+
+def error_reason(error: BaseException) -> str:
+    """The line of a model's error that says why: TensorFlow wraps the reason in lines about the
+    graph ("Graph execution error:", "Detected at node ...", "[[{{node ...}}]]"), which are skipped."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith(_TENSORFLOW_PREAMBLE)
+               and not line.endswith("(most recent call last):")]
+    return (reasons or lines or [type(error).__name__])[0][:300]
+

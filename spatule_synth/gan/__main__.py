@@ -77,4 +77,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    cli.run_module(main, "python -m spatule_synth.gan")
+    cli.run_module(main, "python -m spatule_synth.gan", READ_FLAGS)

@@ -130,12 +130,7 @@ def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementC
                                        edge_cuts_objects=not annotated.is_cutout_file))
             else:
                 candidates.append(Background(photo.image_path, photo.image.width, photo.image.height))
-    xml_dirs = {os.path.realpath(image_dir): xml_dir
-                for image_dir, xml_dir in zip(inputs.input_dirs, inputs.annotation_dirs)}
-    for folder in inputs.background_dirs:
-        label_dirs = [folder] + ([xml_dirs[os.path.realpath(folder)]]
-                                 if os.path.realpath(folder) in xml_dirs else [])
-        candidates.extend(_backgrounds_in(folder, label_dirs, problems))
+    candidates.extend(background_folder_photos(inputs, problems))
     backgrounds = _backgrounds(candidates, labelled, placement.canvas_size, problems)
     if not cutouts and not (inputs.rendered_tags or inputs.gan_model):
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
@@ -442,6 +437,18 @@ def _class_named(folder_name: str, label_map: LabelMap) -> str | None:
         return name[:-2] if name.endswith("es") else name[:-1] if name.endswith("s") else name
     return next((name for name in label_map.names
                  if plain(name) == plain(folder_name) or name.casefold() == folder_name.casefold()), None)
+
+
+def background_folder_photos(inputs: InputsConfig, problems: ProblemLog) -> list[Background]:
+    """The photos of every ``--background_dirs`` folder that may be backgrounds (`_backgrounds_in`)."""
+    xml_dirs = {os.path.realpath(image_dir): xml_dir
+                for image_dir, xml_dir in zip(inputs.input_dirs, inputs.annotation_dirs)}
+    found = []
+    for folder in inputs.background_dirs:
+        label_dirs = [folder] + ([xml_dirs[os.path.realpath(folder)]]
+                                 if os.path.realpath(folder) in xml_dirs else [])
+        found.extend(_backgrounds_in(folder, label_dirs, problems))
+    return found
 
 
 def _backgrounds_in(folder: str, label_dirs: list[str], problems: ProblemLog) -> list[Background]:

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from spatule_synth.core.image_models import error_reason
 from spatule_synth.modes.stitch import Detections
 
 OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -88,7 +89,11 @@ class Detector:
 
         height, width = pixels.shape[:2]
         batch = tf.cast(tf.constant(pixels[np.newaxis]), self._dtype)
-        outputs = self._function(**{self._input_name: batch})
+        try:
+            outputs = self._function(**{self._input_name: batch})
+        except Exception as error:  # pylint: disable=broad-except  (TensorFlow raises anything)
+            raise DetectorError(f"{self.path}: the detector failed on a {width}x{height} image: "
+                                f"{error_reason(error)}") from None
         try:
             count = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
             boxes = np.asarray(outputs["detection_boxes"], np.float64).reshape(-1, 4)[:count]

@@ -34,6 +34,7 @@ import os
 
 from tqdm import tqdm
 
+from spatule_synth.core.image_models import error_reason
 from spatule_synth.core.output_dir import atomic_write_bytes, check_output_dir, output_dir_for_run
 from spatule_synth.formats.manifest import MANIFEST_NAME, read_manifest
 from spatule_synth.formats.tfrecord import iter_record_file, parse_example
@@ -199,9 +200,8 @@ def _read_example(path: str, number: int, serialized: bytes, decode_image):
         record = parse_example(serialized)
         return record, decode_image(record.encoded)
     except Exception as error:  # pylint: disable=broad-except  (protobuf and TensorFlow raise anything)
-        lines = str(error).strip().splitlines()
         raise EvaluateError(f"{path}: entry #{number}: cannot read its example or image: "
-                            f"{lines[0] if lines else type(error).__name__}") from None
+                            f"{error_reason(error)}") from None
 
 
 def _record_truth(record) -> Truth:

@@ -50,6 +50,8 @@ def _check_flags(argv: list[str]) -> None:
     cli.check_command_flags(READ_FLAGS, "segmenter train")
     if not FLAGS.output:
         raise app.UsageError("--output (the model folder) is required")
+    if FLAGS.seed < 0:
+        raise app.UsageError(f"--seed must be >= 0 for segmenter train, got {FLAGS.seed}")
     if FLAGS.seg_size % 8:
         raise app.UsageError(f"--seg_size must be a multiple of 8 (the U-Net halves it 3 times), got {FLAGS.seg_size}")
 
@@ -155,4 +157,4 @@ def _split_line(split) -> str:
 
 
 if __name__ == "__main__":
-    cli.run_module(main, "python -m spatule_synth.segmenter")
+    cli.run_module(main, "python -m spatule_synth.segmenter", READ_FLAGS)

@@ -37,10 +37,9 @@ from spatule_synth.core.config import InputsConfig
 from spatule_synth.core.problems import ProblemLog
 from spatule_synth.core.validation import load_photo
 from spatule_synth.formats.label_map import LabelMap
-from spatule_synth.formats.labelimg import images_by_key
 from spatule_synth.generate.identities import content_key
 from spatule_synth.generate.rendered_source import rendered_cutouts
-from spatule_synth.generate.sources import annotated_images
+from spatule_synth.generate.sources import annotated_images, background_folder_photos
 
 BOX_ONLY = "without a true mask (box-only labels: labelImg, YOLO, COCO bbox)"
 
@@ -106,9 +105,7 @@ def masked_objects(inputs: InputsConfig, label_map: LabelMap, problems: ProblemL
                                   np.ascontiguousarray(photo.image.pixels[y0:y1, x0:x1]), obj.mask)
             else:
                 yield PhotoObject(name, obj.class_name, identity, photo.image.pixels, obj.box, obj.mask)
-    for folder in inputs.background_dirs:
-        images, _ = images_by_key(folder)
-        tally.backgrounds.extend(sorted(path for paths in images.values() for path in paths))
+    tally.backgrounds.extend(b.path for b in background_folder_photos(inputs, problems))  # as generate checks them
     for cutout in rendered_cutouts(inputs, label_map, seed, []):
         (part,) = cutout.parts
         x0, y0, x1, y1 = cutout.object_box.voc_ints()

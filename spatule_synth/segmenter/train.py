@@ -130,9 +130,15 @@ def train_segmenter(split: PairSplit, settings: SegmenterSettings,
     history: list[dict] = []
     if settings.resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        saved = int(epoch.numpy())
+        if saved > settings.epochs:
+            raise SegmenterTrainingError(
+                f"{settings.output_dir}: {saved} epochs are already trained, more than "
+                f"--seg_epochs={settings.epochs}; pass --seg_epochs={saved} or more to go on, or "
+                "--overwrite to start again")
         with open(history_path, encoding="utf-8") as handle:
-            history = json.load(handle)[:int(epoch.numpy())]
-        say(f"resuming {settings.output_dir} after epoch {int(epoch.numpy())}")
+            history = json.load(handle)[:saved]
+        say(f"resuming {settings.output_dir} after epoch {saved}")
 
     @tf.function
     def step(batch_images, batch_targets):
