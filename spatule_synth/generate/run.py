@@ -8,6 +8,13 @@ Output layout (fixed)::
     OUT/manifest.json     config, versions, counts, identities and cutouts per split, and per image
                           its background (file + window), cutouts, boxes and blend modes
 
+With ``--scene_outputs`` also ``OUT/{background,mask,layers}/SPLIT/NAME.png`` (written by the
+workers, `spatule_synth.generate.sample_files`) and ``OUT/depth/SPLIT/NAME.png`` (written here, by
+the parent, as each chunk is assembled: `spatule_synth.core.depth`), and the exact per-kind pixel
+mean and std of the written files in the manifest (``pixel_stats``, `PixelTotals`).
+``--layout=grid`` (`grid_pools`, `spatule_synth.generate.grid`) replaces ``--num_images`` by the
+size of each split's grid.
+
 Data flow: `read_sources` -> `split_pools` (identities, and background photos unless shared) ->
 chunks of images per split, written by a runner (`spatule_synth.generate.execute.LocalRunner` or
 `spatule_synth.generate.beam_runner.BeamRunner`: plan, render, write JPEG + XML + the chunk's part file) ->
