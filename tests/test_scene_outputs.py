@@ -75,3 +75,23 @@ def test_depth_is_refused_without_a_model(tmp_path):
         GenerateConfig.from_settings(input_dirs=("x",), output_dir=str(tmp_path), scene_outputs=("depth",))
     with pytest.raises(ValueError, match="^depth_model goes with scene_outputs=depth$"):
         GenerateConfig.from_settings(input_dirs=("x",), output_dir=str(tmp_path), depth_model="m")
+
+
+def test_verify_checks_the_scene_files_against_the_boxes(scene_run):
+    from spatule_synth.modes.verify import verify_output
+    report = verify_output(str(scene_run))
+    assert not report.failed, report.table()
+    assert "scene" in report.table()
+    manifest = json.loads((scene_run / "manifest.json").read_text())
+    entry = next(e for e in manifest["images"]["train"] if e["objects"])
+    path = scene_run / "mask" / "train" / f"{entry['name']}.png"
+    mask = np.asarray(Image.open(path)).copy()
+    boxes = [[int(v) for v in obj["box"]] for obj in entry["objects"]]
+    free = next((x, y) for y in range(128) for x in range(128)
+                if not any(b[0] <= x < b[2] and b[1] <= y < b[3] for b in boxes))
+    mask[free[1], free[0]] = 255  # an object pixel where no box is
+    Image.fromarray(mask).save(path)
+    (scene_run / "layers" / "train" / f"{entry['name']}.png").unlink()
+    table = verify_output(str(scene_run)).table()
+    assert f"train/{entry['name']}: layers/train/{entry['name']}.png: missing or unreadable" in table
+    assert "mask: object pixels outside every box" in table

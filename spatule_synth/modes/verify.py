@@ -20,6 +20,10 @@ Checks, each counted per item and reported with the first failures by name:
                      background from a photo of its own split;
 * ``masks``          (when written) every instance mask PNG, and every mask in the records, has
                      exactly the example's objects with the example's boxes;
+* ``scene``          (with ``--scene_outputs``) every background, mask, layers and depth PNG of
+                     the image exists at its size; the mask is 0/255, has no pixel outside the
+                     boxes and reaches each side of every box; layers are set wherever the mask
+                     is; depth is 16-bit;
 * ``leak audit``     (generate, source photos still on disk) cutouts of eval that look like a
                      cutout of train (`spatule_synth.generate.near_duplicates`: the same tag photographed
                      twice) are *reported*, not failed: with ``--identity=image`` they are the
@@ -132,6 +136,9 @@ def verify_output(output_dir: str) -> VerifyReport:
         split = report.check("split")
         if os.path.isdir(os.path.join(output_dir, "masks")):
             per_example.append(_MaskChecks(output_dir, report.check("masks")))
+        scene_kinds = tuple(manifest.head.get("config", {}).get("scene_outputs") or ())
+        if scene_kinds:
+            per_example.append(_SceneChecks(output_dir, scene_kinds, report.check("scene")))
     for example in reader:
         for checks in per_example:
             checks.add(example)
@@ -560,6 +567,62 @@ class _MaskChecks:
 
     def finish(self) -> None:
         pass
+
+
+class _SceneChecks:
+    """--scene_outputs of each example: every file there, of the image's size; the union mask
+    0/255, inside the example's boxes and reaching each side of every box; the layer map set
+    wherever the mask is; the depth map 16-bit."""
+
+    def __init__(self, output_dir: str, kinds: tuple[str, ...], check: Check) -> None:
+        self.output_dir, self.kinds, self.check = output_dir, kinds, check
+
+    def add(self, example: _Example) -> None:
+        record = example.record
+        stem = os.path.splitext(record.filename)[0]
+        planes, problems = {}, []
+        for kind in self.kinds:
+            relative = os.path.join(kind, example.split, stem + ".png")
+            try:
+                planes[kind] = np.array(Image.open(os.path.join(self.output_dir, relative)))
+            except OSError as error:
+                problems.append(f"{relative}: missing or unreadable ({error})")
+                continue
+            if planes[kind].shape[:2] != (record.height, record.width):
+                problems.append(f"{relative}: {planes[kind].shape[1]}x{planes[kind].shape[0]}, the image "
+                                f"{record.width}x{record.height}")
+                del planes[kind]
+        if "depth" in planes and planes["depth"].dtype != np.uint16:
+            problems.append(f"depth/{example.split}/{stem}.png: {planes['depth'].dtype}, not 16-bit")
+        if "mask" in planes:
+            problems += _mask_problems(planes["mask"], [o.box(record.width, record.height) for o in record.objects])
+            if "layers" in planes and (planes["layers"][planes["mask"] == 255] == 0).any():
+                problems.append("layers: 0 (background) where the mask shows an object")
+        if problems:
+            self.check.fail(f"{example.split}/{stem}: " + "; ".join(problems))
+        else:
+            self.check.ok()
+
+    def finish(self) -> None:
+        pass
+
+
+def _mask_problems(mask: np.ndarray, boxes: list) -> list[str]:
+    """What is wrong with a union mask given the image's boxes (see `_SceneChecks`)."""
+    problems = []
+    values = set(np.unique(mask).tolist())
+    if not values <= {0, 255}:
+        problems.append(f"mask: values {sorted(values - {0, 255})[:3]} besides 0 and 255")
+    inside = np.zeros(mask.shape[:2], bool)
+    for index, box in enumerate(boxes, start=1):
+        x0, y0, x1, y1 = box.voc_ints()
+        inside[y0:y1, x0:x1] = True
+        part = mask[y0:y1, x0:x1] == 255
+        if not (part.size and part[0].any() and part[-1].any() and part[:, 0].any() and part[:, -1].any()):
+            problems.append(f"mask: object {index} does not reach every side of its box ({box})")
+    if ((mask == 255) & ~inside).any():
+        problems.append("mask: object pixels outside every box")
+    return problems
 
 
 _AUDIT_BLOCK = 256  # eval cutouts compared with every train cutout at once
