@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 
+from spatule_synth.core import storage
 from spatule_synth.core.augment import ImageAugmentRanges, ObjectAugmentRanges
 from spatule_synth.core.masks import MASK_METHODS
 from spatule_synth.tags.render import DEFAULT_ALPHABET, DEFAULT_COLOURS, TagStyle, parse_colours
@@ -71,6 +72,13 @@ CLASS_BALANCE = ("proportional", "uniform")
 RUNNERS = ("local", "beam")
 SCENE_OUTPUTS = ("background", "mask", "layers", "depth")
 LAYOUTS = ("random", "grid")
+
+
+def _folder_of(path: str) -> str:
+    """The folder of a file: absolute for a local path, the URL's own for a URL."""
+    if storage.is_url(path):
+        return path.rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(path))
 
 
 def _check_fractions(config: object, *names: str) -> None:
@@ -147,7 +155,7 @@ class InputsConfig:
         self._check_rendered_tags()
         if not self.coco_image_dirs and self.coco_json:
             object.__setattr__(self, "coco_image_dirs",
-                               tuple(os.path.dirname(os.path.abspath(p)) for p in self.coco_json))
+                               tuple(_folder_of(p) for p in self.coco_json))
 
 
     def _check_rendered_tags(self) -> None:

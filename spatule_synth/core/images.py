@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from spatule_synth.core.boxes import Box
+from spatule_synth.core import storage
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                             ".pgm", ".pbm"})
@@ -128,8 +129,7 @@ def decode_image(data: bytes) -> DecodedImage:
 
 def _read_bytes(path: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return storage.read_bytes(path)
     except OSError as error:
         raise ImageReadError(f"cannot read file: {error.strerror or error}") from error
 
@@ -140,7 +140,7 @@ def displayed_size(path: str) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(storage.pillow_source(path)) as image:
                 width, height = image.size
                 orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
     except (OSError, SyntaxError, ValueError, TypeError, struct.error,

@@ -47,6 +47,7 @@ from spatule_synth.core.images import DecodedImage, ImageReadError, TRANSPOSING_
     box_in_display_frame, decode_image, mask_in_display_frame, unsupported_format
 from spatule_synth.formats.label_map import LabelMap, LabelMapError
 from spatule_synth.core.problems import Problem, ProblemLog
+from spatule_synth.core import storage
 
 UNLABELLED_CHOICES = ("skip", "negative")
 IGNORE_ALL_OTHERS = "*"
@@ -139,8 +140,7 @@ def load_photo(annotated: AnnotatedImage, label_map: LabelMap, rules: InputRules
                                 f"{unsupported}; image skipped"))
         return None
     try:
-        with open(annotated.image_path, "rb") as handle:
-            file_bytes = handle.read()
+        file_bytes = storage.read_bytes(annotated.image_path)
         image = decode_image(file_bytes)
     except (OSError, ImageReadError) as error:
         reason = str(error) if isinstance(error, ImageReadError) else \

@@ -39,6 +39,7 @@ from spatule_synth.core.annotations import MASK_THRESHOLD, AnnotatedImage, tight
 from spatule_synth.core.images import is_image_file
 from spatule_synth.formats.labelimg import InputDirError
 from spatule_synth.core.problems import Problem, ProblemLog
+from spatule_synth.core import storage
 
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
@@ -53,7 +54,7 @@ class _CutoutError(ValueError):
 
 def read_alpha_cutouts(root: str, problems: ProblemLog, allow_flat: bool = False) -> list[AnnotatedImage]:
     """Every cutout under ``root`` (see the module docstring), in sorted path order."""
-    if not os.path.isdir(root):
+    if not storage.is_dir(root):
         raise InputDirError(f"cutout folder {root} does not exist or is not a folder")
     cutouts = []
     for path, class_name in _candidates(root, allow_flat, problems):
@@ -70,27 +71,29 @@ def read_alpha_cutouts(root: str, problems: ProblemLog, allow_flat: bool = False
 
 def _candidates(root: str, allow_flat: bool, problems: ProblemLog) -> Iterator[tuple[str, str]]:
     """``(image path, class name)`` of every image under ``root``, sorted."""
-    root_class = os.path.basename(os.path.normpath(os.path.abspath(root)))
-    for name in sorted(os.listdir(root)):
-        path = os.path.join(root, name)
+    root_class = os.path.basename(storage.canonical(root))
+    files, folders = storage.list_folder(root)
+    for path in sorted(files + folders, key=os.path.basename):
+        name = os.path.basename(path)
         if name.startswith("."):
             continue
-        if os.path.isdir(path):
+        if path in folders:
             yield from ((file, name) for file in _images_below(path))
         elif is_image_file(path) and allow_flat:
             yield path, root_class
         elif is_image_file(path):
             problems.report(Problem("malformed_annotation", path, "cutout directly in "
                                     f"{root}: put cutouts in a folder named after their class "
-                                    f"({os.path.join(root, 'CLASS_NAME', name)}); skipped"))
+                                    f"({storage.join(root, 'CLASS_NAME', name)}); skipped"))
 
 
 def _images_below(folder: str) -> list[str]:
     """Image files in ``folder`` and its sub-folders (hidden ones left out), sorted by path."""
-    found = []
-    for parent, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(parent, f) for f in files if is_image_file(os.path.join(parent, f)))
+    files, folders = storage.list_folder(folder)
+    found = [path for path in files if is_image_file(path)]
+    for below in folders:
+        if not os.path.basename(below).startswith("."):
+            found.extend(_images_below(below))
     return sorted(found)
 
 
@@ -103,7 +106,7 @@ def read_alpha(path: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(storage.pillow_source(path)) as image:
                 image.load()
                 if image.mode not in ALPHA_MODES and "transparency" not in image.info:
                     raise _CutoutError("mask_invalid", f"{image.format or 'image'} in mode {image.mode} "

@@ -39,6 +39,7 @@ from spatule_synth.core.annotations import AnnotatedImage, AnnotatedObject, Lost
 from spatule_synth.core.boxes import Box, BoxError
 from spatule_synth.core.output_dir import atomic_open, atomic_write_bytes
 from spatule_synth.core.problems import Problem, ProblemLog
+from spatule_synth.core import storage
 
 
 # The most pixels an image entry may claim: Pillow refuses to decode more (its decompression-bomb
@@ -100,7 +101,7 @@ def read_coco(json_path: str, image_dir: str, problems: ProblemLog) -> list[Anno
     result = []
     for ids in _entries_by_file(images, image_dir).values():
         entry = images[ids[0]]
-        path = os.path.join(image_dir, entry["file_name"])
+        path = storage.join(image_dir, entry["file_name"])
         annotations = [a for image_id in ids for a in per_image[image_id]]
         usable = _usable_entries(json_path, image_dir, path, [images[i] for i in ids], len(annotations),
                                  problems)
@@ -122,7 +123,7 @@ def _entries_by_file(images: dict[Any, dict], image_dir: str) -> dict[str, list]
     """Image ids by the file they name (one file may be listed by several entries), JSON order."""
     by_file: dict[str, list] = {}
     for image_id, entry in images.items():
-        key = os.path.normcase(os.path.normpath(os.path.join(image_dir, entry["file_name"])))
+        key = os.path.normcase(os.path.normpath(storage.join(image_dir, entry["file_name"])))
         by_file.setdefault(unicodedata.normalize("NFC", key), []).append(image_id)
     return by_file
 
@@ -134,7 +135,7 @@ def _usable_entries(json_path: str, image_dir: str, path: str, entries: list[dic
     photo can have; else reported, and False (no file) or None (entries unusable)."""
     entry, ids = entries[0], ", ".join(repr(e["id"]) for e in entries)
     name = entry["file_name"]
-    if not os.path.isfile(path):
+    if not storage.is_file(path):
         problems.report(Problem("missing_image", json_path, f"image {name!r} (id {ids}) is not in "
                                 f"{image_dir}; its {annotations} annotation(s) skipped"))
         return False
@@ -156,8 +157,7 @@ def _usable_entries(json_path: str, image_dir: str, path: str, entries: list[dic
 
 def _load_json(path: str) -> dict:
     try:
-        with open(path, "rb") as handle:
-            document = json.load(handle)
+        document = json.loads(storage.read_bytes(path))
     except OSError as error:
         raise _Malformed(f"cannot read file: {error.strerror or error}") from error
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError

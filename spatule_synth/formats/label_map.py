@@ -20,6 +20,7 @@ from google.protobuf import text_format
 
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.formats.proto_schema import message_classes
+from spatule_synth.core import storage
 
 
 class LabelMapError(ValueError):
@@ -161,8 +162,7 @@ def parse_label_map(text: str) -> LabelMap:
 def read_label_map(path: str) -> LabelMap:
     """Read a ``label_map.pbtxt``; errors name the file."""
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            return parse_label_map(handle.read())
+        return parse_label_map(storage.read_bytes(path).decode("utf-8-sig"))
     except OSError as error:
         raise LabelMapError(f"{path}: cannot read label map: {error.strerror or error}") from error
     except (LabelMapError, UnicodeDecodeError) as error:

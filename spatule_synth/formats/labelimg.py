@@ -30,6 +30,7 @@ from spatule_synth.core.annotations import AnnotatedImage, AnnotatedObject, Lost
 from spatule_synth.core.images import is_image_file, unsupported_format
 from spatule_synth.core.problems import Problem, ProblemLog
 from spatule_synth.formats.voc import VocFormatError, read_voc
+from spatule_synth.core import storage
 
 
 class InputDirError(ValueError):
@@ -59,7 +60,7 @@ def find_pairs(input_dirs: Sequence[str], annotation_dirs: Sequence[str],
                             f"{len(input_dirs)} --input_dirs; give one per input folder or none")
     seen: dict[str, str] = {}
     for folder in input_dirs:
-        real = os.path.realpath(folder)
+        real = storage.canonical(folder)
         if real in seen:
             raise InputDirError(f"input folder {folder} is given twice (also as {seen[real]}); "
                                 "its images would be counted twice")
@@ -72,10 +73,10 @@ def find_pairs(input_dirs: Sequence[str], annotation_dirs: Sequence[str],
 
 
 def list_dir(folder: str) -> list[str]:
-    if not os.path.isdir(folder):
+    """The files directly in ``folder`` (a local path or a URL: `spatule_synth.core.storage`), sorted."""
+    if not storage.is_dir(folder):
         raise InputDirError(f"input folder {folder} does not exist or is not a folder")
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                  if os.path.isfile(os.path.join(folder, name)))
+    return storage.list_folder(folder)[0]
 
 
 def _pairs_in_folder(image_dir: str, xml_dirs: list[str], problems: ProblemLog) -> list[SourcePair]:
@@ -129,7 +130,7 @@ def pair_by_stem(image_dir: str, label_dirs: list[str], is_label: Callable[[str]
     images, unsupported = listing or images_by_key(image_dir)
     labels: dict[str, list[str]] = collections.defaultdict(list)
     others: dict[str, str] = {}
-    for label_dir in {os.path.realpath(d): d for d in label_dirs}.values():
+    for label_dir in {storage.canonical(d): d for d in label_dirs}.values():
         for path in list_dir(label_dir):
             if is_label(path):
                 labels[label_key(path, images, unsupported)].append(path)

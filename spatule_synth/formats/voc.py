@@ -23,6 +23,7 @@ from lxml import etree
 
 from spatule_synth.core.boxes import Box, BoxError
 from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.core import storage
 
 # Called with (object index, class name or None, reason) for an object that is left out.
 BadObjectCallback = Callable[[int, "str | None", str], None]
@@ -67,7 +68,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_
 def read_voc(path: str, on_bad_object: BadObjectCallback | None = None) -> VocAnnotation:
     """Read a VOC XML file; `VocFormatError` (naming the file) if it is not one."""
     try:
-        with open(path, "rb") as handle:
+        with storage.open_binary(path) as handle:
             data = handle.read()
     except OSError as error:
         raise VocFormatError(f"{path}: cannot read file: {error.strerror or error}") from error

@@ -65,6 +65,7 @@ from spatule_synth.core.images import ImageReadError, displayed_size
 from spatule_synth.formats.labelimg import InputDirError, images_by_key, is_voc_xml, list_dir, stem_key
 from spatule_synth.core.problems import Problem, ProblemLog
 from spatule_synth.formats.voc import VocAnnotation, VocFormatError, read_voc
+from spatule_synth.core import storage
 
 IMAGES_DIR = "JPEGImages"
 ANNOTATIONS_DIR = "Annotations"
@@ -92,21 +93,21 @@ def voc_palette() -> np.ndarray:
 
 def read_voc_segmentation(root: str, problems: ProblemLog) -> list[AnnotatedImage]:
     """The photos of a VOC root with instance masks (see the module docstring), sorted by name."""
-    instances_dir = os.path.join(root, INSTANCES_DIR)
-    for folder in (root, instances_dir, os.path.join(root, IMAGES_DIR)):
-        if not os.path.isdir(folder):
+    instances_dir = storage.join(root, INSTANCES_DIR)
+    for folder in (root, instances_dir, storage.join(root, IMAGES_DIR)):
+        if not storage.is_dir(folder):
             raise InputDirError(f"{folder} does not exist or is not a folder; a VOC root with instance "
                                 f"masks holds {IMAGES_DIR}/, {ANNOTATIONS_DIR}/ and {INSTANCES_DIR}/")
-    images, _ = images_by_key(os.path.join(root, IMAGES_DIR))
-    annotations_dir = os.path.join(root, ANNOTATIONS_DIR)
+    images, _ = images_by_key(storage.join(root, IMAGES_DIR))
+    annotations_dir = storage.join(root, ANNOTATIONS_DIR)
     xmls = {stem_key(path): path for path in (list_dir(annotations_dir)
-                                              if os.path.isdir(annotations_dir) else ())
+                                              if storage.is_dir(annotations_dir) else ())
             if is_voc_xml(path)}
-    pngs = sorted(name for name in os.listdir(instances_dir)
-                  if name.lower().endswith(".png") and not name.startswith("."))
+    pngs = [path for path in list_dir(instances_dir)
+            if path.lower().endswith(".png") and not os.path.basename(path).startswith(".")]
     result = []
-    for name in pngs:
-        image = _read_one(root, os.path.join(instances_dir, name), images, xmls, problems)
+    for png in pngs:
+        image = _read_one(root, png, images, xmls, problems)
         if image is not None:
             result.append(image)
     return result
@@ -160,7 +161,7 @@ def read_instance_png(path: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(storage.pillow_source(path)) as image:
                 image.load()
                 mode = image.mode
                 values = np.array(image)

@@ -28,6 +28,7 @@ from spatule_synth.core.images import ImageReadError, displayed_size, unsupporte
 from spatule_synth.formats.labelimg import is_voc_xml, is_yolo_txt, pair_by_stem
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.core.problems import Problem, ProblemLog
+from spatule_synth.core import storage
 
 CLASSES_FILE = "classes.txt"
 SNAP = 0.8e-6  # edges this close to a whole pixel (fraction of the image size) are snapped to it
@@ -51,8 +52,8 @@ def read_yolo_folder(image_dir: str, problems: ProblemLog,
     be named, and the folder is reported and skipped. `InputDirError` if a folder does not exist.
     """
     folders = [label_dir, image_dir] if label_dir else [image_dir]
-    classes_path = next((p for p in (os.path.join(f, CLASSES_FILE) for f in folders)
-                         if os.path.isfile(p)), None)
+    classes_path = next((p for p in (storage.join(f, CLASSES_FILE) for f in folders)
+                         if storage.is_file(p)), None)
     if classes_path is None:
         problems.report(Problem("malformed_annotation", folders[0], f"no {CLASSES_FILE} in "
                                 f"{' or '.join(folders)}: YOLO class indices cannot be named; "
@@ -92,8 +93,7 @@ def read_classes(path: str) -> list[str]:
     Names are kept exactly (labelImg writes them as typed); trailing blank lines are ignored.
     """
     try:
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8-sig")
+        text = storage.read_bytes(path).decode("utf-8-sig")
     except OSError as error:
         raise ValueError(f"cannot read file: {error.strerror or error}") from error
     except UnicodeDecodeError as error:
@@ -120,8 +120,7 @@ def read_yolo_txt(txt_path: str, width: int, height: int, class_names: list[str]
     the file is unreadable.
     """
     try:
-        with open(txt_path, "rb") as handle:
-            text = handle.read().decode("utf-8-sig")
+        text = storage.read_bytes(txt_path).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         problems.report(Problem("malformed_annotation", txt_path, f"cannot read file: {reason}; "

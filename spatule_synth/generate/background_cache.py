@@ -9,6 +9,7 @@ per block of images.
 from __future__ import annotations
 
 import collections
+import os
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from spatule_synth.core.images import ImageReadError, read_pixels
 from spatule_synth.generate.plan import covering_size
 from spatule_synth.generate.sources import Background
+from spatule_synth.core import storage
 
 
 class BackgroundCache:
@@ -32,7 +34,9 @@ class BackgroundCache:
             self._pixels.move_to_end(background.path)
             return cached
         try:
-            pixels = read_pixels(background.path)
+            source = background.local if background.local and os.path.exists(background.local) else \
+                storage.local_copy(background.path, storage.input_cache_dir())  # another machine: fetch it
+            pixels = read_pixels(source)
         except ImageReadError as error:  # it decoded when the run started: changed on disk?
             raise ImageReadError(f"{background.path}: {error} (it was readable when the run "
                                  "started; changed on disk?)") from error

@@ -28,19 +28,20 @@ import re
 from typing import Sequence
 
 from spatule_synth.core.disjoint_sets import DisjointSets
+from spatule_synth.core import storage
 
 _CONTENT_HEX = 16  # 64 bits of SHA-256: no two photos of a data set collide
-_content_cache: dict[tuple[str, int, int], str] = {}
+_content_cache: dict[tuple[str, int, str], str] = {}
 
 
 def content_key(path: str) -> str:
     """The first 16 hex digits of the SHA-256 of the file's bytes (cached per path, size and
     modification time)."""
-    stat = os.stat(path)
-    cache_key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    size, mark = storage.signature(path)
+    cache_key = (storage.canonical(path), size, mark)
     if cache_key not in _content_cache:
         digest = hashlib.sha256()
-        with open(path, "rb") as handle:
+        with storage.open_binary(path) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         _content_cache[cache_key] = digest.hexdigest()[:_CONTENT_HEX]

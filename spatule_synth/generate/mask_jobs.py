@@ -50,6 +50,7 @@ from spatule_synth.core.mask_cache import MaskCache, cache_dir, method_identity,
 from spatule_synth.core.masks import IntBox, MaskModel, RefinedMask, load_mask_model, refine_mask
 from spatule_synth.core.validation import ValidPhoto
 from spatule_synth.generate.worker_pool import end_workers, spawn_pool, start_worker
+from spatule_synth.core import storage
 
 REFINED_METHODS = ("grabcut", "model")
 PHOTOS_AHEAD_PER_WORKER = 4
@@ -125,7 +126,10 @@ class MaskJobs(contextlib.AbstractContextManager):
             self.hits += len(masks.ready)
             self.misses += len(masks.keys)
             if masks.keys and self.workers > 1:
-                masks.task = PhotoTask(photo.image_path, masks.content, tuple(masks.keys),
+                readable = photo.image_path  # by the workers: a local copy of a URL (this machine)
+                if storage.is_url(readable):
+                    readable = storage.local_copy(readable, storage.input_cache_dir())
+                masks.task = PhotoTask(readable, masks.content, tuple(masks.keys),
                                        tuple(masks.keys.values()), self.method, self.model_path,
                                        self.cache.folder)
                 masks.future = self._pool().submit(refine_photo, masks.task)
@@ -198,8 +202,7 @@ def refine_photo(task: PhotoTask) -> list[RefinedMask] | None:
     """The masks of ``task`` (module docstring), also stored in the cache; None if the file
     no longer holds the bytes the parent decoded (or cannot be read or decoded now)."""
     try:
-        with open(task.path, "rb") as handle:
-            data = handle.read()
+        data = storage.read_bytes(task.path)
         if photo_key(data) != task.content:
             return None
         pixels = decode_image(data).pixels  # = read_image(task.path).pixels

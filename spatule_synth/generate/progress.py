@@ -38,6 +38,7 @@ from absl import logging
 
 from spatule_synth.formats.manifest import MANIFEST_NAME, package_versions
 from spatule_synth.core.output_dir import MARKER_NAME, OutputDirError, atomic_write_bytes
+from spatule_synth.core import storage
 
 PROGRESS_DIR = ".progress"
 RUN_FILE = "run.json"
@@ -176,8 +177,8 @@ def fingerprint(items: Iterable[Any], files: Iterable[str]) -> str:
     digest.update(json.dumps(list(items), sort_keys=True).encode("utf-8"))
     for path in sorted(set(files)):
         try:
-            status = os.stat(path)
-            digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\n".encode("utf-8"))
+            size, mark = storage.signature(path)
+            digest.update(f"{path}\0{size}\0{mark}\n".encode("utf-8"))
         except OSError:
             digest.update(f"{path}\0missing\n".encode("utf-8"))
     return digest.hexdigest()

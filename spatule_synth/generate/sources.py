@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 from typing import Iterator
 
 import numpy as np
@@ -49,6 +48,7 @@ from spatule_synth.generate.mask_jobs import MaskJobs, PhotoMasks
 from spatule_synth.generate.rendered_source import rendered_cutouts
 from spatule_synth.formats.labelimg import InputDirError, find_pairs, images_by_key, is_voc_xml, is_yolo_txt, \
     label_key, list_dir, read_labelimg, stem_key
+from spatule_synth.core import storage
 from spatule_synth.core.problems import Problem, ProblemLog
 from spatule_synth.core.transform import CUTOUT_MARGIN, placement_geometry
 from spatule_synth.core.validation import InputRules, ValidObject, ValidPhoto, load_photo
@@ -73,6 +73,7 @@ class Background:
     path: str
     width: int  # displayed size (EXIF orientation applied)
     height: int
+    local: str = ""  # for a URL: a local copy the parent made (`spatule_synth.core.storage.local_copy`)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -132,6 +133,9 @@ def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementC
                 candidates.append(Background(photo.image_path, photo.image.width, photo.image.height))
     candidates.extend(background_folder_photos(inputs, problems))
     backgrounds = _backgrounds(candidates, labelled, placement.canvas_size, problems)
+    # photos behind URLs: copied here once, so that image workers on this machine decode local files
+    backgrounds = [dataclasses.replace(b, local=storage.local_copy(b.path, storage.input_cache_dir()))
+                   if storage.is_url(b.path) else b for b in backgrounds]
     if not cutouts and not (inputs.rendered_tags or inputs.gan_model):
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
                           "the label map) or check the messages above")
@@ -150,7 +154,7 @@ def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementC
             cutouts += gan_cutouts(inputs.gan_model, inputs.gan_instances, label_map, seed, problems)
     except ValueError as error:  # RenderedTagsError, GanModelError
         raise SourceError(str(error)) from None
-    distractors = _distractors(inputs.distractor_dirs, label_map, {os.path.realpath(c.source_file) for c in cutouts},
+    distractors = _distractors(inputs.distractor_dirs, label_map, {storage.canonical(c.source_file) for c in cutouts},
                                problems)
     return SourceSet(tuple(cutouts), tuple(backgrounds), tuple(distractors))
 
@@ -235,7 +239,7 @@ def _backgrounds(candidates: list[Background], labelled: dict[str, str], canvas_
         if same is None:
             backgrounds.update(dict.fromkeys(keys, candidate))
             _check_background_size(candidate, canvas_size, problems)
-        elif os.path.realpath(same.path) != keys[0]:
+        elif storage.canonical(same.path) != keys[0]:
             problems.report(Problem("duplicate_photo", candidate.path, f"the same bytes as {same.path}; "
                                     "used once, as one background"))
     return list({id(b): b for b in backgrounds.values()}.values())
@@ -258,8 +262,8 @@ def _joined_identities(cutouts: list[Cutout], near_duplicates: bool) -> list[Cut
 
 def _photo_keys(path: str) -> list[str]:
     """How a photo is recognised as the same photo: its real path and, if it exists, its content."""
-    keys = [os.path.realpath(path)]
-    if os.path.isfile(path):
+    keys = [storage.canonical(path)]
+    if storage.is_file(path):
         keys.append(f"content:{content_key(path)}")
     return keys
 
@@ -413,7 +417,7 @@ def _distractors(distractor_dirs: tuple[str, ...], label_map: LabelMap, cutout_f
         for annotated in read_alpha_cutouts(root, problems, allow_flat=True):
             [obj] = annotated.objects
             named = _class_named(obj.class_name, label_map)
-            if named is not None or os.path.realpath(annotated.image_path) in cutout_files:
+            if named is not None or storage.canonical(annotated.image_path) in cutout_files:
                 why = (f"its folder {obj.class_name!r} names {named!r}, a class of the label map"
                        if named is not None else "it is also a cutout")
                 problems.report(Problem("distractor_labelled", annotated.image_path, f"{why}: a "
@@ -441,12 +445,12 @@ def _class_named(folder_name: str, label_map: LabelMap) -> str | None:
 
 def background_folder_photos(inputs: InputsConfig, problems: ProblemLog) -> list[Background]:
     """The photos of every ``--background_dirs`` folder that may be backgrounds (`_backgrounds_in`)."""
-    xml_dirs = {os.path.realpath(image_dir): xml_dir
+    xml_dirs = {storage.canonical(image_dir): xml_dir
                 for image_dir, xml_dir in zip(inputs.input_dirs, inputs.annotation_dirs)}
     found = []
     for folder in inputs.background_dirs:
-        label_dirs = [folder] + ([xml_dirs[os.path.realpath(folder)]]
-                                 if os.path.realpath(folder) in xml_dirs else [])
+        label_dirs = [folder] + ([xml_dirs[storage.canonical(folder)]]
+                                 if storage.canonical(folder) in xml_dirs else [])
         found.extend(_backgrounds_in(folder, label_dirs, problems))
     return found
 
@@ -455,11 +459,11 @@ def _backgrounds_in(folder: str, label_dirs: list[str], problems: ProblemLog) ->
     """The photos of a ``--background_dirs`` folder, each checked to decode and to have no
     labelImg XML or YOLO txt with objects in ``label_dirs`` (the folder itself, and the
     ``--annotation_dirs`` entry when the folder is also a labelled input)."""
-    if not os.path.isdir(folder):
+    if not storage.is_dir(folder):
         raise InputDirError(f"background folder {folder} does not exist or is not a folder")
     images, unsupported = images_by_key(folder)
     labels: dict[str, list[str]] = {}
-    for label_dir in {os.path.realpath(d): d for d in label_dirs}.values():
+    for label_dir in {storage.canonical(d): d for d in label_dirs}.values():
         for path in list_dir(label_dir):
             if is_voc_xml(path) or is_yolo_txt(path):
                 labels.setdefault(label_key(path, images, unsupported), []).append(path)
@@ -489,8 +493,7 @@ def _objects_in_label_file(path: str) -> str | None:
     ``"has 2 objects"``; None if it says the photo has no object."""
     if path.lower().endswith(".txt"):
         try:
-            with open(path, "rb") as handle:
-                lines = [line for line in handle.read().splitlines() if line.strip()]
+            lines = [line for line in storage.read_bytes(path).splitlines() if line.strip()]
         except OSError as error:
             return f"cannot be read ({error.strerror or error})"
         return f"has {len(lines)} YOLO object line(s)" if lines else None

@@ -68,6 +68,7 @@ from spatule_synth.formats.manifest import MANIFEST_NAME, ManifestStream
 from spatule_synth.modes.split_from import cutout_prints
 from spatule_synth.formats.voc import VocFormatError, read_voc
 from spatule_synth.generate.split import SPLITS
+from spatule_synth.core import storage
 
 MAX_LISTED = 5
 
@@ -527,7 +528,7 @@ def _check_background_photos(manifest: dict, backgrounds: dict[str, dict[str, st
 def _sha256(path: str) -> str | None:
     """The file's sha256 (hex), or None if it is gone or unreadable."""
     try:
-        with open(path, "rb") as handle:
+        with storage.open_binary(path) as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
         return None
