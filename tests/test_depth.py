@@ -12,7 +12,7 @@ from spatule_synth.core.depth import DepthModelError, depth_png_plane
 from spatule_synth.core.images import read_pixels
 from spatule_synth.generate.run import run_generate
 from conftest import background_photos, tag_photos
-from test_scale import reference_run, tree
+from test_scale import disk_full_after, reference_run, tree
 
 
 def depth_config(tmp_path, out, model, **options):
@@ -112,25 +112,13 @@ def test_a_depth_model_that_fails_on_the_canvas_stops_the_run_before_any_image(t
 
 @pytest.mark.slow
 def test_an_interrupted_depth_run_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path, monkeypatch):
-    import errno
-    from spatule_synth.generate.execute import ChunkWriter
     from spatule_synth.generate.run import OutputWriteError
     tag_photos(tmp_path / "labelled", 4)
     background_photos(tmp_path / "backgrounds", 3)
     model = red_channel_model(tmp_path / "red")
     out = tmp_path / "out"
     expected = reference_run(lambda o, **k: depth_config(tmp_path, o, model, **k), out, num_images=24)
-    original, written = ChunkWriter.__call__, []
-
-    def disk_full_after_two_chunks(self, chunk):
-        if len(written) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(chunk)
-        return original(self, chunk)
-
-    monkeypatch.setattr(ChunkWriter, "__call__", disk_full_after_two_chunks)
-    with pytest.raises(OutputWriteError):
+    with disk_full_after(2, monkeypatch), pytest.raises(OutputWriteError):
         run_generate(depth_config(tmp_path, out, model, num_images=24))
-    monkeypatch.setattr(ChunkWriter, "__call__", original)
     run_generate(depth_config(tmp_path, out, model, num_images=24, resume=True))
     assert tree(out) == expected and any(name.startswith("depth/") for name in expected)

@@ -1,6 +1,5 @@
 """--layout=grid: every cutout (and its mirror) on every background at K distinct positions."""
 
-import errno
 import json
 import os
 import subprocess
@@ -14,14 +13,13 @@ from PIL import Image
 from spatule_synth.core.config import GenerateConfig, PlacementConfig
 from spatule_synth.core.images import read_pixels
 from spatule_synth.formats.voc import read_voc
-from spatule_synth.generate.execute import ChunkWriter
 from spatule_synth.generate.grid import grid_shape, plan_grid_sample
 from spatule_synth.generate.plan import SplitPool
 from spatule_synth.generate.run import OutputWriteError, run_generate
 from spatule_synth.generate.sources import Background
 from conftest import background_photos, tag_photos
 from test_generic import ellipse_cutout
-from test_scale import reference_run, tree
+from test_scale import disk_full_after, reference_run, tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANVAS, K = 96, 3
@@ -140,19 +138,10 @@ def test_an_interrupted_grid_run_resumes_to_the_bytes_of_an_uninterrupted_one(gr
     out = grid_inputs / "out"
     monkeypatch.setattr("spatule_synth.generate.run.GRID_CHUNK", 10)  # several chunks per split
     expected = reference_run(lambda o, **k: grid_config(grid_inputs, o, **k), out)
-    original, written = ChunkWriter.__call__, []
-
-    def disk_full_after_three_chunks(self, chunk):
-        if len(written) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(chunk)
-        return original(self, chunk)
-
-    monkeypatch.setattr(ChunkWriter, "__call__", disk_full_after_three_chunks)
-    with pytest.raises(OutputWriteError, match="rerun the same command with --resume"):
+    with disk_full_after(3, monkeypatch), pytest.raises(OutputWriteError,
+                                                        match="rerun the same command with --resume"):
         run_generate(grid_config(grid_inputs, out))
     assert not (out / "manifest.json").exists()
-    monkeypatch.setattr(ChunkWriter, "__call__", original)
     run_generate(grid_config(grid_inputs, out, resume=True))
     assert tree(out) == expected
 

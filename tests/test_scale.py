@@ -1,5 +1,6 @@
 """Scale: crash-safe resumable runs, write failures, the Beam runner, streamed outputs."""
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -51,6 +52,26 @@ def alive(pid):
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def disk_full_after(chunks, monkeypatch):
+    """Within the block, the chunk writer fails with "No space left on device" once ``chunks``
+    chunks are written (an interrupted run to resume); afterwards it writes again."""
+    from spatule_synth.generate.execute import ChunkWriter
+    original, written = ChunkWriter.__call__, []
+
+    def full(self, chunk):
+        if len(written) == chunks:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(chunk)
+        return original(self, chunk)
+
+    monkeypatch.setattr(ChunkWriter, "__call__", full)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(ChunkWriter, "__call__", original)
 
 
 def reference_run(config_maker, out, **options):
