@@ -103,6 +103,16 @@ def read_image(path: str) -> DecodedImage:
     return decode_image(_read_bytes(path))
 
 
+def read_plane(path: str, flags: int) -> np.ndarray | None:
+    """``cv2.imread(path, flags)`` for a local path or a URL: the decoded array, or None if the
+    file is missing or not an image."""
+    try:
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+
+
 def decode_image(data: bytes) -> DecodedImage:
     """Decode encoded image bytes (see `read_image`)."""
     if not data:

@@ -6,11 +6,18 @@
   then only replaces a directory that spatule_synth created (it carries `MARKER_NAME`) and that
   holds none of the run's inputs; the old directory is deleted only when the new run succeeds
   (if the run is killed, the next run of the same directory that finishes deletes it).
+
+An output directory may also be a URL (``gs://``, ``s3://``, ``memory://``: `spatule_synth.core.storage`).
+Object stores have no rename, so there every file is written in one request under its final name
+(`storage.put_bytes`, `storage.upload`): it appears whole or not at all. ``--overwrite`` of a URL
+cannot move the old output aside: it deletes the old manifest first (so the old output no longer
+looks finished), then the rest, before the new run starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -19,7 +26,10 @@ from typing import IO, Iterator, Sequence
 
 from absl import logging
 
+from spatule_synth.core import storage
+
 MARKER_NAME = ".spatule_synth_output"
+MANIFEST_FILE = "manifest.json"  # = formats.manifest.MANIFEST_NAME (that module imports this one)
 
 
 class OutputDirError(RuntimeError):
@@ -58,13 +68,27 @@ def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
     ``durable=False`` skips the fsync: the file still appears whole or not at all when the process
     dies, but not necessarily after a power cut (fine for bulk images; the manifest is durable).
     """
+    if storage.is_url(path):
+        storage.put_bytes(path, data)
+        return
     with atomic_open(path, durable) as handle:
         handle.write(data)
+
+
+def write_figure(figure, path: str, dpi: int) -> None:
+    """Write a matplotlib ``figure`` to ``path`` as PNG, whole or not at all (local or URL)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 @contextlib.contextmanager
 def atomic_open(path: str, durable: bool = True) -> Iterator[IO[bytes]]:
     """A binary file handle whose content appears under ``path`` only when the block succeeds."""
+    if storage.is_url(path):
+        with storage.upload(path) as handle:
+            yield handle
+        return
     temporary = temporary_path(path)
     try:
         handle = open(temporary, "wb")  # plain permissions (umask), unlike tempfile's private 0600
@@ -99,6 +123,9 @@ def temporary_path(path: str) -> str:
 
 def check_output_dir(path: str, overwrite: bool, input_dirs: Sequence[str] = ()) -> None:
     """Raise `OutputDirError` unless `output_dir_for_run` may use ``path``; changes nothing."""
+    if storage.is_url(path):
+        _check_output_url(path, overwrite, input_dirs)
+        return
     output = os.path.realpath(path)
     for input_dir in input_dirs:
         if _is_within(os.path.realpath(input_dir), output):
@@ -124,6 +151,10 @@ def output_dir_for_run(path: str, overwrite: bool, input_dirs: Sequence[str] = (
     put back if the run fails: a failed ``--overwrite`` run never costs the previous good output.
     """
     check_output_dir(path, overwrite, input_dirs)
+    if storage.is_url(path):
+        with _output_url_for_run(path):
+            yield path
+        return
     previous = None
     if os.path.isdir(path) and os.listdir(path):
         previous = f"{path.rstrip(os.sep)}.replaced-{os.getpid()}"
@@ -143,10 +174,45 @@ def output_dir_for_run(path: str, overwrite: bool, input_dirs: Sequence[str] = (
     remove_replaced_leftovers(path)
 
 
+def _check_output_url(url: str, overwrite: bool, input_dirs: Sequence[str]) -> None:
+    """`check_output_dir` for a URL."""
+    output = storage.canonical(url)
+    for input_dir in input_dirs:
+        inside = storage.canonical(input_dir)
+        if inside == output or inside.startswith(output + "/"):
+            raise OutputDirError(f"output directory {url} contains the input directory {input_dir}; "
+                                 "choose an output directory that holds none of the inputs")
+    if storage.is_file(url):
+        raise OutputDirError(f"output directory {url} is an existing file")
+    if not storage.is_empty_or_missing(url):
+        if not overwrite:
+            raise OutputDirError(f"output directory {url} already exists and is not empty; "
+                                 "pass --overwrite to replace it, or choose another --output_dir")
+        if not storage.exists(storage.join(url, MARKER_NAME)):
+            raise OutputDirError(f"output directory {url} was not created by spatule_synth "
+                                 f"(no {MARKER_NAME} file in it); refusing to delete it even with "
+                                 "--overwrite: remove it yourself or choose another --output_dir")
+
+
+@contextlib.contextmanager
+def _output_url_for_run(url: str) -> Iterator[None]:
+    """`output_dir_for_run` for a URL: an old output is deleted first, its manifest before the
+    rest (module docstring); the marker is written before anything else."""
+    if not storage.is_empty_or_missing(url):
+        storage.remove(storage.join(url, MANIFEST_FILE))
+        storage.remove_tree(url)
+    storage.makedirs(url)
+    storage.put_bytes(storage.join(url, MARKER_NAME),
+                      b"Created by spatule_synth; --overwrite may delete this directory.\n")
+    yield
+
+
 def remove_replaced_leftovers(path: str) -> list[str]:
     """Delete the ``PATH.replaced-PID`` directories that `output_dir_for_run` moved aside for an
     ``overwrite`` run killed before it could delete them (a finished run of ``path`` makes them
     obsolete; only directories with our marker are touched); their paths."""
+    if storage.is_url(path):
+        return []  # an output URL is never moved aside
     folder, name = os.path.split(os.path.abspath(path))
     removed = []
     for entry in os.listdir(folder):

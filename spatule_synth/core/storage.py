@@ -10,16 +10,24 @@ are joined with ``/`` and keep the folder's protocol, so a listed file can be op
 normalised URL otherwise): the key under which inputs given twice are recognised.
 `local_copy` gives a local file with a URL's bytes, downloaded once into a cache folder (the
 image workers decode background photos from it).
+
+Outputs: `put_bytes` and `upload` write an object in one request, so it appears whole or not at
+all (object stores have no rename: nothing is written under a temporary name and moved). Callers
+write local files through `spatule_synth.core.output_dir` (temporary name + rename), which calls
+these for URLs. `visible_to_other_processes` tells a store every process sees (a bucket) from one
+that lives in a single process (``memory://``): image workers write to the first directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import posixpath
+import shutil
 import tempfile
-from typing import IO
+from typing import IO, Iterator
 
 LOCAL_PREFIX = "file://"
 
@@ -106,6 +114,17 @@ def list_folder(folder: str) -> tuple[list[str], list[str]]:
     return sorted(files), sorted(folders)
 
 
+def names_in(folder: str) -> Iterator[str]:
+    """The names of the entries directly in ``folder``, streamed from a local folder (a huge
+    folder is never listed in memory) and listed from a URL."""
+    if not is_url(folder):
+        with os.scandir(local(folder)) as entries:
+            yield from (entry.name for entry in entries)
+        return
+    fs, inner = _filesystem(folder)
+    yield from (posixpath.basename(name.rstrip("/")) for name in fs.ls(inner, detail=False))
+
+
 def canonical(path: str) -> str:
     """What every spelling of ``path`` has in common (module docstring)."""
     if not is_url(path):
@@ -151,3 +170,99 @@ def local_copy(path: str, cache_dir: str) -> str:
             handle.write(read_bytes(path))
         os.replace(temporary, target)
     return target
+
+
+PROCESS_LOCAL_PROTOCOLS = ("memory",)  # fsspec stores that exist only inside one process
+
+
+def protocol(path: str) -> str:
+    """``"gs"``, ``"s3"``, ``"memory"``...; ``"file"`` for a local path."""
+    return path.partition("://")[0] if is_url(path) else "file"
+
+
+def visible_to_other_processes(path: str) -> bool:
+    """Whether a file written at ``path`` by one process can be read by another (false only for
+    in-process stores such as ``memory://``)."""
+    return protocol(path) not in PROCESS_LOCAL_PROTOCOLS
+
+
+def exists(path: str) -> bool:
+    if not is_url(path):
+        return os.path.exists(local(path))
+    fs, inner = _filesystem(path)
+    return fs.exists(inner)
+
+
+def put_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` as the object ``url`` in one request (whole or not at all)."""
+    fs, inner = _filesystem(url)
+    fs.pipe_file(inner, data)
+
+
+def put_file(local_path: str, url: str) -> None:
+    """Send the local file to ``url`` in one request."""
+    fs, inner = _filesystem(url)
+    fs.put_file(local_path, inner)
+
+
+@contextlib.contextmanager
+def upload(url: str) -> Iterator[IO[bytes]]:
+    """A binary handle on a local scratch file, sent to ``url`` in one request when the block
+    succeeds (for outputs too large to hold in memory: shards, the manifest); nothing is sent if
+    it fails."""
+    fs, inner = _filesystem(url)
+    with tempfile.NamedTemporaryFile(prefix="spatule_synth_upload_") as handle:
+        yield handle
+        handle.flush()
+        fs.put_file(handle.name, inner)
+
+
+def makedirs(path: str) -> None:
+    """Create the folder ``path`` (and its parents); object stores need none, so URLs only get a
+    folder where the store keeps them."""
+    if not is_url(path):
+        os.makedirs(local(path), exist_ok=True)
+        return
+    fs, inner = _filesystem(path)
+    fs.makedirs(inner, exist_ok=True)
+
+
+def remove(path: str) -> None:
+    """Delete the file ``path``; a missing file is no error."""
+    if not is_url(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(local(path))
+        return
+    fs, inner = _filesystem(path)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(inner)
+
+
+def remove_tree(path: str) -> None:
+    """Delete the folder ``path`` and everything in it; a missing folder is no error."""
+    if not is_url(path):
+        shutil.rmtree(local(path), ignore_errors=not os.path.exists(local(path)))
+        return
+    fs, inner = _filesystem(path)
+    if fs.exists(inner):
+        fs.rm(inner, recursive=True)
+
+
+def files_under(folder: str) -> list[str]:
+    """Every file below ``folder``, as paths relative to it (``/``-separated), sorted."""
+    if not is_url(folder):
+        root = local(folder)
+        found = [os.path.relpath(os.path.join(base, name), root).replace(os.sep, "/")
+                 for base, _, names in os.walk(root) for name in names]
+        return sorted(found)
+    fs, inner = _filesystem(folder)
+    prefix = fs._strip_protocol(inner).rstrip("/") + "/"  # pylint: disable=protected-access
+    return sorted(name[len(prefix):] for name in fs.find(inner) if name.startswith(prefix))
+
+
+def is_empty_or_missing(folder: str) -> bool:
+    """Whether ``folder`` holds nothing (or does not exist)."""
+    if not is_url(folder):
+        return not os.path.isdir(local(folder)) or not os.listdir(local(folder))
+    fs, inner = _filesystem(folder)
+    return not fs.exists(inner) or not fs.find(inner, maxdepth=None, withdirs=False)

@@ -9,12 +9,14 @@ list of objects (one image, one problem) sits on one line. `ManifestStream` read
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import os
 import platform
 import re
 from typing import IO, Generator, Iterator
 
+from spatule_synth.core import storage
 from spatule_synth.core.output_dir import atomic_open
 
 MANIFEST_NAME = "manifest.json"
@@ -59,7 +61,7 @@ class JsonLines:
 def write_manifest(output_dir: str, content: dict) -> str:
     """Write ``content`` (plus package versions) as the run's manifest; returns its path. Values
     may be `JsonLines` (streamed into place as a list of objects)."""
-    path = os.path.join(output_dir, MANIFEST_NAME)
+    path = storage.join(output_dir, MANIFEST_NAME)
     document = {"versions": package_versions(), **content}
     with atomic_open(path) as handle:
         for piece in manifest_pieces(document):
@@ -101,7 +103,7 @@ def read_manifest_head(output_dir: str) -> dict:
     markers = ('\n  "images": ', '\n  "examples": ')
     longest = max(len(marker) for marker in markers)
     text = ""
-    with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
+    with _open_text(storage.join(output_dir, MANIFEST_NAME)) as handle:
         while True:
             piece = handle.read(1 << 16)
             start = max(0, len(text) - longest)
@@ -114,8 +116,13 @@ def read_manifest_head(output_dir: str) -> dict:
 
 
 def read_manifest(output_dir: str) -> dict:
-    with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
+    with _open_text(storage.join(output_dir, MANIFEST_NAME)) as handle:
         return json.load(handle)
+
+
+def _open_text(path: str) -> IO[str]:
+    """``path`` (a local path or a URL) opened as UTF-8 text."""
+    return io.TextIOWrapper(storage.open_binary(path), encoding="utf-8")
 
 
 _CHUNK = 1 << 16  # characters read at a time (at least; a longer value doubles the buffer)

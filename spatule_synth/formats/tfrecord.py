@@ -20,12 +20,15 @@ import dataclasses
 import functools
 import hashlib
 import os
+import shutil
 import struct
+import tempfile
 from typing import Callable, Iterable, Iterator
 
 import google_crc32c
 import numpy as np
 
+from spatule_synth.core import storage
 from spatule_synth.core.boxes import Box
 from spatule_synth.core.output_dir import naming, temporary_path
 from spatule_synth.formats.proto_schema import message_classes
@@ -321,12 +324,15 @@ class ShardedRecordWriter:
     """Writes examples round-robin into shards (example ``i`` goes to shard ``i % num_shards``).
 
     Use as a context manager: shards get their final names only when the block ends without error;
-    on error the temporary files are removed.
+    on error the temporary files are removed. Shards of a URL prefix (``gs://...``) are written to
+    local scratch files and each sent in one request at the end (`spatule_synth.core.storage`).
     """
 
     def __init__(self, prefix: str, num_shards: int) -> None:
         self.paths = shard_paths(prefix, num_shards)
-        self._temporary = [temporary_path(path) for path in self.paths]
+        self._scratch = tempfile.mkdtemp(prefix="spatule_synth_shards_") if storage.is_url(prefix) else None
+        self._temporary = [os.path.join(self._scratch, f"{index}.record") if self._scratch else temporary_path(path)
+                           for index, path in enumerate(self.paths)]
         self._files: list = []
         self.count = 0
 
@@ -361,11 +367,17 @@ class ShardedRecordWriter:
                 failure = failure or naming(error, final)
         if failure is not None:
             exc_type = type(failure)
-        for temporary, final in zip(self._temporary, self.paths):
-            if exc_type is None:
-                os.replace(temporary, final)
-            elif os.path.exists(temporary):
-                os.unlink(temporary)
+        try:
+            for temporary, final in zip(self._temporary, self.paths):
+                if exc_type is None and self._scratch:
+                    storage.put_file(temporary, final)
+                elif exc_type is None:
+                    os.replace(temporary, final)
+                elif os.path.exists(temporary):
+                    os.unlink(temporary)
+        finally:
+            if self._scratch:
+                shutil.rmtree(self._scratch, ignore_errors=True)
         if failure is not None and exc is None:
             raise failure
 

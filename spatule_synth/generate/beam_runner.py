@@ -70,16 +70,17 @@ class BeamRunner(contextlib.AbstractContextManager):
     the first chunk is handed over."""
 
     def __init__(self, settings: ImageSettings, execution: ExecutionConfig, jobs: dict[str, SplitJob],
-                 chunks: Sequence[Chunk]):
+                 chunks: Sequence[Chunk], pending: set[Chunk]):
         self.settings, self.execution, self.jobs, self.chunks = settings, execution, jobs, list(chunks)
+        self.pending = set(pending)
         self.progress = Progress(settings.output_dir)
 
     def finished_chunks(self) -> Iterator[Chunk]:
-        pending = [chunk for chunk in self.chunks if not self.progress.is_done(chunk)]
+        pending = [chunk for chunk in self.chunks if chunk in self.pending]
         if pending:
             self._run(pending)
         for chunk in self.chunks:
-            if not self.progress.is_done(chunk):
+            if chunk in self.pending and not self.progress.is_done(chunk):
                 raise BeamRunError(f"the Beam pipeline ended without writing images "
                                    f"{chunk.start}-{chunk.stop - 1} of {chunk.split}; rerun with "
                                    "--resume")

@@ -26,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator, Sequence
 
+from spatule_synth.core import storage
 from spatule_synth.generate.background_cache import BackgroundCache
 from spatule_synth.core.config import GenerateConfig, PlacementConfig
 from spatule_synth.generate.grid import plan_image
@@ -99,8 +100,7 @@ class ChunkWriter:
 
 def load_chunk_writer(jobs_path: str) -> ChunkWriter:
     """The `ChunkWriter` of the settings and jobs a run stored with `Progress.write_jobs`."""
-    with open(jobs_path, "rb") as handle:
-        settings, jobs = pickle.load(handle)
+    settings, jobs = pickle.loads(storage.read_bytes(jobs_path))
     return ChunkWriter(settings, jobs)
 
 
@@ -157,16 +157,17 @@ class LocalRunner(contextlib.AbstractContextManager):
     """The processes that write images; one pool for the whole run (started once, and only if
     some chunk is left to write).
 
-    ``with LocalRunner(settings, workers, jobs, chunks) as runner:
+    ``with LocalRunner(settings, workers, jobs, chunks, pending) as runner:
     for chunk in runner.finished_chunks(): ...``: ``workers`` (`ImageWorkers`) belong to the
-    caller, who may have started them earlier.
+    caller, who may have started them earlier; ``pending`` are the chunks to write (the others
+    were finished by an earlier run).
     """
 
     def __init__(self, settings: ImageSettings, workers: ImageWorkers, jobs: dict[str, SplitJob],
-                 chunks: Sequence[Chunk]):
+                 chunks: Sequence[Chunk], pending: set[Chunk]):
         self.settings, self.jobs, self.chunks = settings, jobs, list(chunks)
         progress = Progress(settings.output_dir)
-        self._pending = {chunk for chunk in self.chunks if not progress.is_done(chunk)}
+        self._pending = set(pending)
         self.workers = min(workers.count, max(1, len(self._pending)))
         self._pool = workers
         self._in_process = ChunkWriter(settings, jobs) if self.workers <= 1 else None
@@ -174,7 +175,7 @@ class LocalRunner(contextlib.AbstractContextManager):
         self._jobs_path = progress.write_jobs((settings, jobs)) if self._executor else ""
 
     def finished_chunks(self) -> Iterator[Chunk]:
-        """Every chunk, in order, once its part file is on disk (written now if missing)."""
+        """Every chunk, in order, once its part file is written (now, if pending)."""
         if self._executor is None:
             for chunk in self.chunks:
                 yield self._in_process(chunk) if chunk in self._pending else chunk

@@ -14,6 +14,13 @@ run writes. ``OUT/.progress/run.json`` records the settings and a fingerprint of
 resume with other flags or changed inputs is refused. ``OUT/.progress/lock`` is held (``flock``)
 by the run that writes the directory. The progress folder is deleted once the manifest is written.
 
+On an object store (``--output_dir=gs://...``: `spatule_synth.core.storage`) the same holds without
+renames: every image and part file is written in one request under its final name, so it exists
+whole or not at all, and the manifest, written last, is still what says the run finished. The lock
+is then a *lease*: ``OUT/.progress/lock`` names the host and process writing the run. A lease left
+by a process of this host that is gone (killed) is taken over; one from another host is honoured
+until deleted by hand (the error says so), since this machine cannot tell whether that run lives.
+
 Guarantee: a process crash or kill loses nothing that was finished (workers die with the main
 process: `spatule_synth.generate.execute`). Images and part files are not ``fsync``-ed one by one (that
 would cost much of the speed); a part file cut short by a power cut is detected when it is read,
@@ -32,6 +39,8 @@ import json
 import os
 import pickle
 import shutil
+import socket
+import uuid
 from typing import Any, Iterable, Iterator
 
 from absl import logging
@@ -66,16 +75,18 @@ class Progress:
 
     def __init__(self, output_dir: str) -> None:
         self.output_dir = output_dir
-        self.folder = os.path.join(output_dir, PROGRESS_DIR)
+        self.folder = storage.join(output_dir, PROGRESS_DIR)
+        # where the parent's scratch files go: beside the run on a local disk, else the system's
+        self.scratch_dir = None if storage.is_url(output_dir) else self.folder
 
     def path(self, name: str) -> str:
-        return os.path.join(self.folder, name)
+        return storage.join(self.folder, name)
 
     def part_path(self, chunk: Chunk) -> str:
-        return os.path.join(self.folder, "parts", chunk.split, f"{chunk.start:09d}.pickle")
+        return storage.join(self.folder, "parts", chunk.split, f"{chunk.start:09d}.pickle")
 
     def is_done(self, chunk: Chunk) -> bool:
-        return os.path.exists(self.part_path(chunk))
+        return storage.exists(self.part_path(chunk))
 
     def write_part(self, chunk: Chunk, images: list[Any]) -> None:
         """Mark ``chunk`` finished (call after its images are on disk)."""
@@ -85,7 +96,8 @@ class Progress:
     def write_jobs(self, jobs: Any) -> str:
         """Store what every worker needs to write any chunk (pickled once, read once per worker,
         instead of being sent to each worker or with each chunk); its absolute path."""
-        path = os.path.abspath(self.path(JOBS_FILE))
+        path = self.path(JOBS_FILE)
+        path = path if storage.is_url(path) else os.path.abspath(path)
         atomic_write_bytes(path, pickle.dumps(jobs, pickle.HIGHEST_PROTOCOL), durable=False)
         return path
 
@@ -93,13 +105,13 @@ class Progress:
         """The chunk's images; a damaged part file (cut short by a power cut: parts are not
         fsync-ed) is deleted and reported with `OutputDirError`, so the next resume rewrites it."""
         path = self.part_path(chunk)
-        with open(path, "rb") as handle:
+        with storage.open_binary(path) as handle:
             try:
                 return pickle.load(handle)
             except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, ImportError,
                     IndexError, TypeError) as error:
                 damage = f"{type(error).__name__}: {error}"
-        os.unlink(path)
+        storage.remove(path)
         raise OutputDirError(f"{path}: damaged ({damage}; cut short by a power cut?); it has been "
                              "deleted: rerun with --resume to write that chunk again")
 
@@ -116,8 +128,7 @@ class Progress:
         """``run.json``; `OutputDirError` if it cannot be read as one."""
         path = self.path(RUN_FILE)
         try:
-            with open(path, encoding="utf-8") as handle:
-                run = json.load(handle)
+            run = json.loads(storage.read_bytes(path).decode("utf-8"))
             if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
                 raise ValueError("not a run description")
             return run
@@ -127,15 +138,19 @@ class Progress:
 
     def create(self, run: dict, splits: Iterable[str]) -> None:
         for split in splits:
-            os.makedirs(os.path.join(self.folder, "parts", split), exist_ok=True)
+            storage.makedirs(storage.join(self.folder, "parts", split))
         atomic_write_bytes(self.path(RUN_FILE), json.dumps(run, indent=1).encode("utf-8"))
 
     def exists(self) -> bool:
-        return os.path.exists(self.path(RUN_FILE))
+        return storage.exists(self.path(RUN_FILE))
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the directory's lock; `OutputDirError` if another run holds it."""
+        if storage.is_url(self.output_dir):
+            with self._leased():
+                yield
+            return
         try:
             handle = open(self.path(LOCK_FILE), "a+b")
         except FileNotFoundError:
@@ -153,14 +168,69 @@ class Progress:
         finally:
             handle.close()
 
+    @contextlib.contextmanager
+    def _leased(self) -> Iterator[None]:
+        """`locked` on an object store: the lease of the module docstring."""
+        if not self.exists():
+            raise OutputDirError(f"output directory {self.output_dir} was finished or removed by "
+                                 "another spatule_synth run meanwhile; run the command again")
+        path = self.path(LOCK_FILE)
+        holder = _read_lease(path)
+        if holder is not None and not _lease_is_stale(holder):
+            raise OutputDirError(
+                f"output directory {self.output_dir} is being written by another spatule_synth run "
+                f"(process {holder.get('pid')} on {holder.get('host')}, says {path}); wait for it to "
+                "end, or delete that file if no such run is alive")
+        lease = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        storage.put_bytes(path, json.dumps(lease).encode("utf-8"))
+        if _read_lease(path) != lease:
+            raise OutputDirError(f"output directory {self.output_dir} is being written by another "
+                                 "spatule_synth run that started at the same moment; wait for it to end")
+        try:
+            yield
+        finally:
+            if _read_lease(path) == lease:
+                storage.remove(path)
+
     def remove(self) -> None:
         """Delete the progress folder (once the manifest is written, outside `locked`): a failure
         is only a warning, since the output is complete."""
+        if storage.is_url(self.folder):
+            try:
+                storage.remove_tree(self.folder)
+            except OSError as error:
+                logging.warning("%s: could not delete it (%s); the output is complete, delete it by hand",
+                                self.folder, error)
+            return
         try:
             shutil.rmtree(self.folder)
         except OSError as error:
             logging.warning("%s: could not delete it (%s); the output is complete, delete it by hand",
                             self.folder, error)
+
+
+def _read_lease(path: str) -> dict | None:
+    try:
+        lease = json.loads(storage.read_bytes(path).decode("utf-8"))
+    except (OSError, ValueError):
+        return None  # none, or unreadable: no run can be shown to hold it
+    return lease if isinstance(lease, dict) else None
+
+
+def _lease_is_stale(lease: dict) -> bool:
+    """Whether the lease's holder is known to be gone: a process of this host that no longer
+    runs (or this very process: a lease it holds would have been released)."""
+    if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
+        return False
+    if lease["pid"] == os.getpid():
+        return True
+    try:
+        os.kill(lease["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (perhaps as another user)
+    return False
 
 
 def run_description(config_json: dict, inputs: str, chunks: dict[str, list[Chunk]]) -> dict:
@@ -200,7 +270,10 @@ def describe_changes(before: dict, now: dict) -> list[str]:
 
 
 def remove_temporary_files(output_dir: str) -> int:
-    """Delete the ``.tmp-*`` files a killed run left in ``output_dir``; how many."""
+    """Delete the ``.tmp-*`` files a killed run left in ``output_dir``; how many (none on an object
+    store, where nothing is written under a temporary name)."""
+    if storage.is_url(output_dir):
+        return 0
     removed = 0
     for folder, _, files in os.walk(output_dir):
         for name in files:
@@ -213,6 +286,6 @@ def remove_temporary_files(output_dir: str) -> int:
 
 def is_unfinished_run(output_dir: str) -> bool:
     """True for a directory a generation run started and did not finish (no manifest yet)."""
-    return (os.path.exists(os.path.join(output_dir, MARKER_NAME))
+    return (storage.exists(storage.join(output_dir, MARKER_NAME))
             and Progress(output_dir).exists()
-            and not os.path.exists(os.path.join(output_dir, MANIFEST_NAME)))
+            and not storage.exists(storage.join(output_dir, MANIFEST_NAME)))

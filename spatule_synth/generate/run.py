@@ -43,6 +43,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from spatule_synth.core import storage
 from spatule_synth.core.config import GenerateConfig, OutputConfig, SplitConfig
 from spatule_synth.core.depth import DEPTH_LEVELS
 from spatule_synth.core.images import encode_png
@@ -60,8 +61,9 @@ from spatule_synth.generate.plan import SplitPool, windows_per_background
 from spatule_synth.generate.gan_source import GAN_PREFIX
 from spatule_synth.generate.rendered_source import RENDERED_PREFIX
 from spatule_synth.core.problems import ProblemLog
-from spatule_synth.generate.progress import (Chunk, Progress, describe_changes, fingerprint, is_unfinished_run,
-                                    remove_temporary_files, run_description, split_chunks)
+from spatule_synth.generate.progress import (PROGRESS_DIR, TEMPORARY_PREFIX, Chunk, Progress, describe_changes,
+                                             fingerprint, is_unfinished_run, remove_temporary_files,
+                                             run_description, split_chunks)
 from spatule_synth.modes.report import generated_images, write_report
 from spatule_synth.generate.sample_files import STATISTICS_KINDS, SampleOutputs, WrittenSample, pixel_sums, \
     read_written_image, serialized_example
@@ -298,7 +300,7 @@ def _read_and_generate(config: GenerateConfig, workers: ImageWorkers, resuming: 
 
 def _finished_run(config: GenerateConfig) -> GenerateResult | None:
     """With ``--resume`` on a finished run of the same settings: its result (nothing to do)."""
-    if not config.execution.resume or not os.path.exists(os.path.join(config.output.output_dir, MANIFEST_NAME)):
+    if not config.execution.resume or not storage.exists(storage.join(config.output.output_dir, MANIFEST_NAME)):
         return None
     try:
         manifest = read_manifest_head(config.output.output_dir)
@@ -312,7 +314,7 @@ def _finished_run(config: GenerateConfig) -> GenerateResult | None:
             remove_temporary_files(config.output.output_dir)
         progress.remove()
     return GenerateResult(config.output.output_dir, ProblemLog(config.inputs.on_error), {}, already_complete=True,
-                          manifest_path=os.path.join(config.output.output_dir, MANIFEST_NAME))
+                          manifest_path=storage.join(config.output.output_dir, MANIFEST_NAME))
 
 
 def _as_json(config: GenerateConfig) -> dict:
@@ -370,51 +372,38 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
                    chunks: dict[str, list[Chunk]], progress: Progress,
                    workers: ImageWorkers, depth_model=None) -> GenerateResult:
     result = GenerateResult(config.output.output_dir, problems, pools, eval_fraction=config.split.eval_fraction)
-    os.makedirs(os.path.join(config.output.output_dir, "annotations"), exist_ok=True)
-    jobs, first_source_id = {}, 1
-    class_names = tuple(label_map.names) if config.output.yolo_output else None
-    for split in SPLITS:
-        folder = os.path.join(config.output.output_dir, "images", split)
-        os.makedirs(folder, exist_ok=True)
-        mask_folder = None
-        if config.output.instance_masks:
-            mask_folder = os.path.join(config.output.output_dir, "masks", split)
-            os.makedirs(mask_folder, exist_ok=True)
-        if class_names is not None:
-            write_classes(os.path.join(folder, "classes.txt"), list(class_names))
-        crop_folder = None
-        if config.output.tag_crops:
-            crop_folder = os.path.join(config.output.output_dir, TAG_CROPS, split)
-            os.makedirs(crop_folder, exist_ok=True)
-        scene_folders = {kind: os.path.join(config.output.output_dir, kind, split)
-                         for kind in config.output.scene_outputs}
-        for scene_folder in scene_folders.values():
-            os.makedirs(scene_folder, exist_ok=True)
-        outputs = SampleOutputs(folder, mask_folder, class_names, config.output.jpeg_quality, crop_folder,
-                                scene_folders)
-        jobs[split] = SplitJob(pools[split], outputs, first_source_id)
-        first_source_id += counts[split]
+    output_dir = config.output.output_dir
+    storage.makedirs(storage.join(output_dir, "annotations"))
     every_chunk = [chunk for split in SPLITS for chunk in chunks[split]]
+    pending = {chunk for chunk in every_chunk if not progress.is_done(chunk)}
     with contextlib.ExitStack() as stack:
+        staging = None
+        if not storage.visible_to_other_processes(output_dir) and (
+                workers.count > 1 or config.execution.runner == "beam"):
+            staging = StagedChunks(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="spatule_synth_staging_")), progress)
+        worker_dir = staging.folder if staging else output_dir
+        jobs = _split_jobs(config, label_map, pools, counts, worker_dir)
         crop_list = None
         if config.output.tag_crops:  # the reading dataset's index, in image order
-            crop_list = stack.enter_context(atomic_open(
-                os.path.join(config.output.output_dir, TAG_CROPS, "labels.csv"), durable=False))
+            result.crops_path = storage.join(output_dir, TAG_CROPS, "labels.csv")
+            crop_list = stack.enter_context(atomic_open(result.crops_path, durable=False))
             crop_list.write(csv_row(CROP_HEADER))
-            result.crops_path = os.path.join(config.output.output_dir, TAG_CROPS, "labels.csv")
         assemblies = {split: stack.enter_context(SplitAssembly(
             split, config.output, config.placement.canvas_size, label_map, progress, result.counts[split],
             crop_list, depth_model)) for split in SPLITS}
-        runner = stack.enter_context(_runner(config, jobs, every_chunk, workers))
+        runner = stack.enter_context(_runner(config, jobs, every_chunk, pending, workers, worker_dir))
         with tqdm(total=sum(counts.values()), unit="img", disable=None) as bar:
             for chunk in runner.finished_chunks():
-                assemblies[chunk.split].add(progress.read_part(chunk))
+                samples = (staging.publish(chunk) if staging and chunk in pending
+                           else progress.read_part(chunk))
+                assemblies[chunk.split].add(samples)
                 bar.update(chunk.stop - chunk.start)
         for split, assembly in assemblies.items():
             result.records[split] = assembly.finish()
             if assembly.coco is not None:
                 result.coco[split] = assembly.coco.path
-        write_label_map(label_map, os.path.join(config.output.output_dir, "annotations", "label_map.pbtxt"))
+        write_label_map(label_map, storage.join(output_dir, "annotations", "label_map.pbtxt"))
         manifest = _manifest(config, label_map, result,
                              {split: assembly.entries for split, assembly in assemblies.items()},
                              {split: assembly.pixel_totals.statistics() for split, assembly in assemblies.items()})
@@ -424,17 +413,70 @@ def _generate_into(config: GenerateConfig, label_map: LabelMap, problems: Proble
                       for split in SPLITS}
             result.report = write_report(config.output.output_dir, manifest, images)
         result.manifest_path = write_manifest(config.output.output_dir, manifest)
-    logging.info("generated %d images", first_source_id - 1)
+    logging.info("generated %d images", sum(counts.values()))
     return result
 
 
-def _runner(config: GenerateConfig, jobs: dict[str, SplitJob], chunks: list[Chunk],
-            workers: ImageWorkers):
-    settings = ImageSettings.of(config)
+def _split_jobs(config: GenerateConfig, label_map: LabelMap, pools: dict[str, SplitPool],
+                counts: dict[str, int], worker_dir: str) -> dict[str, SplitJob]:
+    """Each split's job for the image workers, which write under ``worker_dir`` (the output
+    directory, or `StagedChunks`' folder); the folders are created here."""
+    jobs, first_source_id = {}, 1
+    class_names = tuple(label_map.names) if config.output.yolo_output else None
+    for split in SPLITS:
+        def folder_of(kind: str) -> str:
+            folder = storage.join(worker_dir, kind, split)
+            storage.makedirs(folder)
+            return folder
+
+        folder = folder_of("images")
+        if class_names is not None:  # beside the images, in the output directory itself
+            storage.makedirs(storage.join(config.output.output_dir, "images", split))
+            write_classes(storage.join(config.output.output_dir, "images", split, "classes.txt"),
+                          list(class_names))
+        outputs = SampleOutputs(folder, folder_of("masks") if config.output.instance_masks else None,
+                                class_names, config.output.jpeg_quality,
+                                folder_of(TAG_CROPS) if config.output.tag_crops else None,
+                                {kind: folder_of(kind) for kind in config.output.scene_outputs})
+        jobs[split] = SplitJob(pools[split], outputs, first_source_id)
+        first_source_id += counts[split]
+    return jobs
+
+
+class StagedChunks:
+    """Where the image workers write when the output directory is a store no other process sees
+    (``memory://``): a local folder, from which the parent sends each finished chunk's files to
+    the store, and then its part file (so the store's part files keep their meaning: that chunk's
+    files are all there)."""
+
+    def __init__(self, folder: str, progress: Progress) -> None:
+        self.folder, self.progress = folder, progress
+        self.local_progress = Progress(folder)
+        self.local_progress.create({}, SPLITS)
+
+    def publish(self, chunk: Chunk) -> list[WrittenSample]:
+        """Send every finished file the workers have written so far (this chunk's, and perhaps
+        some of later chunks': they are whole too) to the store, then the chunk's part file; the
+        chunk's samples."""
+        samples = self.local_progress.read_part(chunk)
+        for name in storage.files_under(self.folder):
+            if name.startswith(PROGRESS_DIR + "/") or os.path.basename(name).startswith(TEMPORARY_PREFIX):
+                continue
+            path = os.path.join(self.folder, name)
+            storage.put_file(path, storage.join(self.progress.output_dir, name))
+            os.unlink(path)
+        self.progress.write_part(chunk, samples)
+        storage.remove(self.local_progress.part_path(chunk))
+        return samples
+
+
+def _runner(config: GenerateConfig, jobs: dict[str, SplitJob], chunks: list[Chunk], pending: set[Chunk],
+            workers: ImageWorkers, worker_dir: str):
+    settings = dataclasses.replace(ImageSettings.of(config), output_dir=worker_dir)
     if config.execution.runner == "beam":
         from spatule_synth.generate.beam_runner import BeamRunner  # Beam only loads when asked for
-        return BeamRunner(settings, config.execution, jobs, chunks)
-    return LocalRunner(settings, workers, jobs, chunks)
+        return BeamRunner(settings, config.execution, jobs, chunks, pending)
+    return LocalRunner(settings, workers, jobs, chunks, pending)
 
 
 class SplitAssembly(contextlib.AbstractContextManager):
@@ -446,18 +488,18 @@ class SplitAssembly(contextlib.AbstractContextManager):
                  depth_model=None) -> None:
         self.split, self.crop_list = split, crop_list
         self.depth_model = depth_model  # `spatule_synth.core.depth.DepthModel` (--scene_outputs=depth)
-        self.depth_folder = os.path.join(config.output_dir, "depth", split)
+        self.depth_folder = storage.join(config.output_dir, "depth", split)
         self.pixel_totals = PixelTotals()
         self.counts = counts
         self.canvas_size = canvas_size
-        self.folder = os.path.join(config.output_dir, "images", split)
-        annotations = os.path.join(config.output_dir, "annotations")
+        self.folder = storage.join(config.output_dir, "images", split)
+        annotations = storage.join(config.output_dir, "annotations")
         self.shards = ShardedRecordWriter(os.path.join(annotations, split), config.num_shards)
         self.shards.__enter__()
-        self.entries = JsonLines(tempfile.TemporaryFile(dir=progress.folder))
+        self.entries = JsonLines(tempfile.TemporaryFile(dir=progress.scratch_dir))
         self.coco = CocoStreamWriter(os.path.join(annotations, f"{split}_coco.json"),
                                      [(item.id, item.name) for item in label_map.items],
-                                     progress.folder) if config.instance_masks else None
+                                     progress.scratch_dir) if config.instance_masks else None
         self._finished = False
 
     def add(self, samples: list[WrittenSample]) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from spatule_synth.formats.coco import instance_fields
 from spatule_synth.core.images import encode_png
+from spatule_synth.core import storage
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.generate.plan import SplitPool
 from spatule_synth.generate.render import Sample
@@ -182,8 +183,7 @@ def _write_tag_crops(sample: Sample, pool: SplitPool, jpeg: bytes, folder: str) 
 
 def read_written_image(sample: WrittenSample, folder: str) -> bytes:
     """The bytes of the image's JPEG as written in ``folder``."""
-    with open(os.path.join(folder, sample.record.filename), "rb") as handle:
-        return handle.read()
+    return storage.read_bytes(storage.join(folder, sample.record.filename))
 
 
 def serialized_example(sample: WrittenSample, encoded: bytes) -> bytes:

@@ -34,6 +34,7 @@ from spatule_synth.core.images import bytes_for_record, encode_jpeg
 from spatule_synth.formats.label_map import LabelMap, read_label_map, write_label_map
 from spatule_synth.formats.labelimg import find_pairs, read_labelimg
 from spatule_synth.formats.manifest import write_manifest
+from spatule_synth.core import storage
 from spatule_synth.core.output_dir import OutputWriteError, cannot_write, check_output_dir, output_dir_for_run
 from spatule_synth.core.problems import ProblemLog
 from spatule_synth.modes.split_from import KINDS, Decision, RunSplit, read_run_split
@@ -123,12 +124,13 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
     pairs = find_pairs(config.input_dirs, config.annotation_dirs, problems)
     if not pairs:
         logging.warning("no images found in %s", ", ".join(config.input_dirs))
-    replacing = os.path.isdir(config.output_dir) and bool(os.listdir(config.output_dir))
+    replacing = not storage.is_empty_or_missing(config.output_dir)
     try:
         with output_dir_for_run(config.output_dir, config.overwrite, input_dirs):
             return _convert_into(config, label_map, problems, pairs, run_split)
     except OSError as error:
-        after = (f"the previous output in {config.output_dir} is kept as it was" if replacing else
+        after = (f"the previous output in {config.output_dir} is kept as it was"
+                 if replacing and not storage.is_url(config.output_dir) else
                  f"{config.output_dir} holds no finished output (no manifest.json); fix the cause "
                  "and rerun with --overwrite")
         raise OutputWriteError(f"{cannot_write(error)}. The run stopped: {after}") from error
@@ -136,12 +138,12 @@ def run_convert(config: ConvertConfig) -> ConvertResult:
 
 def _convert_into(config: ConvertConfig, label_map: LabelMap, problems: ProblemLog,
                   pairs: list, run_split: RunSplit | None) -> ConvertResult:
-    annotations_dir = os.path.join(config.output_dir, "annotations")
-    os.makedirs(annotations_dir, exist_ok=True)
-    prefix = os.path.join(annotations_dir, config.record_name)
+    annotations_dir = storage.join(config.output_dir, "annotations")
+    storage.makedirs(annotations_dir)
+    prefix = storage.join(annotations_dir, config.record_name)
     with ShardedRecordWriter(prefix, config.num_shards) as writer:
         result = ConvertResult(config.output_dir, writer.paths,
-                               os.path.join(annotations_dir, "label_map.pbtxt"),
+                               storage.join(annotations_dir, "label_map.pbtxt"),
                                pairs_found=len(pairs), problems=problems, split_from=run_split)
         for pair in tqdm(pairs, desc="convert", unit="img", disable=None):
             photo = load_photo(read_labelimg(pair, problems), label_map, config.input_rules, problems)

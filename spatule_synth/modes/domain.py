@@ -35,7 +35,8 @@ import os
 import cv2
 import numpy as np
 
-from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.core import storage
+from spatule_synth.core.output_dir import atomic_write_bytes, write_figure
 from spatule_synth.formats.manifest import MANIFEST_NAME, read_manifest_head
 from spatule_synth.formats.tfrecord import iter_record_file, parse_example
 
@@ -206,8 +207,8 @@ def write_domain_report(output_dir: str, compare_to: str, manifest: dict) -> tup
     config = manifest.get("config", {})
     scale_range = tuple(config["scale_range"]) if "scale_range" in config else None
     comparisons = compare(synthetic, real, scale_range)
-    folder = os.path.join(output_dir, "report")
-    os.makedirs(folder, exist_ok=True)
+    folder = storage.join(output_dir, "report")
+    storage.makedirs(folder)
     json_path = os.path.join(folder, "domain.json")
     content = {"compare_to": os.path.abspath(compare_to), "model_side": MODEL_SIDE,
                "objects": {"synthetic": int(len(synthetic["size share"])), "real": int(len(real["size share"]))},
@@ -238,6 +239,5 @@ def _plot(synthetic: dict, real: dict, comparisons: list[Comparison], path: str)
     for axis in axes.ravel()[len(comparisons):]:
         axis.axis("off")
     figure.tight_layout()
-    figure.savefig(path + ".tmp.png", dpi=70)
+    write_figure(figure, path, dpi=70)
     pyplot.close(figure)
-    os.replace(path + ".tmp.png", path)

@@ -19,7 +19,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from spatule_synth.core.images import read_image
+from spatule_synth.core import storage
+from spatule_synth.core.images import read_image, read_plane
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.formats.voc import read_voc
 from spatule_synth.generate.gan_source import GAN_PREFIX
@@ -33,8 +34,8 @@ def annotated_thumbnail(image_path: str, xml_path: str, mask_path: str | None, s
     pixels = read_image(image_path).pixels.copy()
     annotation = read_voc(xml_path)
     plane = None
-    if mask_path and os.path.exists(mask_path):
-        plane = cv2.imread(mask_path, cv2.IMREAD_UNCHANGED)
+    if mask_path:
+        plane = read_plane(mask_path, cv2.IMREAD_UNCHANGED)
     for index, obj in enumerate(annotation.objects, start=1):
         colour = _COLOURS[(index - 1) % len(_COLOURS)]
         if plane is not None:
@@ -56,18 +57,23 @@ def annotated_thumbnail(image_path: str, xml_path: str, mask_path: str | None, s
     return tile
 
 
+def first_images(folder: str, count: int) -> list[str]:
+    """The first ``count`` names (without ``.jpg``) of the JPEG files in ``folder``, in order
+    (none if there is no such folder), without holding a huge local folder's listing in memory."""
+    if not storage.is_dir(folder):
+        return []
+    return heapq.nsmallest(count, (name[:-4] for name in storage.names_in(folder) if name.endswith(".jpg")))
+
+
 def contact_sheet(output_dir: str, split: str, count: int = 24, columns: int = 6,
                   size: int = 320) -> np.ndarray | None:
     """The first ``count`` images of ``split``, annotated, in a grid; None if there are none."""
-    folder = os.path.join(output_dir, "images", split)
-    if not os.path.isdir(folder):
-        return None
-    with os.scandir(folder) as entries:  # the first names without listing a huge folder in memory
-        names = heapq.nsmallest(count, (e.name for e in entries if e.name.endswith(".jpg")))
+    folder = storage.join(output_dir, "images", split)
+    names = first_images(folder, count)
     if not names:
         return None
-    tiles = [annotated_thumbnail(os.path.join(folder, name), os.path.join(folder, name[:-4] + ".xml"),
-                                 os.path.join(output_dir, "masks", split, name[:-4] + ".png"), size)
+    tiles = [annotated_thumbnail(storage.join(folder, f"{name}.jpg"), storage.join(folder, f"{name}.xml"),
+                                 storage.join(output_dir, "masks", split, f"{name}.png"), size)
              for name in names]
     while len(tiles) % columns:
         tiles.append(np.full((size, size, 3), 32, np.uint8))
@@ -114,7 +120,7 @@ def instance_sheets(output_dir: str, entries: Iterable[dict], split: str, count:
 
 
 def _write_png(path: str, sheet: np.ndarray) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    storage.makedirs(os.path.dirname(path))
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_PNG_COMPRESSION, 1])  # 5x faster than the default
     if not ok:
@@ -155,7 +161,7 @@ SCENE_KINDS = ("background", "mask", "layers", "depth")
 
 def _scene_tile(path: str, kind: str, size: int) -> np.ndarray:
     """One written scene file as an RGB thumbnail: layers coloured by paste, depth scaled to 8 bits."""
-    plane = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    plane = read_plane(path, cv2.IMREAD_UNCHANGED)
     if plane is None:
         return np.full((size, size, 3), 32, np.uint8)
     if kind == "layers":
@@ -173,11 +179,8 @@ def scene_sheet(output_dir: str, split: str, kinds: Iterable[str], count: int = 
                 size: int = 160) -> np.ndarray | None:
     """The first ``count`` images of ``split``, one row per kind: the image, then each scene
     output of ``kinds`` (labelled at the left); None if the split has no images."""
-    folder = os.path.join(output_dir, "images", split)
-    if not os.path.isdir(folder):
-        return None
-    with os.scandir(folder) as entries:
-        names = heapq.nsmallest(count, (e.name[:-4] for e in entries if e.name.endswith(".jpg")))
+    folder = storage.join(output_dir, "images", split)
+    names = first_images(folder, count)
     if not names:
         return None
     rows = []
@@ -185,10 +188,10 @@ def scene_sheet(output_dir: str, split: str, kinds: Iterable[str], count: int = 
         label = np.full((size, 110, 3), 32, np.uint8)
         cv2.putText(label, kind, (6, size // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         if kind == "image":
-            tiles = [cv2.resize(read_image(os.path.join(folder, f"{name}.jpg")).pixels, (size, size),
+            tiles = [cv2.resize(read_image(storage.join(folder, f"{name}.jpg")).pixels, (size, size),
                                 interpolation=cv2.INTER_AREA) for name in names]
         else:
-            tiles = [_scene_tile(os.path.join(output_dir, kind, split, f"{name}.png"), kind, size)
+            tiles = [_scene_tile(storage.join(output_dir, kind, split, f"{name}.png"), kind, size)
                      for name in names]
         tiles += [np.full((size, size, 3), 32, np.uint8)] * (count - len(tiles))
         rows.append(np.hstack([label, *tiles]))

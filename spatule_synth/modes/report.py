@@ -40,8 +40,10 @@ import cv2
 import numpy as np
 
 from spatule_synth.modes.gallery import write_galleries, write_instance_galleries, write_scene_galleries
-from spatule_synth.formats.manifest import MANIFEST_NAME
-from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.formats.manifest import read_manifest
+from spatule_synth.core import storage
+from spatule_synth.core.images import read_plane
+from spatule_synth.core.output_dir import atomic_write_bytes, write_figure
 from spatule_synth.core.problems import KINDS, listed_files
 
 PIXEL_SAMPLE = 500
@@ -139,8 +141,8 @@ class PixelStatistics:
         index, self.seen = self.seen, self.seen + 1
         if index % self.step or index // self.step >= PIXEL_SAMPLE:
             return
-        path = file if os.path.isabs(file) else os.path.join(self.output_dir, file)
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+        path = file if os.path.isabs(file) else storage.join(self.output_dir, file)
+        bgr = read_plane(path, cv2.IMREAD_COLOR)
         if bgr is None:
             return
         for channel in range(3):  # exact integer counts; 20x faster than float sums of squares
@@ -357,8 +359,7 @@ def stats_figure(stats: dict):
 
 def plot_stats(stats: dict, path: str) -> None:
     """Write `stats_figure` to ``path`` (PNG, 80 dpi)."""
-    stats_figure(stats).savefig(path + ".tmp.png", dpi=80)
-    os.replace(path + ".tmp.png", path)
+    write_figure(stats_figure(stats), path, dpi=80)
 
 
 def _number(value: float) -> str:
@@ -502,10 +503,9 @@ def write_report(output_dir: str, manifest: dict | None = None,
     ``compare_to``: a run of the real photos the detector will face (`spatule_synth.modes.domain`);
     its warnings are appended to ``warnings``."""
     if manifest is None:
-        with open(os.path.join(output_dir, MANIFEST_NAME), encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    folder = os.path.join(output_dir, "report")
-    os.makedirs(folder, exist_ok=True)
+        manifest = read_manifest(output_dir)
+    folder = storage.join(output_dir, "report")
+    storage.makedirs(folder)
     stats = collect_stats(output_dir, manifest, split_images)
     written = [os.path.join(folder, "stats.json")]
     atomic_write_bytes(written[0], (json.dumps(stats, indent=1) + "\n").encode("utf-8"))
