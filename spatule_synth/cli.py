@@ -44,7 +44,8 @@ flags.DEFINE_list("annotation_dirs", [], "Optional: one folder of XML files per 
                   "(labelImg's 'Change Save Dir'). XML is matched to images by file stem.")
 flags.DEFINE_string("label_map", DEFAULT_LABEL_MAP, "label_map.pbtxt whose names the VOC <name> "
                     "values must match.")
-flags.DEFINE_string("output_dir", None, "Directory to create for the outputs.")
+flags.DEFINE_string("output_dir", None, "Directory to create for the outputs: a local path, or a "
+                    "URL (gs://, s3://, ...; generate, convert, report, verify).")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output directory (only one that "
                      "spatule_synth created).")
 flags.DEFINE_string("record_name", "real", "convert: TFRecord name, giving "
@@ -121,7 +122,8 @@ flags.DEFINE_enum("runner", "local", ["local", "beam"], "generate: where the ima
 flags.DEFINE_string("beam_pipeline_options", "", "generate, --runner=beam: Beam pipeline options, "
                     "e.g. \"--runner=DirectRunner --direct_num_workers=2 "
                     "--direct_running_mode=multi_processing\" (Flink, Spark and Dataflow runners "
-                    "work too, if every worker sees --output_dir and the inputs at the same paths).")
+                    "work too, if every worker reaches --output_dir and the inputs: bucket URLs or "
+                    "a shared file system).")
 # generate: other input formats and masks
 flags.DEFINE_list("coco_json", [], "generate: COCO instance JSON files (polygons, RLE, or boxes).")
 flags.DEFINE_list("coco_image_dirs", [], "generate: the image folder of each --coco_json "

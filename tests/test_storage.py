@@ -1,13 +1,19 @@
 """core/storage: the same answers for a local folder and for the same files behind a URL."""
 
+import hashlib
 import json
 import os
+import socket
+import subprocess
 
 import fsspec
+import fsspec.implementations.memory
 import pytest
 
 from spatule_synth.core import storage
 from spatule_synth.core.config import DEFAULT_LABEL_MAP, ConvertConfig, GenerateConfig
+from spatule_synth.core.output_dir import OutputDirError
+from spatule_synth.generate.progress import Progress
 from spatule_synth.formats.labelimg import InputDirError
 from spatule_synth.generate.run import run_generate
 from spatule_synth.modes.convert import run_convert
@@ -120,13 +126,163 @@ def test_a_missing_url_input_is_one_clear_error(url_inputs, tmp_path):
         run_generate(GenerateConfig.from_settings(input_dirs=(f"{url_inputs}/nothing",), output_dir=str(tmp_path / "o")))
 
 
-@pytest.mark.slow
-def test_beam_from_urls_writes_the_bytes_of_a_local_run_from_disk(inputs, url_inputs, tmp_path):
+# --- every output on a URL too: the same bytes, no rename, resumable ----------------------------
+
+def memory_tree(url):
+    """`test_scale.tree` of a memory:// folder: every file under it with the SHA-256 of its bytes."""
+    memory, root = fsspec.filesystem("memory"), "/" + url[len("memory://"):]
+    return {path[len(root) + 1:]: hashlib.sha256(memory.cat_file(path)).hexdigest() for path in memory.find(root)}
+
+
+@pytest.fixture
+def url_output(tmp_path, monkeypatch):
+    """An output URL in the memory store, on which nothing may be renamed (object stores cannot)."""
+    url = f"memory://outputs-{os.getpid()}-{tmp_path.name}/out"
+
+    def no_rename(*args, **kwargs):
+        raise AssertionError(f"renamed on the store: {args}")
+
+    for method in ("mv", "rename", "cp_file", "copy"):
+        monkeypatch.setattr(f"fsspec.implementations.memory.MemoryFileSystem.{method}", no_rename)
+    yield url
+    fsspec.filesystem("memory").rm(url.rsplit("/", 1)[0], recursive=True)
+
+
+def url_settings(inputs, url_inputs, out, **options):
+    """`config_for` settings with every input and the output behind URLs."""
+    return {**config_for(inputs, out, **options).settings(), "input_dirs": (f"{url_inputs}/labelled",),
+            "background_dirs": (f"{url_inputs}/backgrounds",), "label_map_path": f"{url_inputs}/label_map.pbtxt",
+            "output_dir": out}
+
+
+def same_manifest(url, local_out, url_inputs, inputs):
+    """The URL run's manifest, its paths put back to the local run's, equals the local one (but for
+    the label map's path: the URL run reads a copy of the default one)."""
+    written = fsspec.filesystem("memory").cat_file(f"{url}/manifest.json").decode()
+    written = written.replace(url_inputs, str(inputs)).replace(url, str(local_out))
+    local = (local_out / "manifest.json").read_text()
+    return ([line for line in written.splitlines() if '"label_map_path"' not in line]
+            == [line for line in local.splitlines() if '"label_map_path"' not in line])
+
+
+@pytest.mark.parametrize("options", [
+    dict(num_workers=1),  # the worker writes straight to the store (as on a cluster's bucket)
+    dict(num_workers=2, mask="grabcut", instance_masks=True, report=True, scene_outputs=("background", "mask"),
+         tag_crops=True, yolo_output=True),  # staged: no other process sees memory://
+])
+def test_generate_with_every_path_a_url_writes_the_bytes_of_a_disk_run(inputs, url_inputs, url_output, tmp_path,
+                                                                       options):
     out = tmp_path / "out"
-    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out, num_workers=2)
-    run_generate(GenerateConfig.from_settings(**{
-        **config_for(inputs, out).settings(), "input_dirs": (f"{url_inputs}/labelled",),
-        "background_dirs": (f"{url_inputs}/backgrounds",), "label_map_path": f"{url_inputs}/label_map.pbtxt",
-        "runner": "beam", "beam_pipeline_options": "--runner=DirectRunner --direct_running_mode=multi_processing "
-                                                   "--direct_num_workers=2"}))
-    assert without_manifest(tree(out)) == without_manifest(expected)
+    run_generate(config_for(inputs, out, **options))
+    result = run_generate(GenerateConfig.from_settings(**url_settings(inputs, url_inputs, url_output, **options)))
+    assert result.manifest_path == f"{url_output}/manifest.json"
+    written, expected = memory_tree(url_output), tree(out)
+    assert without_manifest(written) == without_manifest(expected)
+    assert ".progress/run.json" not in written and "annotations/train.record" in written
+    assert same_manifest(url_output, out, url_inputs, inputs)
+    assert not os.path.exists("memory:")  # nothing went to a local folder named after the URL
+
+
+def test_convert_with_every_path_a_url_writes_the_records_of_a_disk_run(inputs, url_inputs, url_output, tmp_path):
+    local = tmp_path / "local"
+    run_convert(ConvertConfig(input_dirs=(str(inputs / "labelled"),), output_dir=str(local), tile_size=64,
+                              tile_overlap=16))
+    remote = run_convert(ConvertConfig(input_dirs=(f"{url_inputs}/labelled",), output_dir=url_output, tile_size=64,
+                                       tile_overlap=16, label_map_path=f"{url_inputs}/label_map.pbtxt"))
+    assert remote.shard_paths == [f"{url_output}/annotations/real.record"]
+    assert without_manifest(memory_tree(url_output)) == without_manifest(tree(local))
+    assert same_manifest(url_output, local, url_inputs, inputs)
+
+
+class Killed(BaseException):
+    """What a ``kill -9`` does to the parent, as far as the store can tell: it stops writing."""
+
+
+def killed_after(writes, monkeypatch):
+    """Make the store stop taking writes (``Killed``) after ``writes`` more objects."""
+    memory = fsspec.implementations.memory.MemoryFileSystem
+    original_pipe, original_put, count = memory.pipe_file, memory.put_file, [0]
+
+    def counted(original):
+        def write(self, *args, **kwargs):
+            count[0] += 1
+            if count[0] > writes:
+                raise Killed()
+            return original(self, *args, **kwargs)
+        return write
+
+    monkeypatch.setattr(memory, "pipe_file", counted(original_pipe))
+    monkeypatch.setattr(memory, "put_file", counted(original_put))
+    return lambda: (monkeypatch.setattr(memory, "pipe_file", original_pipe),
+                    monkeypatch.setattr(memory, "put_file", original_put))
+
+
+@pytest.mark.parametrize("workers, writes", [(1, 45), (2, 70)])
+def test_a_url_run_killed_midway_never_looks_finished_and_resumes_to_the_same_bytes(
+        inputs, url_inputs, url_output, tmp_path, monkeypatch, workers, writes):
+    out = tmp_path / "out"
+    run_generate(config_for(inputs, out, num_workers=workers, instance_masks=True))
+    settings = url_settings(inputs, url_inputs, url_output, num_workers=workers, instance_masks=True)
+    revive = killed_after(writes, monkeypatch)
+    with pytest.raises(Killed):
+        run_generate(GenerateConfig.from_settings(**settings))
+    revive()
+    interrupted = memory_tree(url_output)
+    assert "manifest.json" not in interrupted and ".progress/run.json" in interrupted
+    parts = [name for name in interrupted if name.startswith(".progress/parts/")]
+    assert 0 < len(parts) < 4  # some chunks finished, not all
+    with pytest.raises(OutputDirError, match=f"^output directory {url_output} holds an unfinished run"):
+        run_generate(GenerateConfig.from_settings(**settings))
+    run_generate(GenerateConfig.from_settings(**{**settings, "resume": True}))
+    assert without_manifest(memory_tree(url_output)) == without_manifest(tree(out))
+    assert same_manifest(url_output, out, url_inputs, inputs)
+
+
+def test_overwrite_on_a_url_replaces_the_whole_previous_run(inputs, url_inputs, url_output, tmp_path):
+    out = tmp_path / "out"
+    run_generate(config_for(inputs, out, num_images=12))
+    run_generate(GenerateConfig.from_settings(**url_settings(inputs, url_inputs, url_output)))  # 40 images
+    with pytest.raises(OutputDirError, match=f"^output directory {url_output} already exists and is not empty"):
+        run_generate(GenerateConfig.from_settings(**url_settings(inputs, url_inputs, url_output, num_images=12)))
+    run_generate(GenerateConfig.from_settings(**url_settings(inputs, url_inputs, url_output, num_images=12,
+                                                             overwrite=True)))
+    assert without_manifest(memory_tree(url_output)) == without_manifest(tree(out))  # no image of the 40 left
+
+
+def test_overwrite_never_deletes_a_url_folder_spatule_synth_did_not_create(inputs, url_inputs, url_output):
+    fsspec.filesystem("memory").pipe(f"{url_output}/precious.txt", b"mine")
+    with pytest.raises(OutputDirError, match="was not created by spatule_synth"):
+        run_generate(GenerateConfig.from_settings(**url_settings(inputs, url_inputs, url_output, overwrite=True)))
+    assert fsspec.filesystem("memory").cat_file(f"{url_output}/precious.txt") == b"mine"
+
+
+def test_the_lock_on_a_url_is_a_lease_that_a_dead_holder_loses(url_output):
+    progress = Progress(url_output)
+    progress.create({"config": {}}, ["train"])
+    lease = f"{url_output}/.progress/lock"
+    memory = fsspec.filesystem("memory")
+    with progress.locked():
+        holder = json.loads(memory.cat_file(lease))
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    assert not memory.exists(lease)  # released
+    memory.pipe(lease, json.dumps({"host": "elsewhere", "pid": 7, "token": "x"}).encode())
+    with pytest.raises(OutputDirError, match=f"^output directory {url_output} is being written by another "
+                                             r"spatule_synth run \(process 7 on elsewhere"):
+        with progress.locked():
+            pass
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    memory.pipe(lease, json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "x"}).encode())
+    with progress.locked():  # its holder is gone: taken over
+        assert json.loads(memory.cat_file(lease))["pid"] == os.getpid()
+
+
+@pytest.mark.slow
+def test_beam_with_every_path_a_url_writes_the_bytes_of_a_local_run_from_disk(inputs, url_inputs, url_output, tmp_path):
+    out = tmp_path / "out"
+    run_generate(config_for(inputs, out, num_workers=2, instance_masks=True))
+    run_generate(GenerateConfig.from_settings(**url_settings(
+        inputs, url_inputs, url_output, instance_masks=True, runner="beam",
+        beam_pipeline_options="--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2")))
+    assert without_manifest(memory_tree(url_output)) == without_manifest(tree(out))
+    assert same_manifest(url_output, out, url_inputs, inputs)

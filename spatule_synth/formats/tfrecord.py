@@ -11,7 +11,8 @@ Writing needs no TensorFlow (importing it costs seconds, in every worker process
 built with protobuf from the ``tf.train.Example`` schema (``tensorflow/core/example/*.proto``,
 declared here with `spatule_synth.formats.proto_schema`) and framed as TFRecord does (length,
 masked CRC-32C of the length, data, masked CRC-32C of the data). Reading goes through TensorFlow
-itself, so the tests check what TensorFlow sees.
+itself, so the tests check what TensorFlow sees; `iter_record_file` reads the entries without it,
+from a local file or a URL (`spatule_synth.core.storage`).
 """
 
 from __future__ import annotations
@@ -247,11 +248,11 @@ def from_example(serialized: bytes) -> RecordImage:
 
 
 def iter_record_file(path: str, wanted: Callable[[int], bool] | None = None) -> Iterator[bytes]:
-    """The serialized examples of one TFRecord file, in order, without TensorFlow; ValueError
-    names the entry whose length or data fails its CRC (a file cut short or damaged). With
-    ``wanted``, entries whose number (0-based) it refuses are skipped unread (b"" is yielded in
-    their place, their data is not checked)."""
-    with open(path, "rb") as handle:
+    """The serialized examples of one TFRecord file (a local path or a URL: `storage`), in order,
+    without TensorFlow; ValueError names the entry whose length or data fails its CRC (a file cut
+    short or damaged). With ``wanted``, entries whose number (0-based) it refuses are skipped
+    unread (b"" is yielded in their place, their data is not checked)."""
+    with storage.open_binary(path) as handle:
         number = 0
         while True:
             header = handle.read(12)

@@ -10,10 +10,12 @@ byte-identical to a local run of the same flags, and ``--resume`` works across r
 
 ``--beam_pipeline_options`` is passed to Beam as is (default: the DirectRunner in multi-processing
 mode on ``--num_workers`` processes, or all cores). On Flink, Spark or Dataflow every worker must
-see ``--output_dir`` and the input files at the same paths (a shared file system), and have
-spatule_synth installed (``--setup_file`` or a custom container). The workers load the split pools
-(cutout pixels included) from ``OUT/.progress/jobs.pickle`` (`Progress.write_jobs`, as the local
-runner's workers do) rather than from the pipeline graph.
+reach ``--output_dir`` and the input files (bucket URLs: `spatule_synth.core.storage`, or a shared
+file system at the same paths), and have spatule_synth installed (``--setup_file`` or a custom
+container). The workers load the split pools (cutout pixels included) from
+``OUT/.progress/jobs.pickle`` (`Progress.write_jobs`, as the local runner's workers do) rather than
+from the pipeline graph. For an output store no other process sees (``memory://``) the workers
+write into the parent's staging folder instead (`spatule_synth.generate.run.StagedChunks`).
 
 Apache Beam is imported only by this module, which is imported only for ``--runner=beam``: the
 local runner's start-up does not pay for it.

@@ -21,6 +21,11 @@ chunks of images per split, written by a runner (`spatule_synth.generate.execute
 `SplitAssembly` appends each finished chunk, in index order, to the shards, the per-image manifest
 lines and the COCO file -> report -> manifest, written last.
 
+``OUT`` may be a URL (``gs://``, ``memory://``...): every file then goes through
+`spatule_synth.core.storage`, written in one request under its final name (no rename); image
+workers write into the store directly, or, for a store only this process sees, into a local
+staging folder that `StagedChunks` publishes chunk by chunk.
+
 Memory is flat in ``--num_images``: per-image data streams through scratch files. The run is
 crash-safe and resumable (`spatule_synth.generate.progress`): ``--resume`` writes only the missing chunks
 and assembles the rest again from their part files, so its output equals an uninterrupted run's.

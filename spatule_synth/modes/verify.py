@@ -32,6 +32,12 @@ Checks, each counted per item and reported with the first failures by name:
 `verify_output` returns a `VerifyReport`; the command prints its table (failures, then warnings and
 notes) and exits 1 on any failure.
 
+The output directory may be a URL (``gs://...``; ``memory://`` in the tests): every file of it is
+read through `spatule_synth.core.storage` (local paths still go straight to the OS), and the report
+is the one its local copy gives, but for the paths named. The shards of a URL are read by
+`spatule_synth.formats.tfrecord.iter_record_file` (TensorFlow cannot open every URL), so only the
+text of an "unreadable TFRecord file" failure differs; each example is still parsed by TensorFlow.
+
 Memory does not grow with the number of images beyond a few bytes per image. The manifest is
 parsed in one pass that keeps everything but its per-image lists (``images``); the split check
 streams those lists again item by item (`_ManifestStream`: any JSON layout). The examples are read
@@ -60,7 +66,7 @@ import re
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from spatule_synth.core.annotations import mask_box
 from spatule_synth.formats.label_map import LabelMap, LabelMapError, read_label_map
@@ -135,7 +141,7 @@ def verify_output(output_dir: str) -> VerifyReport:
     if generate:  # the checks are created in the order of the table
         per_example.append(_ImageChecks(output_dir, report))
         split = report.check("split")
-        if os.path.isdir(os.path.join(output_dir, "masks")):
+        if storage.is_dir(storage.join(output_dir, "masks")):
             per_example.append(_MaskChecks(output_dir, report.check("masks")))
         scene_kinds = tuple(manifest.head.get("config", {}).get("scene_outputs") or ())
         if scene_kinds:
@@ -166,7 +172,7 @@ class _Manifest:
         if "images" in self.head:
             yield from self.head["images"].get(split, [])
             return
-        with open(self.path, encoding="utf-8") as handle:
+        with _open_text(self.path) as handle:
             for where, image in ManifestStream(handle).members():
                 if where == split:
                     yield image
@@ -175,9 +181,9 @@ class _Manifest:
 def _manifest(output_dir: str, check: Check) -> _Manifest | None:
     """The manifest, parsed whole (a file that is not JSON fails) but kept without its per-image
     lists."""
-    path = os.path.join(output_dir, MANIFEST_NAME)
+    path = storage.join(output_dir, MANIFEST_NAME)
     try:
-        with open(path, encoding="utf-8") as handle:
+        with _open_text(path) as handle:
             head = ManifestStream(handle).head()
     except FileNotFoundError:
         check.fail(f"{path} is missing: the run did not finish (or this is not an output directory)")
@@ -189,7 +195,7 @@ def _manifest(output_dir: str, check: Check) -> _Manifest | None:
         # Not JSON, or JSON whose top level is not an object: json.load gives its own message
         # (or its document, which the checks then read in memory).
         try:
-            with open(path, encoding="utf-8") as handle:
+            with _open_text(path) as handle:
                 head = json.load(handle)
         except (OSError, ValueError) as error:
             check.fail(f"{path}: cannot be read: {error}")
@@ -198,8 +204,13 @@ def _manifest(output_dir: str, check: Check) -> _Manifest | None:
     return _Manifest(path, head)
 
 
+def _open_text(path: str) -> io.TextIOWrapper:
+    """The UTF-8 text of a local file or URL, opened as ``open(path, encoding="utf-8")`` would."""
+    return io.TextIOWrapper(storage.open_binary(path), encoding="utf-8")
+
+
 def _label_map(output_dir: str, manifest: dict, check: Check) -> LabelMap | None:
-    path = os.path.join(output_dir, "annotations", "label_map.pbtxt")
+    path = storage.join(output_dir, "annotations", "label_map.pbtxt")
     try:
         label_map = read_label_map(path)
     except LabelMapError as error:
@@ -254,14 +265,14 @@ class _ExampleReader:
         ordinal = 0
         for split, relative_paths in self.splits.items():
             for relative in relative_paths:
-                path = os.path.join(self.output_dir, relative)
-                if not os.path.isfile(path):
+                path = storage.join(self.output_dir, relative)
+                if not storage.is_file(path):
                     check.fail(f"{relative}: listed in the manifest but missing")
                     continue
                 self._starts.append(ordinal)
                 self._shards.append(relative)
                 try:
-                    for number, serialized in enumerate(tf.data.TFRecordDataset(path)):
+                    for number, serialized in enumerate(_serialized_examples(path)):
                         where = f"{relative} #{number}"
                         ordinal += 1
                         try:
@@ -273,8 +284,34 @@ class _ExampleReader:
                             continue
                         check.ok()
                         yield _Example(split, where, ordinal - 1, record, decoded)
-                except tf.errors.OpError as error:
-                    check.fail(f"{relative}: unreadable TFRecord file: {error.message}")
+                except _UnreadableShard as error:
+                    check.fail(f"{relative}: unreadable TFRecord file: {error}")
+
+
+class _UnreadableShard(Exception):
+    """A shard that cannot be read to its end; its message is the reader's."""
+
+
+def _serialized_examples(path: str) -> Iterator:
+    """The serialized examples of one shard, as string tensors: read by TensorFlow from a local
+    file, by `iter_record_file` through `storage` from a URL (TensorFlow cannot open ``memory://``,
+    nor any URL whose file system it was built without). A file damaged or cut short yields the
+    examples before the damage, then raises `_UnreadableShard`."""
+    import tensorflow as tf
+
+    if not storage.is_url(path):
+        try:
+            yield from tf.data.TFRecordDataset(path)
+        except tf.errors.OpError as error:
+            raise _UnreadableShard(error.message) from error
+        return
+    from spatule_synth.formats.tfrecord import iter_record_file
+
+    try:
+        for serialized in iter_record_file(path):
+            yield tf.constant(serialized)
+    except (OSError, ValueError) as error:  # ValueError names the path: the check names the shard
+        raise _UnreadableShard(str(error).removeprefix(f"{path}: ")) from error
 
 
 class _FirstSeen:
@@ -399,12 +436,10 @@ class _ImageChecks:
 
     def add(self, example: _Example) -> None:
         images, record = self.images, example.record
-        folder = os.path.join(self.output_dir, "images", example.split)
         self.expected.setdefault(f"{example.split}/{record.filename}", 0)
-        image_path = os.path.join(folder, record.filename)
+        image_path = storage.join(self.output_dir, "images", example.split, record.filename)
         try:
-            with open(image_path, "rb") as handle:
-                data = handle.read()
+            data = storage.read_bytes(image_path)
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
                 size = image.size
@@ -421,11 +456,10 @@ class _ImageChecks:
 
     def finish(self) -> None:
         for split in SPLITS:
-            folder = os.path.join(self.output_dir, "images", split)
-            if os.path.isdir(folder):
-                with os.scandir(folder) as entries:
-                    strays = [entry.name for entry in entries if entry.name.endswith(".jpg")
-                              and f"{split}/{entry.name}" not in self.expected]
+            folder = storage.join(self.output_dir, "images", split)
+            if storage.is_dir(folder):
+                strays = [name for name in storage.names_in(folder) if name.endswith(".jpg")
+                          and f"{split}/{name}" not in self.expected]
                 for name in sorted(strays):
                     self.images.fail(f"images/{split}/{name}: on disk but in no record")
 
@@ -462,7 +496,7 @@ def _check_split(manifest: _Manifest, check: Check) -> None:
                    + (f" and {len(shared) - MAX_LISTED} more" if len(shared) > MAX_LISTED else ""))
     else:
         check.ok()
-    backgrounds = {split: {os.path.realpath(p): p for p in splits.get(split, {}).get("backgrounds", [])}
+    backgrounds = {split: {_canonical(p): p for p in splits.get(split, {}).get("backgrounds", [])}
                    for split in SPLITS}
     _check_background_photos(manifest.head, backgrounds, check)
     for split in SPLITS:
@@ -474,9 +508,9 @@ def _check_split(manifest: _Manifest, check: Check) -> None:
             if foreign:
                 check.fail(f"{where}: objects from cutouts of the other split: {', '.join(foreign)}")
             background = image["background"]["file"]
-            own = os.path.realpath(background) in backgrounds[split]
+            own = _canonical(background) in backgrounds[split]
             if not own:
-                listed = (f"listed for {other}" if os.path.realpath(background) in backgrounds[other]
+                listed = (f"listed for {other}" if _canonical(background) in backgrounds[other]
                           else "listed for neither split")
                 check.fail(f"{where}: background {background} is not one of {split}'s background "
                            f"photos ({listed})")
@@ -487,9 +521,9 @@ def _check_split(manifest: _Manifest, check: Check) -> None:
 def _check_background_photos(manifest: dict, backgrounds: dict[str, dict[str, str]],
                              check: Check) -> None:
     """Train and eval crop different photos, unless the run was made with ``--share_backgrounds``:
-    no photo of eval is one of train, by path (``os.path.realpath``) or by content (sha256 of the
-    file: a copy under another name or in another folder is the same photo). ``backgrounds`` maps
-    each split's real paths to the paths the manifest lists."""
+    no photo of eval is one of train, by path (`_canonical`) or by content (sha256 of the file: a
+    copy under another name or in another folder is the same photo). ``backgrounds`` maps each
+    split's canonical paths to the paths the manifest lists."""
     if manifest.get("config", {}).get("share_backgrounds", False):
         check.note("train and eval crop the same background photos: the run was made with "
                    "--share_backgrounds")
@@ -525,6 +559,15 @@ def _check_background_photos(manifest: dict, backgrounds: dict[str, dict[str, st
         check.ok()
 
 
+def _canonical(path: str) -> str:
+    """`storage.canonical` of a background photo (``os.path.realpath`` when local), or the path as
+    listed when its URL's file system cannot be used here (its photo then reads as gone)."""
+    try:
+        return storage.canonical(path)
+    except storage.StorageError:
+        return path
+
+
 def _sha256(path: str) -> str | None:
     """The file's sha256 (hex), or None if it is gone or unreadable."""
     try:
@@ -532,6 +575,19 @@ def _sha256(path: str) -> str | None:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
         return None
+
+
+def _read_png(path: str) -> np.ndarray:
+    """The pixels of an image file, local or URL; an OSError names ``path`` in both cases (Pillow
+    names a file it opened itself, not the bytes of a URL)."""
+    source = storage.pillow_source(path)
+    try:
+        with Image.open(source) as image:
+            return np.array(image)
+    except UnidentifiedImageError:
+        if isinstance(source, str):
+            raise
+        raise UnidentifiedImageError(f"cannot identify image file {path!r}") from None
 
 
 class _MaskChecks:
@@ -545,7 +601,7 @@ class _MaskChecks:
         stem = os.path.splitext(record.filename)[0]
         relative = os.path.join("masks", example.split, stem + ".png")
         try:
-            plane = np.array(Image.open(os.path.join(self.output_dir, relative)))
+            plane = _read_png(storage.join(self.output_dir, relative))
         except OSError as error:
             check.fail(f"{relative}: missing or unreadable ({error})")
             return
@@ -585,7 +641,7 @@ class _SceneChecks:
         for kind in self.kinds:
             relative = os.path.join(kind, example.split, stem + ".png")
             try:
-                planes[kind] = np.array(Image.open(os.path.join(self.output_dir, relative)))
+                planes[kind] = _read_png(storage.join(self.output_dir, relative))
             except OSError as error:
                 problems.append(f"{relative}: missing or unreadable ({error})")
                 continue
