@@ -241,7 +241,8 @@ def remove(path: str) -> None:
 def remove_tree(path: str) -> None:
     """Delete the folder ``path`` and everything in it; a missing folder is no error."""
     if not is_url(path):
-        shutil.rmtree(local(path), ignore_errors=not os.path.exists(local(path)))
+        if os.path.exists(local(path)):
+            shutil.rmtree(local(path))
         return
     fs, inner = _filesystem(path)
     if fs.exists(inner):
@@ -265,4 +266,12 @@ def is_empty_or_missing(folder: str) -> bool:
     if not is_url(folder):
         return not os.path.isdir(local(folder)) or not os.listdir(local(folder))
     fs, inner = _filesystem(folder)
-    return not fs.exists(inner) or not fs.find(inner, maxdepth=None, withdirs=False)
+    return not fs.exists(inner) or not _holds_a_file(fs, inner)
+
+
+def _holds_a_file(fs, folder: str) -> bool:
+    """Whether some file lies below ``folder`` (stops at the first; empty sub-folders don't count)."""
+    for entry in fs.ls(folder, detail=True):
+        if entry["type"] != "directory" or _holds_a_file(fs, entry["name"]):
+            return True
+    return False
