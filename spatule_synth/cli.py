@@ -45,7 +45,7 @@ flags.DEFINE_list("annotation_dirs", [], "Optional: one folder of XML files per 
 flags.DEFINE_string("label_map", DEFAULT_LABEL_MAP, "label_map.pbtxt whose names the VOC <name> "
                     "values must match.")
 flags.DEFINE_string("output_dir", None, "Directory to create for the outputs: a local path, or a "
-                    "URL (gs://, s3://, ...; generate, convert, report, verify).")
+                    "URL (gs://, s3://, ...; generate, convert, report, verify, evaluate).")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing output directory (only one that "
                      "spatule_synth created).")
 flags.DEFINE_string("record_name", "real", "convert: TFRecord name, giving "

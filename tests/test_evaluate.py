@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+import fsspec
 import numpy as np
 import pytest
 from PIL import Image
@@ -396,3 +397,21 @@ def test_the_numbers_at_the_threshold_count_every_detection_of_a_crowded_photo()
     assert stats["AR100"] == pytest.approx(100 / 150)  # COCO's own numbers keep their 100 per image
     misses, false = coco_metrics.findings(evaluation, 0.5)
     assert not misses and not false
+
+
+@pytest.mark.slow
+def test_records_and_output_on_urls_give_the_files_of_a_local_evaluation(workspace, tmp_path):
+    from spatule_synth.modes.evaluate import EvaluateConfig, run_evaluate
+    from test_storage import memory_tree, to_memory
+    from test_scale import tree
+    records = to_memory(workspace["tiles"], f"memory://evaluate-{os.getpid()}-{tmp_path.name}/tiles")
+    url = f"memory://evaluate-{os.getpid()}-{tmp_path.name}/eval"
+    run_evaluate(EvaluateConfig(detector=workspace["detector"], records=workspace["tiles"],
+                                output_dir=str(tmp_path / "eval")))
+    run_evaluate(EvaluateConfig(detector=workspace["detector"], records=records, output_dir=url))
+    written, expected = memory_tree(url), tree(tmp_path / "eval")
+    assert set(written) == set(expected) and "precision_recall.png" in written
+    local_json = (tmp_path / "eval" / "evaluation.json").read_text().replace(workspace["tiles"], "RUN")
+    url_json = fsspec.filesystem("memory").cat_file(f"{url}/evaluation.json").decode().replace(records, "RUN")
+    assert url_json == local_json
+    assert all(written[name] == expected[name] for name in written if name.endswith(".png"))

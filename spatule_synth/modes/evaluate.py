@@ -35,6 +35,7 @@ import os
 from tqdm import tqdm
 
 from spatule_synth.core.image_models import error_reason
+from spatule_synth.core import storage
 from spatule_synth.core.output_dir import atomic_write_bytes, check_output_dir, output_dir_for_run
 from spatule_synth.formats.manifest import MANIFEST_NAME, read_manifest
 from spatule_synth.formats.tfrecord import iter_record_file, parse_example
@@ -86,7 +87,7 @@ class EvaluationRun:
 
 def read_run(path: str) -> EvaluationRun:
     """The convert run in ``path``, checked: a finished convert run with records."""
-    if not os.path.isdir(path):
+    if not storage.is_dir(path):
         raise EvaluateError(f"{path}: no such folder")
     try:
         manifest = read_manifest(path)
@@ -98,10 +99,10 @@ def read_run(path: str) -> EvaluationRun:
     if manifest.get("mode") != "convert":
         raise EvaluateError(f"{path}: a {manifest.get('mode', 'unknown')} run; --records takes a "
                             "--mode=convert run of labelled real photos")
-    records = [os.path.join(path, r) for r in manifest.get("records", [])]
+    records = [storage.join(path, r) for r in manifest.get("records", [])]
     if not records:
         raise EvaluateError(f"{path}: no records (annotations/*.record*) to evaluate")
-    missing = [r for r in records if not os.path.isfile(r)]
+    missing = [r for r in records if not storage.is_file(r)]
     if missing:
         raise EvaluateError(f"{missing[0]}: missing ({len(missing)} of the run's record files)")
     config = manifest.get("config", {})

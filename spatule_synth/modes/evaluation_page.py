@@ -20,7 +20,7 @@ import os
 import cv2
 import numpy as np
 
-from spatule_synth.core.output_dir import atomic_write_bytes
+from spatule_synth.core.output_dir import atomic_write_bytes, write_figure
 from spatule_synth.formats.tfrecord import iter_record_file, parse_example
 from spatule_synth.modes.coco_metrics import STAT_NAMES, Finding
 from spatule_synth.modes.gallery import _write_png
@@ -163,8 +163,7 @@ def write_pictures(out: str, document: dict, images: list, merged: dict[int, Det
                    misses: list[Finding], false: list[Finding], run, threshold: float) -> list[str]:
     """Write precision_recall.png, worst_misses.png and false_positives.png; their paths."""
     path = os.path.join(out, "precision_recall.png")
-    precision_recall_figure(document).savefig(path + ".tmp.png", dpi=90)
-    os.replace(path + ".tmp.png", path)
+    write_figure(precision_recall_figure(document), path, dpi=90)
     written = [path]
     by_id = {image.image_id: image for image in images}
     for name, findings, miss in (("worst_misses.png", misses, True), ("false_positives.png", false, False)):
