@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping, NoReturn
 
 from absl import app, flags
 
+from spatule_synth.core import storage
 from spatule_synth.core.augment import parse_ranges
 from spatule_synth.core.config import BLEND_MODES, CLASS_BALANCE, DEFAULT_LABEL_MAP, IDENTITY_MODES, \
     LAYOUTS, MASK_SOURCES, ConvertConfig, GenerateConfig
@@ -601,7 +602,7 @@ def _is_folder_name(name: str) -> bool:
 def _split_from_run() -> str:
     """--split_from's run folder (the flag names the folder or its manifest.json)."""
     split_from = FLAGS.split_from
-    return split_from if os.path.isdir(split_from) else os.path.dirname(split_from)
+    return split_from if storage.is_dir(split_from) else os.path.dirname(split_from)
 
 
 def _model_name() -> str:

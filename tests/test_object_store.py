@@ -24,7 +24,7 @@ from spatule_synth.core.config import GenerateConfig
 from spatule_synth.generate.run import run_generate
 from test_generate import config_for
 from test_scale import REPO, tree
-from test_storage import without_manifest
+from test_storage import same_manifest, without_manifest
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,7 @@ def test_workers_write_their_images_into_the_bucket_and_the_bytes_are_a_disk_run
     written = s3_tree(url)
     assert without_manifest(written) == without_manifest(tree(out))
     assert not any(name.startswith(".progress") for name in written)
+    assert same_manifest(url, out, photos, inputs, store().cat_file(f"{url[5:]}/manifest.json").decode())
 
 
 @pytest.mark.slow
@@ -127,6 +128,8 @@ def test_a_run_killed_on_the_bucket_resumes_in_another_process_to_the_same_bytes
                              text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert without_manifest(s3_tree(url)) == without_manifest(tree(reference))
+    manifest = store().cat_file(f"{url[5:]}/manifest.json").decode()
+    assert same_manifest(url, reference, "no input URL", "", manifest)
 
 
 
@@ -140,3 +143,18 @@ def test_beam_workers_write_into_the_bucket_the_bytes_of_a_local_run(inputs, buc
         "beam_pipeline_options": "--runner=DirectRunner --direct_running_mode=multi_processing "
                                  "--direct_num_workers=2"}))
     assert without_manifest(s3_tree(url)) == without_manifest(tree(out))
+    assert same_manifest(url, out, "no input URL", "", store().cat_file(f"{url[5:]}/manifest.json").decode())
+
+
+def test_overwrite_of_a_run_at_a_bucket_root_deletes_its_files_never_the_bucket(inputs, bucket, s3_endpoint,
+                                                                                 tmp_path):
+    import boto3
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    name = bucket[len("s3://"):]
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    out = tmp_path / "out"
+    run_generate(config_for(inputs, out, num_images=12))
+    run_generate(config_for(inputs, bucket, num_images=40))
+    run_generate(config_for(inputs, bucket, num_images=12, overwrite=True))
+    assert without_manifest(s3_tree(bucket)) == without_manifest(tree(out))  # nothing of the 40 left
+    assert client.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"  # the same bucket

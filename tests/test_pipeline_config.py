@@ -428,3 +428,17 @@ def test_flip_options_with_settings_and_comments_are_removed_whole(tmp_path, mon
     assert text.count(FLIP_NOTE.format("tag,ring")) == 2
     assert ("      operations { min_object_covered: 0.1 }  # random_horizontal_flip { } in a comment\n"
             in text)  # the crop's line, comment included, as in the template
+
+
+def test_a_run_on_a_url_is_named_by_its_url_in_the_config(tmp_path):
+    """TensorFlow reads gs:// records itself: the config names the run's URL, never a local
+    path made of it."""
+    from test_storage import to_memory
+    out = make_run(tmp_path / "runs", train_shards=3, eval_shards=1)
+    url = to_memory(str(out), f"memory://pipeline-{os.getpid()}-{tmp_path.name}/run")
+    config = parse(write_pipeline_config(RESNET, url, str(tmp_path / "ws"), LABEL_MAP, 2, 10, None))
+    (eval_reader,) = config.eval_input_reader
+    assert list(config.train_input_reader.tf_record_input_reader.input_path) == [
+        f"{url}/annotations/train.record-?????-of-00003"]
+    assert list(eval_reader.tf_record_input_reader.input_path) == [f"{url}/annotations/eval.record"]
+    assert config.train_input_reader.label_map_path == f"{url}/annotations/label_map.pbtxt"

@@ -13,7 +13,7 @@ import pytest
 from spatule_synth.core import storage
 from spatule_synth.core.config import DEFAULT_LABEL_MAP, ConvertConfig, GenerateConfig
 from spatule_synth.core.output_dir import OutputDirError
-from spatule_synth.generate.progress import Progress
+from spatule_synth.generate.progress import Progress, this_process
 from spatule_synth.formats.labelimg import InputDirError
 from spatule_synth.generate.run import run_generate
 from spatule_synth.modes.convert import run_convert
@@ -155,10 +155,12 @@ def url_settings(inputs, url_inputs, out, **options):
             "output_dir": out}
 
 
-def same_manifest(url, local_out, url_inputs, inputs):
-    """The URL run's manifest, its paths put back to the local run's, equals the local one (but for
-    the label map's path: the URL run reads a copy of the default one)."""
-    written = fsspec.filesystem("memory").cat_file(f"{url}/manifest.json").decode()
+def same_manifest(url, local_out, url_inputs, inputs, written=None):
+    """The URL run's manifest (``written``, or read from memory://), its paths put back to the
+    local run's, equals the local one (but for the label map's path: a URL run may read a copy of
+    the default one)."""
+    if written is None:
+        written = fsspec.filesystem("memory").cat_file(f"{url}/manifest.json").decode()
     written = written.replace(url_inputs, str(inputs)).replace(url, str(local_out))
     local = (local_out / "manifest.json").read_text()
     return ([line for line in written.splitlines() if '"label_map_path"' not in line]
@@ -264,17 +266,39 @@ def test_the_lock_on_a_url_is_a_lease_that_a_dead_holder_loses(url_output):
     with progress.locked():
         holder = json.loads(memory.cat_file(lease))
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(OutputDirError, match="is being written by another spatule_synth run"):
+            with Progress(url_output).locked():  # held: even this process cannot take it twice
+                pass
     assert not memory.exists(lease)  # released
-    memory.pipe(lease, json.dumps({"host": "elsewhere", "pid": 7, "token": "x"}).encode())
-    with pytest.raises(OutputDirError, match=f"^output directory {url_output} is being written by another "
-                                             r"spatule_synth run \(process 7 on elsewhere"):
-        with progress.locked():
-            pass
+    me = this_process()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    memory.pipe(lease, json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "x"}).encode())
-    with progress.locked():  # its holder is gone: taken over
-        assert json.loads(memory.cat_file(lease))["pid"] == os.getpid()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        for holder, refused in [
+                ({"host": "elsewhere", "machine": "other", "pid": 7, "started": "1"}, True),
+                ({**me, "machine": "another container"}, True),  # the same host name elsewhere
+                ({**me, "pid": alive.pid, "started": this_process_started(alive.pid)}, True),
+                ({**me, "pid": dead.pid}, False),  # killed: taken over
+                ({**me, "pid": alive.pid, "started": "0"}, False),  # its pid now another process's
+                ("not a lease", True)]:
+            memory.pipe(lease, json.dumps(holder).encode())
+            if refused:
+                with pytest.raises(OutputDirError, match=f"^output directory {url_output} is being written"):
+                    with progress.locked():
+                        pass
+                assert json.loads(memory.cat_file(lease)) == holder  # left alone
+            else:
+                with progress.locked():
+                    assert json.loads(memory.cat_file(lease))["pid"] == os.getpid()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def this_process_started(pid):
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[19]
 
 
 @pytest.mark.slow
@@ -286,3 +310,58 @@ def test_beam_with_every_path_a_url_writes_the_bytes_of_a_local_run_from_disk(in
         beam_pipeline_options="--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2")))
     assert without_manifest(memory_tree(url_output)) == without_manifest(tree(out))
     assert same_manifest(url_output, out, url_inputs, inputs)
+
+
+def test_a_file_url_output_is_the_local_folder(inputs, tmp_path):
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out, num_images=12)
+    run_generate(config_for(inputs, f"file://{out}", num_images=12))
+    assert tree(out) == expected  # the marker and every file in one folder, as without file://
+    assert not os.path.exists("file:")
+
+
+def test_an_overwrite_interrupted_while_deleting_can_be_run_again(inputs, url_inputs, url_output, tmp_path,
+                                                                  monkeypatch):
+    out = tmp_path / "out"
+    run_generate(config_for(inputs, out, num_images=12))
+    run_generate(GenerateConfig.from_settings(**url_settings(inputs, url_inputs, url_output)))
+    memory = fsspec.implementations.memory.MemoryFileSystem
+    original = memory.rm
+
+    def killed_halfway(self, paths, *args, **kwargs):
+        if isinstance(paths, list) and len(paths) > 2:
+            original(self, paths[:len(paths) // 2], *args, **kwargs)
+            raise Killed()
+        return original(self, paths, *args, **kwargs)
+
+    settings = url_settings(inputs, url_inputs, url_output, num_images=12, overwrite=True)
+    monkeypatch.setattr(memory, "rm", killed_halfway)
+    with pytest.raises(Killed):
+        run_generate(GenerateConfig.from_settings(**settings))
+    monkeypatch.setattr(memory, "rm", original)
+    left = memory_tree(url_output)
+    assert ".spatule_synth_output" in left and "manifest.json" not in left and len(left) > 2
+    run_generate(GenerateConfig.from_settings(**settings))  # still ours: the marker stayed
+    assert without_manifest(memory_tree(url_output)) == without_manifest(tree(out))
+
+
+class NoCredentialsError(Exception):
+    """What botocore raises for a bucket without credentials: no OSError."""
+
+
+def test_a_store_error_that_is_no_oserror_becomes_one_named_error(tmp_path):
+    class Unreachable(fsspec.AbstractFileSystem):
+        protocol = "unreachable"
+
+        def info(self, path, **kwargs):
+            raise NoCredentialsError("Unable to locate credentials")
+
+        ls = info
+
+    fsspec.register_implementation("unreachable", Unreachable, clobber=True)
+    message = "^unreachable://bucket/photos: NoCredentialsError: Unable to locate credentials$"
+    with pytest.raises(storage.StorageError, match=message):
+        storage.is_dir("unreachable://bucket/photos")
+    with pytest.raises(storage.StorageError, match=message):
+        run_generate(GenerateConfig.from_settings(input_dirs=("unreachable://bucket/photos",),
+                                                  output_dir=str(tmp_path / "out")))

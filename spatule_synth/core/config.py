@@ -53,6 +53,7 @@ class ConvertConfig:
         return InputRules(self.unlabelled, self.ignore_classes)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", storage.local(self.output_dir))  # file://PATH is PATH
         InputRules(self.unlabelled, self.ignore_classes)  # raises for a bad unlabelled
         if self.tile_size and not 0 <= self.tile_overlap < self.tile_size:
             raise ValueError(f"tile_overlap must lie in [0, tile_size), got {self.tile_overlap}")
@@ -276,6 +277,7 @@ class OutputConfig:
             raise ValueError("depth_model goes with scene_outputs=depth")
         if not self.output_dir:
             raise ValueError("output_dir is required")
+        object.__setattr__(self, "output_dir", storage.local(self.output_dir))  # file://PATH is PATH
         if self.num_images < 1 or self.num_shards < 1:
             raise ValueError("num_images >= 1 and num_shards >= 1 are required")
         if not 1 <= self.jpeg_quality <= 100:

@@ -11,7 +11,8 @@ An output directory may also be a URL (``gs://``, ``s3://``, ``memory://``: `spa
 Object stores have no rename, so there every file is written in one request under its final name
 (`storage.put_bytes`, `storage.upload`): it appears whole or not at all. ``--overwrite`` of a URL
 cannot move the old output aside: it deletes the old manifest first (so the old output no longer
-looks finished), then the rest, before the new run starts.
+looks finished), then the rest but the marker, before the new run starts; only files are deleted,
+never a bucket.
 """
 
 from __future__ import annotations
@@ -197,10 +198,11 @@ def _check_output_url(url: str, overwrite: bool, input_dirs: Sequence[str]) -> N
 @contextlib.contextmanager
 def _output_url_for_run(url: str) -> Iterator[None]:
     """`output_dir_for_run` for a URL: an old output is deleted first, its manifest before the
-    rest (module docstring); the marker is written before anything else."""
+    rest and its marker never (so an interrupted deletion can be started again); the marker is
+    written before anything else."""
     if not storage.is_empty_or_missing(url):
         storage.remove(storage.join(url, MANIFEST_FILE))
-        storage.remove_tree(url)
+        storage.remove_tree(url, keep=MARKER_NAME)
     storage.makedirs(url)
     storage.put_bytes(storage.join(url, MARKER_NAME),
                       b"Created by spatule_synth; --overwrite may delete this directory.\n")

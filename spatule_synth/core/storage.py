@@ -21,6 +21,8 @@ that lives in a single process (``memory://``): image workers write to the first
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob as globbing
 import hashlib
 import io
 import os
@@ -51,15 +53,54 @@ def _filesystem(url: str):
     import fsspec  # pylint: disable=import-outside-toplevel  (only URLs need it)
 
     try:
-        return fsspec.core.url_to_fs(url)
+        try:  # no listing cache: other processes (workers, other machines) add files meanwhile
+            return fsspec.core.url_to_fs(url, use_listings_cache=False)
+        except TypeError:  # a file system without listings to cache
+            return fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as error:
         raise StorageError(f"{url}: cannot use this file system: {error}") from None
+
+
+def _named_errors(function):
+    """Make the URL errors of ``function(path, ...)`` `OSError`s that name the URL: fsspec's
+    back-ends raise their own types for a missing credential or an unreachable endpoint (botocore's
+    ``NoCredentialsError`` is no `OSError`), which would otherwise end a run with a traceback."""
+    @functools.wraps(function)
+    def wrapper(path, *args, **kwargs):
+        if not is_url(path):
+            return function(path, *args, **kwargs)
+        try:
+            return function(path, *args, **kwargs)
+        except OSError:
+            raise
+        except Exception as error:  # pylint: disable=broad-except  (each back-end has its own)
+            raise StorageError(f"{path}: {type(error).__name__}: {error}") from error
+    return wrapper
 
 
 def join(folder: str, *names: str) -> str:
     if is_url(folder):
         return posixpath.join(folder.rstrip("/") + "/", *names)
     return os.path.join(local(folder), *names)
+
+
+@_named_errors
+def absolute(path: str) -> str:
+    """``path`` as written in a file that another program reads: a URL as it is, a local path
+    made absolute."""
+    return path if is_url(path) else os.path.abspath(local(path))
+
+
+@_named_errors
+def glob(pattern: str) -> list[str]:
+    """The paths that ``pattern`` matches (``*``, ``?``, ``[...]`` in its last part), sorted, spelt
+    as the pattern's folder is (a URL keeps its protocol)."""
+    if not is_url(pattern):
+        return sorted(globbing.glob(local(pattern)))
+    fs, inner = _filesystem(pattern)
+    folder = posixpath.dirname(pattern)
+    stored = fs._strip_protocol(folder).rstrip("/")  # pylint: disable=protected-access
+    return sorted(folder + name[len(stored):] for name in fs.glob(inner) if name.startswith(stored + "/"))
 
 
 def open_binary(path: str) -> IO[bytes]:
@@ -79,11 +120,13 @@ def pillow_source(path: str) -> str | IO[bytes]:
     return local(path) if not is_url(path) else io.BytesIO(read_bytes(path))
 
 
+@_named_errors
 def read_bytes(path: str) -> bytes:
     with open_binary(path) as handle:
         return handle.read()
 
 
+@_named_errors
 def is_dir(path: str) -> bool:
     if not is_url(path):
         return os.path.isdir(local(path))
@@ -91,6 +134,7 @@ def is_dir(path: str) -> bool:
     return fs.isdir(inner)
 
 
+@_named_errors
 def is_file(path: str) -> bool:
     if not is_url(path):
         return os.path.isfile(local(path))
@@ -98,6 +142,7 @@ def is_file(path: str) -> bool:
     return fs.isfile(inner)
 
 
+@_named_errors
 def list_folder(folder: str) -> tuple[list[str], list[str]]:
     """``(files, folders)`` directly in ``folder``: full paths (URLs keep their protocol), each
     list sorted by name."""
@@ -121,10 +166,16 @@ def names_in(folder: str) -> Iterator[str]:
         with os.scandir(local(folder)) as entries:
             yield from (entry.name for entry in entries)
         return
+    yield from _url_names_in(folder)
+
+
+@_named_errors
+def _url_names_in(folder: str) -> list[str]:
     fs, inner = _filesystem(folder)
-    yield from (posixpath.basename(name.rstrip("/")) for name in fs.ls(inner, detail=False))
+    return [posixpath.basename(name.rstrip("/")) for name in fs.ls(inner, detail=False)]
 
 
+@_named_errors
 def canonical(path: str) -> str:
     """What every spelling of ``path`` has in common (module docstring)."""
     if not is_url(path):
@@ -134,6 +185,7 @@ def canonical(path: str) -> str:
     return f"{protocol}://{fs._strip_protocol(inner).rstrip('/')}"  # pylint: disable=protected-access
 
 
+@_named_errors
 def signature(path: str) -> tuple[int, str]:
     """Size and a version mark (modification time, or the store's own version tag) of a file:
     what changes when its content may have changed."""
@@ -186,6 +238,7 @@ def visible_to_other_processes(path: str) -> bool:
     return protocol(path) not in PROCESS_LOCAL_PROTOCOLS
 
 
+@_named_errors
 def exists(path: str) -> bool:
     if not is_url(path):
         return os.path.exists(local(path))
@@ -193,6 +246,7 @@ def exists(path: str) -> bool:
     return fs.exists(inner)
 
 
+@_named_errors
 def put_bytes(url: str, data: bytes) -> None:
     """Write ``data`` as the object ``url`` in one request (whole or not at all)."""
     fs, inner = _filesystem(url)
@@ -201,8 +255,28 @@ def put_bytes(url: str, data: bytes) -> None:
 
 def put_file(local_path: str, url: str) -> None:
     """Send the local file to ``url`` in one request."""
+    _put_file(url, local_path)
+
+
+@_named_errors
+def _put_file(url: str, local_path: str) -> None:
     fs, inner = _filesystem(url)
     fs.put_file(local_path, inner)
+
+
+@_named_errors
+def create_exclusive(url: str, data: bytes) -> bool:
+    """Write the object ``url`` only if it does not exist yet, in one request; whether it was
+    written. Stores that cannot refuse an existing object (the back-end does not take fsspec's
+    ``mode="create"``) are written unconditionally: the caller reads the object back."""
+    fs, inner = _filesystem(url)
+    try:
+        fs.pipe_file(inner, data, mode="create")
+    except FileExistsError:
+        return False
+    except (TypeError, NotImplementedError):
+        fs.pipe_file(inner, data)
+    return True
 
 
 @contextlib.contextmanager
@@ -210,13 +284,13 @@ def upload(url: str) -> Iterator[IO[bytes]]:
     """A binary handle on a local scratch file, sent to ``url`` in one request when the block
     succeeds (for outputs too large to hold in memory: shards, the manifest); nothing is sent if
     it fails."""
-    fs, inner = _filesystem(url)
     with tempfile.NamedTemporaryFile(prefix="spatule_synth_upload_") as handle:
         yield handle
         handle.flush()
-        fs.put_file(handle.name, inner)
+        put_file(handle.name, url)
 
 
+@_named_errors
 def makedirs(path: str) -> None:
     """Create the folder ``path`` (and its parents); object stores need none, so URLs only get a
     folder where the store keeps them."""
@@ -227,6 +301,7 @@ def makedirs(path: str) -> None:
     fs.makedirs(inner, exist_ok=True)
 
 
+@_named_errors
 def remove(path: str) -> None:
     """Delete the file ``path``; a missing file is no error."""
     if not is_url(path):
@@ -238,17 +313,21 @@ def remove(path: str) -> None:
         fs.rm_file(inner)
 
 
-def remove_tree(path: str) -> None:
-    """Delete the folder ``path`` and everything in it; a missing folder is no error."""
+@_named_errors
+def remove_tree(path: str, keep: str | None = None) -> None:
+    """Delete the folder ``path`` and everything in it (on a store: every file below it, but a
+    file named ``keep`` directly in it, if given; the folder or bucket itself stays); a missing
+    folder is no error."""
     if not is_url(path):
         if os.path.exists(local(path)):
             shutil.rmtree(local(path))
         return
     fs, inner = _filesystem(path)
-    if fs.exists(inner):
-        fs.rm(inner, recursive=True)
+    if fs.exists(inner):  # the files only: the folder may be a bucket, which must stay as it is
+        fs.rm([name for name in fs.find(inner) if keep is None or posixpath.basename(name) != keep])
 
 
+@_named_errors
 def files_under(folder: str) -> list[str]:
     """Every file below ``folder``, as paths relative to it (``/``-separated), sorted."""
     if not is_url(folder):
@@ -261,6 +340,7 @@ def files_under(folder: str) -> list[str]:
     return sorted(name[len(prefix):] for name in fs.find(inner) if name.startswith(prefix))
 
 
+@_named_errors
 def is_empty_or_missing(folder: str) -> bool:
     """Whether ``folder`` holds nothing (or does not exist)."""
     if not is_url(folder):
@@ -270,8 +350,14 @@ def is_empty_or_missing(folder: str) -> bool:
 
 
 def _holds_a_file(fs, folder: str) -> bool:
-    """Whether some file lies below ``folder`` (stops at the first; empty sub-folders don't count)."""
-    for entry in fs.ls(folder, detail=True):
+    """Whether some file lies below ``folder`` (stops at the first; empty sub-folders don't count,
+    nor a listed prefix that holds nothing when listed itself, as a versioned bucket may show
+    for deleted files)."""
+    try:
+        entries = fs.ls(folder, detail=True)
+    except FileNotFoundError:
+        return False
+    for entry in entries:
         if entry["type"] != "directory" or _holds_a_file(fs, entry["name"]):
             return True
     return False

@@ -17,9 +17,11 @@ by the run that writes the directory. The progress folder is deleted once the ma
 On an object store (``--output_dir=gs://...``: `spatule_synth.core.storage`) the same holds without
 renames: every image and part file is written in one request under its final name, so it exists
 whole or not at all, and the manifest, written last, is still what says the run finished. The lock
-is then a *lease*: ``OUT/.progress/lock`` names the host and process writing the run. A lease left
-by a process of this host that is gone (killed) is taken over; one from another host is honoured
-until deleted by hand (the error says so), since this machine cannot tell whether that run lives.
+is then a *lease*: ``OUT/.progress/lock``, created only if absent (where the store can refuse an
+existing object; S3 and the memory store can), names the machine and process writing the run
+(`this_process`). A lease left by a process of this machine that is gone (killed) is taken over; one
+from another machine (or container) is honoured until deleted by hand (the error says so), since
+this machine cannot tell whether that run lives.
 
 Guarantee: a process crash or kill loses nothing that was finished (workers die with the main
 process: `spatule_synth.generate.execute`). Images and part files are not ``fsync``-ed one by one (that
@@ -175,20 +177,29 @@ class Progress:
             raise OutputDirError(f"output directory {self.output_dir} was finished or removed by "
                                  "another spatule_synth run meanwhile; run the command again")
         path = self.path(LOCK_FILE)
-        holder = _read_lease(path)
-        if holder is not None and not _lease_is_stale(holder):
-            raise OutputDirError(
-                f"output directory {self.output_dir} is being written by another spatule_synth run "
-                f"(process {holder.get('pid')} on {holder.get('host')}, says {path}); wait for it to "
-                "end, or delete that file if no such run is alive")
-        lease = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
-        storage.put_bytes(path, json.dumps(lease).encode("utf-8"))
-        if _read_lease(path) != lease:
+        lease = {**this_process(), "token": uuid.uuid4().hex}
+        data = json.dumps(lease).encode("utf-8")
+        if not storage.create_exclusive(path, data):
+            holder = _read_lease(path)
+            if holder is not None and not _lease_is_stale(holder):
+                raise OutputDirError(
+                    f"output directory {self.output_dir} is being written by another spatule_synth "
+                    f"run (process {holder.get('pid')} on {holder.get('host')}, says {path}); wait "
+                    "for it to end, or delete that file if no such run is alive")
+            if _read_lease(path) == holder:  # its holder is gone: take the lease over
+                storage.remove(path)
+            if not storage.create_exclusive(path, data):
+                raise OutputDirError(f"output directory {self.output_dir} is being written by "
+                                     "another spatule_synth run that started at the same moment; "
+                                     "wait for it to end")
+        if _read_lease(path) != lease:  # a store that cannot refuse an existing object
             raise OutputDirError(f"output directory {self.output_dir} is being written by another "
                                  "spatule_synth run that started at the same moment; wait for it to end")
+        _HELD_LEASES.add(lease["token"])
         try:
             yield
         finally:
+            _HELD_LEASES.discard(lease["token"])
             if _read_lease(path) == lease:
                 storage.remove(path)
 
@@ -209,28 +220,58 @@ class Progress:
                             self.folder, error)
 
 
+_HELD_LEASES: set[str] = set()  # the tokens of the leases this process holds now
+
+
+def this_process() -> dict:
+    """Who holds a lease: the host name, the *machine* (the kernel's boot id and this process's
+    PID namespace: two containers that share a host name do not share both), the process id and
+    its start time (so a reused process id is told apart)."""
+    return {"host": socket.gethostname(), "machine": _machine(), "pid": os.getpid(),
+            "started": _start_time(os.getpid())}
+
+
+def _machine() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # not Linux: no process of this host is ever taken for dead
+        return ""
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), None if it does not run."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _read_lease(path: str) -> dict | None:
+    """The lease at ``path``; None if there is none. One that is not a lease (not JSON) reads as
+    held by an unknown process (so it is never taken over; the error names the file)."""
     try:
         lease = json.loads(storage.read_bytes(path).decode("utf-8"))
-    except (OSError, ValueError):
-        return None  # none, or unreadable: no run can be shown to hold it
-    return lease if isinstance(lease, dict) else None
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"host": "an unknown host", "pid": "unknown"}
+    return lease if isinstance(lease, dict) else {"host": "an unknown host", "pid": "unknown"}
 
 
 def _lease_is_stale(lease: dict) -> bool:
-    """Whether the lease's holder is known to be gone: a process of this host that no longer
-    runs (or this very process: a lease it holds would have been released)."""
-    if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
+    """Whether the lease's holder is known to be gone: a process of this machine (`this_process`)
+    that no longer runs, or whose process id now belongs to another process (this one, say, when
+    the lease is none of those it holds now)."""
+    me = this_process()
+    if not me["machine"] or lease.get("machine") != me["machine"] or lease.get("host") != me["host"]:
         return False
-    if lease["pid"] == os.getpid():
-        return True
-    try:
-        os.kill(lease["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # it exists (perhaps as another user)
-    return False
+    pid = lease.get("pid")
+    if not isinstance(pid, int) or lease.get("token") in _HELD_LEASES:
+        return False
+    return pid == me["pid"] or _start_time(pid) != lease.get("started")
 
 
 def run_description(config_json: dict, inputs: str, chunks: dict[str, list[Chunk]]) -> dict:

@@ -210,7 +210,7 @@ def write_domain_report(output_dir: str, compare_to: str, manifest: dict) -> tup
     folder = storage.join(output_dir, "report")
     storage.makedirs(folder)
     json_path = os.path.join(folder, "domain.json")
-    content = {"compare_to": os.path.abspath(compare_to), "model_side": MODEL_SIDE,
+    content = {"compare_to": storage.absolute(compare_to), "model_side": MODEL_SIDE,
                "objects": {"synthetic": int(len(synthetic["size share"])), "real": int(len(real["size share"]))},
                "measures": [dataclasses.asdict(c) for c in comparisons]}
     atomic_write_bytes(json_path, (json.dumps(content, indent=1) + "\n").encode("utf-8"))

@@ -59,6 +59,9 @@ class EvaluateConfig:
     score_threshold: float = 0.5
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", storage.local(self.output_dir))  # file://PATH is PATH
+
 
 @dataclasses.dataclass
 class EvaluatedImage:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import os
 import re
 
@@ -48,6 +47,7 @@ from google.protobuf import text_encoding, text_format
 from spatule_synth.formats import pbtxt_edit
 from spatule_synth.formats.label_map import LabelMap, read_label_map
 from spatule_synth.formats.manifest import MANIFEST_NAME, read_manifest
+from spatule_synth.core import storage
 from spatule_synth.core.output_dir import atomic_write_bytes
 from spatule_synth.formats.proto_schema import message_classes
 from spatule_synth.formats.tfrecord import shard_glob, shard_paths
@@ -168,7 +168,7 @@ def run_records(output_dir: str, split: str, label_map: LabelMap,
     they exist, they are named as `shard_paths` names them, the split has images, and the run's
     label map equals ``label_map``. A convert run has one set of records and no split: it serves as
     ``train``, or as ``eval`` when ``whole_convert_run``."""
-    if not os.path.isfile(os.path.join(output_dir, MANIFEST_NAME)):
+    if not storage.is_file(storage.join(output_dir, MANIFEST_NAME)):
         raise ValueError(f"{output_dir} is not a finished spatule_synth run (no {MANIFEST_NAME})")
     manifest = read_manifest(output_dir)
     if "splits" in manifest:
@@ -190,20 +190,20 @@ def run_records(output_dir: str, split: str, label_map: LabelMap,
     if not records or not images:
         raise ValueError(empty)
 
-    run_label_map = read_label_map(os.path.join(output_dir, "annotations", "label_map.pbtxt"))
+    run_label_map = read_label_map(storage.join(output_dir, "annotations", "label_map.pbtxt"))
     if [(i.id, i.name) for i in run_label_map.items] != [(i.id, i.name) for i in label_map.items]:
         raise ValueError(f"the label map of {output_dir} ("
                          + ", ".join(f"{i.id}: {i.name}" for i in run_label_map.items)
                          + ") differs from the one given (" + ", ".join(
                              f"{i.id}: {i.name}" for i in label_map.items) + ")")
-    paths = tuple(os.path.abspath(os.path.join(output_dir, record)) for record in records)
+    paths = tuple(storage.absolute(storage.join(output_dir, record)) for record in records)
     return RecordSet(paths, _input_path(paths),
-                     os.path.abspath(os.path.join(output_dir, "annotations", "label_map.pbtxt")),
+                     storage.absolute(storage.join(output_dir, "annotations", "label_map.pbtxt")),
                      _max_objects(manifest))
 
 
 def _input_path(paths: tuple[str, ...]) -> str:
-    missing = [p for p in paths if not os.path.isfile(p)]
+    missing = [p for p in paths if not storage.is_file(p)]
     if missing:
         raise ValueError(f"record shards listed in the manifest are missing: {', '.join(missing)}")
     special = sorted({c for path in paths for c in path if c in _GLOB_SPECIAL})
@@ -220,7 +220,7 @@ def _input_path(paths: tuple[str, ...]) -> str:
             raise ValueError("record shards are not one complete set named "
                              f"PREFIX.record-SSSSS-of-NNNNN: {', '.join(paths)}")
         pattern = shard_glob(prefix, len(paths))
-    matched = sorted(glob.glob(pattern))
+    matched = storage.glob(pattern)
     if matched != sorted(paths):
         raise ValueError(f"input_path {pattern} would read {matched}, not exactly {sorted(paths)}")
     return pattern
@@ -235,9 +235,9 @@ def _max_objects(manifest: dict) -> int:
 
 def _header(name: str, path: str, model_dir: str, output_dir: str, eval_output_dir: str | None) -> str:
     from spatule_synth import __version__
-    data = os.path.abspath(output_dir)
+    data = storage.absolute(output_dir)
     if eval_output_dir is not None:
-        data += f" (eval: {os.path.abspath(eval_output_dir)})"
+        data += f" (eval: {storage.absolute(eval_output_dir)})"
     template = os.path.relpath(path, os.path.dirname(TEMPLATE_DIR))
     return (f"# {NOTE} pipeline.config of the run {data},\n"
             f"# written by spatule_synth {__version__} from {template}.\n"

@@ -49,7 +49,8 @@ name, remembered by `_FirstSeen` in about 4 bytes each when they are numbered as
 holds one fingerprint (about 70 KB) per cutout of the run (not per image), one source photo at a
 time while making them, and compares eval with train in blocks
 (`spatule_synth.generate.near_duplicates.cross_distances`: the distances of `distance`, screened in
-bulk).
+bulk). On a URL, the check for stray images lists each image folder once, names in memory (a
+local folder is streamed).
 """
 
 from __future__ import annotations
