@@ -1,5 +1,6 @@
 """core/storage: the same answers for a local folder and for the same files behind a URL."""
 
+import collections
 import hashlib
 import json
 import os
@@ -365,3 +366,20 @@ def test_a_store_error_that_is_no_oserror_becomes_one_named_error(tmp_path):
     with pytest.raises(storage.StorageError, match=message):
         run_generate(GenerateConfig.from_settings(input_dirs=("unreachable://bucket/photos",),
                                                   output_dir=str(tmp_path / "out")))
+
+
+def test_each_background_behind_a_url_is_downloaded_once(inputs, url_inputs, tmp_path, monkeypatch):
+    memory, opened = fsspec.implementations.memory.MemoryFileSystem, collections.Counter()
+    original = memory._open
+
+    def counted(self, path, mode="rb", *args, **kwargs):
+        if "r" in mode:
+            opened[path] += 1
+        return original(self, path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(memory, "_open", counted)
+    run_generate(GenerateConfig.from_settings(**{
+        **config_for(inputs, tmp_path / "out", num_workers=2).settings(),
+        "input_dirs": (f"{url_inputs}/labelled",), "background_dirs": (f"{url_inputs}/backgrounds",)}))
+    backgrounds = {path: count for path, count in opened.items() if "/backgrounds/" in path}
+    assert len(backgrounds) == 6 and set(backgrounds.values()) == {1}  # checked, keyed, decoded: one read

@@ -36,12 +36,14 @@ _content_cache: dict[tuple[str, int, str], str] = {}
 
 def content_key(path: str) -> str:
     """The first 16 hex digits of the SHA-256 of the file's bytes (cached per path, size and
-    modification time)."""
+    modification time; a URL is read from its local copy, `storage.local_copy`, so that a photo
+    behind a URL is downloaded once however often it is checked)."""
     size, mark = storage.signature(path)
     cache_key = (storage.canonical(path), size, mark)
     if cache_key not in _content_cache:
         digest = hashlib.sha256()
-        with storage.open_binary(path) as handle:
+        source = storage.local_copy(path, storage.input_cache_dir()) if storage.is_url(path) else path
+        with storage.open_binary(source) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         _content_cache[cache_key] = digest.hexdigest()[:_CONTENT_HEX]

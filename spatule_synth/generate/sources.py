@@ -135,7 +135,7 @@ def read_sources(inputs: InputsConfig, split: SplitConfig, placement: PlacementC
     backgrounds = _backgrounds(candidates, labelled, placement.canvas_size, problems)
     # photos behind URLs: copied here once, so that image workers on this machine decode local files
     backgrounds = [dataclasses.replace(b, local=storage.local_copy(b.path, storage.input_cache_dir()))
-                   if storage.is_url(b.path) else b for b in backgrounds]
+                   if storage.is_url(b.path) and not b.local else b for b in backgrounds]
     if not cutouts and not (inputs.rendered_tags or inputs.gan_model):
         raise SourceError("no usable labelled object in the inputs: label some objects (classes of "
                           "the label map) or check the messages above")
@@ -479,12 +479,14 @@ def _backgrounds_in(folder: str, label_dirs: list[str], problems: ProblemLog) ->
                                     f"{said[1]}: a photo with objects is not a background; skipped "
                                     "(give labelled folders as --input_dirs)"))
             continue
+        # a URL is downloaded once, into the local copy the workers will decode
+        local = storage.local_copy(path, storage.input_cache_dir()) if storage.is_url(path) else ""
         try:  # decoded once, so a corrupt photo is caught here and not in a worker
-            width, height = check_image(path)
+            width, height = check_image(local or path)
         except ImageReadError as error:
             problems.report(Problem("unreadable_image", path, f"{error}; background skipped"))
             continue
-        found.append(Background(path, width, height))
+        found.append(Background(path, width, height, local))
     return found
 
 
