@@ -172,3 +172,25 @@ def test_convert_with_split_from_writes_a_pipeline_config_evaluating_on_the_kept
                              cwd=REPO, capture_output=True, text=True)
     assert refused.returncode != 0 and "--pipeline_config goes with --mode=generate, or with " \
         "--mode=convert --split_from=RUN" in refused.stderr
+
+
+
+def test_a_run_and_photos_behind_urls_split_the_photos_as_on_disk(tmp_path):
+    """Every path a URL (memory://): the generate run, its photos, and the converted output."""
+    import fsspec
+    from test_storage import memory_tree, to_memory
+    from test_scale import tree
+    tag_photos(tmp_path / "labelled", 8)
+    generate(tmp_path, tmp_path / "labelled")  # the run on disk, and its photos
+    local = convert(tmp_path / "labelled", tmp_path / "real", tmp_path / "run")
+    base = f"memory://split-from-{os.getpid()}-{tmp_path.name}"
+    photos = to_memory(str(tmp_path / "labelled"), f"{base}/labelled")
+    run_generate(GenerateConfig.from_settings(
+        input_dirs=(photos,), background_dirs=(str(tmp_path / "backgrounds"),), output_dir=f"{base}/run",
+        num_images=10, canvas_size=96, eval_fraction=0.4, num_workers=1, seed=1, report=False))
+    remote = run_convert(ConvertConfig(input_dirs=(photos,), output_dir=f"{base}/real", split_from=f"{base}/run"))
+    kept = [(os.path.basename(path), decision.keep) for path, decision in remote.split_decisions]
+    assert kept == [(os.path.basename(path), decision.keep) for path, decision in local.split_decisions]
+    assert any(keep for _, keep in kept) and not all(keep for _, keep in kept)
+    assert memory_tree(f"{base}/real")["annotations/real.record"] == tree(tmp_path / "real")["annotations/real.record"]
+    fsspec.filesystem("memory").rm(base, recursive=True)

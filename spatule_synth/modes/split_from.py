@@ -25,6 +25,7 @@ import re
 
 import numpy as np
 
+from spatule_synth.core import storage
 from spatule_synth.generate.identities import content_key
 from spatule_synth.formats.manifest import MANIFEST_NAME
 from spatule_synth.generate.split import SplitError
@@ -90,7 +91,7 @@ def _contents(files) -> dict[str, str]:
     """Content key -> file, for the run's files that exist (train files must: `read_run_split`)."""
     found = {}
     for path in files:
-        if os.path.isfile(path):
+        if storage.is_file(path):
             found[content_key(path)] = path
     return found
 
@@ -153,10 +154,9 @@ class RunSplit:
 
 def read_run_split(path: str) -> RunSplit:
     """The split of the generate run at ``path`` (its directory or its manifest.json)."""
-    manifest_path = os.path.join(path, MANIFEST_NAME) if os.path.isdir(path) else path
+    manifest_path = storage.join(path, MANIFEST_NAME) if storage.is_dir(path) else path
     try:
-        with open(manifest_path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
+        manifest = json.loads(storage.read_bytes(manifest_path).decode("utf-8"))
     except (OSError, ValueError) as error:
         raise SplitFromError(f"--split_from={path}: cannot read {manifest_path} ({error}); give the "
                              "output directory (or manifest.json) of a finished generate run") from error
@@ -167,7 +167,7 @@ def read_run_split(path: str) -> RunSplit:
     sources = {split: splits.get(split, {}).get("cutout_sources", {}) for split in ("train", "eval")}
     backgrounds = {split: splits.get(split, {}).get("backgrounds", []) for split in ("train", "eval")}
     train_files = {s["file"] for s in sources["train"].values() if "origin" not in s}
-    gone = sorted(p for p in train_files | set(backgrounds["train"]) if not os.path.isfile(p))
+    gone = sorted(p for p in train_files | set(backgrounds["train"]) if not storage.is_file(p))
     if gone:
         raise SplitFromError(f"--split_from={path}: {len(gone)} train photos of that run are not where "
                              f"its manifest says (e.g. {gone[0]}); without them no photo can be "
@@ -182,7 +182,7 @@ def read_run_split(path: str) -> RunSplit:
             if match:
                 names.add((match.group(1) if match.re.groups else match.group(0)))
     return RunSplit(
-        run=os.path.dirname(os.path.abspath(manifest_path)), identity=config.get("identity", "image"),
+        run=os.path.dirname(storage.absolute(manifest_path)), identity=config.get("identity", "image"),
         identity_regex=regex, train_photos=_contents(train_files),
         eval_photos=_contents({s["file"] for s in sources["eval"].values() if "origin" not in s}),
         train_backgrounds=_contents(backgrounds["train"]), eval_backgrounds=_contents(backgrounds["eval"]),
