@@ -114,6 +114,11 @@ def open_binary(path: str) -> IO[bytes]:
         raise FileNotFoundError(2, "No such file or directory", path) from None
 
 
+def open_text(path: str) -> IO[str]:
+    """The file at ``path`` opened as UTF-8 text, as ``open(path, encoding="utf-8")`` would."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8")
+
+
 def pillow_source(path: str) -> str | IO[bytes]:
     """What ``PIL.Image.open`` takes for ``path``: the local path itself (Pillow opens and closes
     it, and names it in its errors), or the URL's bytes in memory."""

@@ -9,7 +9,6 @@ list of objects (one image, one problem) sits on one line. `ManifestStream` read
 from __future__ import annotations
 
 import importlib.metadata
-import io
 import json
 import os
 import platform
@@ -103,7 +102,7 @@ def read_manifest_head(output_dir: str) -> dict:
     markers = ('\n  "images": ', '\n  "examples": ')
     longest = max(len(marker) for marker in markers)
     text = ""
-    with _open_text(storage.join(output_dir, MANIFEST_NAME)) as handle:
+    with storage.open_text(storage.join(output_dir, MANIFEST_NAME)) as handle:
         while True:
             piece = handle.read(1 << 16)
             start = max(0, len(text) - longest)
@@ -116,13 +115,8 @@ def read_manifest_head(output_dir: str) -> dict:
 
 
 def read_manifest(output_dir: str) -> dict:
-    with _open_text(storage.join(output_dir, MANIFEST_NAME)) as handle:
+    with storage.open_text(storage.join(output_dir, MANIFEST_NAME)) as handle:
         return json.load(handle)
-
-
-def _open_text(path: str) -> IO[str]:
-    """``path`` (a local path or a URL) opened as UTF-8 text."""
-    return io.TextIOWrapper(storage.open_binary(path), encoding="utf-8")
 
 
 _CHUNK = 1 << 16  # characters read at a time (at least; a longer value doubles the buffer)

@@ -40,7 +40,6 @@ import hashlib
 import json
 import os
 import pickle
-import shutil
 import socket
 import uuid
 from typing import Any, Iterable, Iterator
@@ -206,15 +205,8 @@ class Progress:
     def remove(self) -> None:
         """Delete the progress folder (once the manifest is written, outside `locked`): a failure
         is only a warning, since the output is complete."""
-        if storage.is_url(self.folder):
-            try:
-                storage.remove_tree(self.folder)
-            except OSError as error:
-                logging.warning("%s: could not delete it (%s); the output is complete, delete it by hand",
-                                self.folder, error)
-            return
         try:
-            shutil.rmtree(self.folder)
+            storage.remove_tree(self.folder)
         except OSError as error:
             logging.warning("%s: could not delete it (%s); the output is complete, delete it by hand",
                             self.folder, error)

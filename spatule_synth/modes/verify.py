@@ -173,7 +173,7 @@ class _Manifest:
         if "images" in self.head:
             yield from self.head["images"].get(split, [])
             return
-        with _open_text(self.path) as handle:
+        with storage.open_text(self.path) as handle:
             for where, image in ManifestStream(handle).members():
                 if where == split:
                     yield image
@@ -184,7 +184,7 @@ def _manifest(output_dir: str, check: Check) -> _Manifest | None:
     lists."""
     path = storage.join(output_dir, MANIFEST_NAME)
     try:
-        with _open_text(path) as handle:
+        with storage.open_text(path) as handle:
             head = ManifestStream(handle).head()
     except FileNotFoundError:
         check.fail(f"{path} is missing: the run did not finish (or this is not an output directory)")
@@ -196,18 +196,13 @@ def _manifest(output_dir: str, check: Check) -> _Manifest | None:
         # Not JSON, or JSON whose top level is not an object: json.load gives its own message
         # (or its document, which the checks then read in memory).
         try:
-            with _open_text(path) as handle:
+            with storage.open_text(path) as handle:
                 head = json.load(handle)
         except (OSError, ValueError) as error:
             check.fail(f"{path}: cannot be read: {error}")
             return None
     check.ok()
     return _Manifest(path, head)
-
-
-def _open_text(path: str) -> io.TextIOWrapper:
-    """The UTF-8 text of a local file or URL, opened as ``open(path, encoding="utf-8")`` would."""
-    return io.TextIOWrapper(storage.open_binary(path), encoding="utf-8")
 
 
 def _label_map(output_dir: str, manifest: dict, check: Check) -> LabelMap | None:
