@@ -254,6 +254,30 @@ def test_beam_direct_runner_writes_the_bytes_of_the_local_runner(inputs, tmp_pat
     assert tree(out) == expected
 
 
+def test_the_direct_runner_runs_on_beams_python_runner_never_prism(inputs, tmp_path, monkeypatch):
+    """Beam's DirectRunner would download the Go Prism runner from GitHub first and run every
+    worker in the launching process, ignoring --direct_running_mode."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability import prism_runner
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from spatule_synth.generate.beam_runner import runner_for
+    for options in ([], ["--runner=DirectRunner"], ["--runner=direct", "--direct_num_workers=2"]):
+        assert isinstance(runner_for(PipelineOptions(options)), fn_runner.FnApiRunner)
+    assert runner_for(PipelineOptions(["--runner=DataflowRunner"])) == "DataflowRunner"
+    assert runner_for(PipelineOptions(["--runner=PrismRunner"])) == "PrismRunner"
+
+    prism_runs = []
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline",
+                        lambda self, *args: prism_runs.append(args) or 1 / 0)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    out = tmp_path / "out"
+    expected = reference_run(lambda o, **k: config_for(inputs, o, **k), out)
+    run_generate(config_for(inputs, out, runner="beam", beam_pipeline_options="--runner=DirectRunner"))
+    assert prism_runs == [] and os.listdir(tmp_path / "tmp") == []
+    assert tree(out) == expected
+
+
 def test_the_local_runner_never_loads_beam():
     code = ("import sys; import spatule_synth.generate.run, spatule_synth.cli; "
             "print('apache_beam' in sys.modules)")

@@ -9,7 +9,12 @@ files in index order, exactly as with the local runner, so images, XML and shard
 byte-identical to a local run of the same flags, and ``--resume`` works across runners.
 
 ``--beam_pipeline_options`` is passed to Beam as is (default: the DirectRunner in multi-processing
-mode on ``--num_workers`` processes, or all cores). On Flink, Spark or Dataflow every worker must
+mode on ``--num_workers`` processes, or all cores). The DirectRunner runs on Beam's Python
+FnApiRunner, which honours ``--direct_running_mode`` and ``--direct_num_workers``: Beam's own
+DirectRunner would first download the Go Prism runner from GitHub and, where it can, run every
+worker in the launching process (Prism's LOOPBACK environment), which ignores both options and
+leaves an empty ``/tmp/beam-temp*`` folder behind (`runner_for`). ``--runner=PrismRunner`` still
+asks for Prism. On Flink, Spark or Dataflow every worker must
 reach ``--output_dir`` and the input files (bucket URLs: `spatule_synth.core.storage`, or a shared
 file system at the same paths), and have spatule_synth installed (``--setup_file`` or a custom
 container). The workers load the split pools (cutout pixels included) from
@@ -29,7 +34,8 @@ import shlex
 from typing import Iterator, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineRunner
 
 from spatule_synth.core.config import ExecutionConfig
 from spatule_synth.generate.execute import ChunkWriter, ImageSettings, RunnerError, SplitJob, load_chunk_writer
@@ -67,6 +73,24 @@ def pipeline_options(execution: ExecutionConfig) -> PipelineOptions:
     return PipelineOptions(arguments)
 
 
+_DIRECT_RUNNER_NAMES = {"directrunner", "direct", "switchingdirectrunner"}
+
+
+def runner_for(options: PipelineOptions) -> PipelineRunner | str | None:
+    """The runner for ``options``: the DirectRunner (Beam's default) as the FnApiRunner, any other
+    runner as named (`beam.Pipeline` builds it)."""
+    name = options.view_as(StandardOptions).runner
+    if name is not None and name.lower() not in _DIRECT_RUNNER_NAMES:
+        return name
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    # What Beam's DirectRunner gives the FnApiRunner when it does not try Prism first.
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
 class BeamRunner(contextlib.AbstractContextManager):
     """Same interface as `spatule_synth.generate.execute.LocalRunner`; the pipeline runs to its end before
     the first chunk is handed over."""
@@ -95,7 +119,8 @@ class BeamRunner(contextlib.AbstractContextManager):
         jobs_path = self.progress.write_jobs((self.settings, self.jobs))
         elements = [(chunk.split, chunk.start, chunk.stop) for chunk in pending]
         try:
-            with _importable_by_workers(), beam.Pipeline(options=pipeline_options(self.execution)) as p:
+            options = pipeline_options(self.execution)
+            with _importable_by_workers(), beam.Pipeline(runner=runner_for(options), options=options) as p:
                 _ = (p | "chunks" >> beam.Create(elements)
                      | "spread over workers" >> beam.Reshuffle()
                      | "write images" >> beam.ParDo(_WriteChunks(jobs_path)))
