@@ -107,8 +107,10 @@ def test_a_run_killed_on_the_bucket_resumes_in_another_process_to_the_same_bytes
     reference = tmp_path / "reference"
     subprocess.run(command + [f"--output_dir={reference}"], cwd=REPO, check=True, capture_output=True)
 
+    scratch = tmp_path / "tmp"  # the killed process cannot remove its local scratch shards
+    scratch.mkdir()
     process = subprocess.Popen(command + [f"--output_dir={url}"], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(scratch)})
     parts = f"{url[len('s3://'):]}/.progress/parts/train"
     deadline = time.monotonic() + 180
     while len(store().find(parts)) < 3:
