@@ -76,7 +76,7 @@ def pipeline_options(execution: ExecutionConfig) -> PipelineOptions:
 _DIRECT_RUNNER_NAMES = {"directrunner", "direct", "switchingdirectrunner"}
 
 
-def runner_for(options: PipelineOptions) -> PipelineRunner | str | None:
+def runner_for(options: PipelineOptions) -> PipelineRunner | str:
     """The runner for ``options``: the DirectRunner (Beam's default) as the FnApiRunner, any other
     runner as named (`beam.Pipeline` builds it)."""
     name = options.view_as(StandardOptions).runner
